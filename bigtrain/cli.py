@@ -1,0 +1,53 @@
+"""The `bigbench` command line: a Click group of thin commands.
+
+Each command lives in `bigtrain/commands/` and imports its heavy libraries (torch, pandas) inside
+the function body, so `bigbench compare` and `bigbench report` never load torch.
+"""
+
+from __future__ import annotations
+
+import click
+
+from bigtrain import __version__
+from bigtrain.errors import BadInput
+
+#: Exit codes of the command-line contract.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+class BadInputExit(click.ClickException):
+    """A BadInput raised anywhere below a command, shown as `bigbench: error: ...`, exit 2."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def show(self, file=None) -> None:  # noqa: ANN001 - click's signature
+        click.echo(f"bigbench: error: {self.format_message()}", err=True, file=file)
+
+
+class BigbenchGroup(click.Group):
+    """Turns our BadInput into exit code 2 with a clean message, for every subcommand."""
+
+    def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
+        try:
+            return super().invoke(ctx)
+        except BadInput as exc:
+            raise BadInputExit(str(exc)) from None
+
+
+@click.group(cls=BigbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bigbench")
+def main() -> None:
+    """Benchmark deep-learning optimizers, precisions and hardware; report and gate on the results."""
+
+
+def _register() -> None:
+    from bigtrain.commands import COMMANDS
+
+    for command in COMMANDS:
+        main.add_command(command)
+
+
+_register()

@@ -1,0 +1,105 @@
+"""The analysing side's view of results: one tidy pandas DataFrame for one or many runs.
+
+A row per cell and repeat; the axes, the status, the scalar metrics, flattened phase and
+telemetry figures, and the run's machine and software as columns. Never imports torch or pynvml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bigtrain.results.schema import AXES, CellRecord
+from bigtrain.results.store import LoadedRun, load_run
+
+#: Scalar metrics copied straight from a record.
+SCALAR_METRICS = (
+    "items_per_s",
+    "items_per_step",
+    "param_count",
+    "peak_mem_allocated_bytes",
+    "peak_mem_reserved_bytes",
+    "peak_rss_bytes",
+    "loss_first",
+    "loss_last",
+    "flops_per_step",
+    "achieved_tflops",
+    "mfu_pct",
+    "mfu_peak_tflops",
+    "warmup_steps",
+    "warmup_s",
+    "window_s",
+)
+
+
+def machine_label(environment: Mapping[str, Any]) -> str:
+    """A short human name for the machine a run was made on: its GPU, else its CPU, and host."""
+    gpus = environment.get("gpus") or []
+    if gpus:
+        names = sorted({g.get("name", "GPU") for g in gpus})
+        chip = f"{len(gpus)}x {'/'.join(names)}" if len(gpus) > 1 else names[0]
+    else:
+        chip = environment.get("cpu_model") or "CPU"
+    host = environment.get("host")
+    return f"{chip} ({host})" if host else chip
+
+
+def record_row(record: CellRecord) -> dict[str, Any]:
+    """Flatten one record into a row of scalars (raw step times kept as a tuple)."""
+    row: dict[str, Any] = {
+        "run_id": record.run_id,
+        "cell_id": record.cell_id,
+        "repeat": record.repeat,
+        **record.axes(),
+        "status": record.status,
+        "reason": record.reason,
+        "item_unit": record.item_unit,
+        "started_at": record.started_at,
+    }
+    for name in SCALAR_METRICS:
+        row[name] = getattr(record, name)
+    stats = record.step_time_s
+    for key in ("median", "mean", "p10", "p90", "iqr", "n"):
+        row[f"step_time_{key}_s" if key != "n" else "step_time_n"] = (
+            getattr(stats, key) if stats else None
+        )
+    phases = record.phase_time_s
+    for key in ("forward", "backward", "optimizer"):
+        row[f"phase_{key}_s"] = getattr(phases, key) if phases else None
+    telemetry = record.telemetry or {}
+    for key, value in telemetry.items():
+        if isinstance(value, (int, float, str, bool)) or value is None:
+            row[f"telemetry_{key}"] = value
+    row["telemetry_reason"] = record.telemetry_reason
+    row["step_times_s"] = record.step_times_s
+    return row
+
+
+def run_frame(run: LoadedRun) -> pd.DataFrame:
+    """The tidy frame of one loaded run, with its machine and software columns."""
+    env = run.manifest.environment
+    rows = [record_row(r) for r in run.records]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        frame = pd.DataFrame(columns=["run_id", "cell_id", "repeat", *AXES, "status"])
+    frame["run_path"] = str(run.path)
+    frame["machine"] = machine_label(env)
+    frame["host"] = env.get("host")
+    frame["gpu_name"] = ", ".join(sorted({g.get("name", "") for g in env.get("gpus") or []})) or None
+    frame["driver_version"] = env.get("driver_version")
+    frame["torch_version"] = env.get("torch_version")
+    frame["cuda_version"] = env.get("cuda_version")
+    frame["run_started_at"] = run.manifest.started_at
+    frame["run_state"] = run.manifest.state
+    return frame
+
+
+def load_frame(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
+    """Load and validate one or more run folders into one frame (rows keep their run_id)."""
+    frames = [run_frame(load_run(Path(d))) for d in run_dirs]
+    if not frames:
+        raise ValueError("no runs given")
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,261 @@
+"""The append-only results store: `results/<run_id>/manifest.json` and `cells.jsonl`.
+
+Only the process that owns a run writes to it. Records are appended one whole line at a time
+with a single `write`, then flushed and fsynced, so a kill at any moment leaves at most one
+truncated last line, which readers set aside with a warning. The manifest is replaced atomically
+(write a temporary file, fsync, rename). A lock file held with `flock` keeps a second sweep out of
+the same run folder and names the holder.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import socket
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bigtrain.errors import BadInput
+from bigtrain.results.schema import CellRecord, Manifest, SchemaError
+
+MANIFEST_NAME = "manifest.json"
+CELLS_NAME = "cells.jsonl"
+LOCK_NAME = ".lock"
+#: Refuse to start a run with less free space than this in the output folder.
+MIN_FREE_BYTES = 16 * 1024 * 1024
+
+
+class TruncatedLineWarning(UserWarning):
+    """The last line of a results file was cut short (a kill or power cut mid-write)."""
+
+
+class RunLocked(BadInput):
+    """Another live process is writing to this run folder."""
+
+
+@dataclass(frozen=True)
+class LoadedRun:
+    """A run read back from disk."""
+
+    path: Path
+    manifest: Manifest
+    records: tuple[CellRecord, ...]
+    truncated_lines: tuple[int, ...] = ()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Replace `path` with `data` as JSON so a reader sees the old file or the new, never half."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, indent=2, sort_keys=False)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class RunWriter:
+    """Owns one run folder while a sweep writes to it. Use as a context manager."""
+
+    def __init__(self, run_dir: Path, *, resume: bool = False) -> None:
+        self.run_dir = Path(run_dir)
+        self.resume = resume
+        self._lock_fh: Any = None
+        self._cells_fd: int | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def __enter__(self) -> RunWriter:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Create (or, when resuming, reopen) the run folder and take its lock."""
+        if self.resume:
+            if not (self.run_dir / MANIFEST_NAME).is_file():
+                raise BadInput(f"cannot resume: {self.run_dir / MANIFEST_NAME} does not exist")
+        else:
+            if self.run_dir.exists():
+                raise BadInput(
+                    f"run folder {self.run_dir} already exists; choose another --run-id, or "
+                    f"--resume {self.run_dir.name} to continue it (nothing was overwritten)"
+                )
+            check_writable(self.run_dir.parent)
+            self.run_dir.mkdir(parents=True)
+        self._take_lock()
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        self._cells_fd = os.open(self.run_dir / CELLS_NAME, flags, 0o644)
+        if self.resume:
+            self._repair_truncated_tail()
+
+    def close(self) -> None:
+        """Release the cells file and the lock."""
+        if self._cells_fd is not None:
+            os.close(self._cells_fd)
+            self._cells_fd = None
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def _take_lock(self) -> None:
+        lock_path = self.run_dir / LOCK_NAME
+        fh = open(lock_path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "unknown process"
+            fh.close()
+            raise RunLocked(f"run folder {self.run_dir} is in use by {holder}") from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        fh.flush()
+        self._lock_fh = fh
+
+    def _repair_truncated_tail(self) -> None:
+        """On resume, end a cut-short last line so the next record starts on a line of its own.
+
+        The partial line stays in the file (append-only: nothing recorded is removed); readers
+        skip it with a warning as they would any truncated tail.
+        """
+        path = self.run_dir / CELLS_NAME
+        size = path.stat().st_size
+        if size == 0:
+            return
+        with open(path, "rb") as fh:
+            fh.seek(size - 1)
+            if fh.read(1) != b"\n":
+                self._write_bytes(b"\n")
+
+    # -- writing ---------------------------------------------------------------------------
+    def write_manifest(self, manifest: Manifest) -> None:
+        """Atomically replace the manifest."""
+        write_json_atomic(self.run_dir / MANIFEST_NAME, manifest.to_json())
+
+    def append(self, record: CellRecord) -> None:
+        """Append one record as one line, then flush and fsync before returning."""
+        line = json.dumps(record.to_json(), allow_nan=False, separators=(",", ":")) + "\n"
+        self._write_bytes(line.encode("utf-8"))
+
+    def _write_bytes(self, data: bytes) -> None:
+        if self._cells_fd is None:
+            raise RuntimeError("RunWriter is not open")
+        written = 0
+        while written < len(data):
+            written += os.write(self._cells_fd, data[written:])
+        os.fsync(self._cells_fd)
+
+
+def check_writable(folder: Path) -> None:
+    """Fail before the first cell if `folder` cannot hold a run (unwritable, or disk full)."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInput(f"output folder {folder} cannot be created: {exc.strerror}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise BadInput(f"output folder {folder} is not writable")
+    free = shutil.disk_usage(folder).free
+    if free < MIN_FREE_BYTES:
+        raise BadInput(
+            f"output folder {folder} has only {free} bytes free; at least {MIN_FREE_BYTES} needed"
+        )
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for the OSErrors that mean the disk (or quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+# -- reading -------------------------------------------------------------------------------
+def iter_records(
+    path: Path, on_truncated: Callable[[int], None] | None = None
+) -> Iterator[tuple[int, CellRecord]]:
+    """Yield (line number, record) from a cells file, validating each line.
+
+    A truncated last line (no newline, not valid JSON) is skipped with a TruncatedLineWarning
+    (and reported to `on_truncated`); any other bad line raises BadInput naming file and line.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        raw_lines = fh.read().split(b"\n")
+    # split leaves '' after a final newline; any other last element had no newline: maybe cut.
+    last_index = len(raw_lines) - 1
+    for index, raw in enumerate(raw_lines):
+        lineno = index + 1
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            cut_short = index == last_index or _is_repaired_tail(raw_lines, index)
+            if cut_short:
+                warnings.warn(
+                    f"{path}:{lineno}: truncated record set aside (the writer was stopped "
+                    f"mid-line)",
+                    TruncatedLineWarning,
+                    stacklevel=2,
+                )
+                if on_truncated is not None:
+                    on_truncated(lineno)
+                continue
+            raise BadInput(f"{path}:{lineno}: corrupt record: {exc}") from None
+        try:
+            yield lineno, CellRecord.from_json(data)
+        except SchemaError as exc:
+            raise BadInput(f"{path}:{lineno}: {exc}") from None
+
+
+def _is_repaired_tail(raw_lines: list[bytes], index: int) -> bool:
+    """A cut line that a resumed writer closed with a newline looks like unterminated JSON."""
+    text = raw_lines[index].rstrip()
+    return text.startswith(b"{") and not text.endswith(b"}")
+
+
+def read_manifest(run_dir: Path) -> Manifest:
+    """Read and validate `manifest.json`; BadInput names the file on any problem."""
+    path = Path(run_dir) / MANIFEST_NAME
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file; is {run_dir} a bigbench run folder?") from None
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    try:
+        return Manifest.from_json(data)
+    except SchemaError as exc:
+        raise BadInput(f"{path}: {exc}") from None
+
+
+def load_run(run_dir: Path) -> LoadedRun:
+    """Read a whole run folder, validating every record."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    cells = run_dir / CELLS_NAME
+    records: list[CellRecord] = []
+    truncated: list[int] = []
+    if cells.exists():
+        records = [record for _, record in iter_records(cells, on_truncated=truncated.append)]
+    return LoadedRun(path=run_dir, manifest=manifest, records=tuple(records),
+        truncated_lines=tuple(truncated)
+    )
