@@ -71,11 +71,23 @@ def record_row(record: CellRecord) -> dict[str, Any]:
         row[f"phase_{key}_s"] = getattr(phases, key) if phases else None
     telemetry = record.telemetry or {}
     for key, value in telemetry.items():
-        if isinstance(value, (int, float, str, bool)) or value is None:
+        if _is_scalar(value):
             row[f"telemetry_{key}"] = value
+        elif isinstance(value, Mapping):
+            # One level of nesting ({"power_w": {"mean": .., "max": ..}}) becomes power_w_mean ...
+            for sub, sub_value in value.items():
+                if _is_scalar(sub_value):
+                    row[f"telemetry_{key}_{sub}"] = sub_value
     row["telemetry_reason"] = record.telemetry_reason
+    for key, value in (record.extra or {}).items():
+        if _is_scalar(value):
+            row[f"extra_{key}"] = value
     row["step_times_s"] = record.step_times_s
     return row
+
+
+def _is_scalar(value: Any) -> bool:
+    return value is None or isinstance(value, (int, float, str, bool))
 
 
 def run_frame(run: LoadedRun) -> pd.DataFrame:
@@ -94,12 +106,36 @@ def run_frame(run: LoadedRun) -> pd.DataFrame:
     frame["cuda_version"] = env.get("cuda_version")
     frame["run_started_at"] = run.manifest.started_at
     frame["run_state"] = run.manifest.state
+    frame["run_ended_at"] = run.manifest.ended_at
+    frame["cpu_model"] = env.get("cpu_model")
+    frame["gpu_count"] = env.get("gpu_count")
+    frame["torch_num_threads"] = env.get("torch_num_threads")
+    return frame
+
+
+def frame_of_runs(runs: Iterable[LoadedRun]) -> pd.DataFrame:
+    """One frame for runs already loaded (rows keep their run_id and run_path)."""
+    frames = [run_frame(run) for run in runs]
+    if not frames:
+        raise ValueError("no runs given")
+    frames = [f for f in frames if not f.empty] or frames[:1]
+    return _numeric_where_possible(pd.concat(frames, ignore_index=True))
+
+
+def _numeric_where_possible(frame: pd.DataFrame) -> pd.DataFrame:
+    """Metric columns that are null in one run (no GPU: no allocated bytes) come out of concat as
+    object; make those that hold only numbers and nulls numeric again, so they aggregate."""
+    for column in frame.columns:
+        if frame[column].dtype != object:
+            continue
+        values = frame[column].dropna()
+        if values.empty and column not in SCALAR_METRICS:
+            continue
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame
 
 
 def load_frame(run_dirs: Iterable[Path | str]) -> pd.DataFrame:
     """Load and validate one or more run folders into one frame (rows keep their run_id)."""
-    frames = [run_frame(load_run(Path(d))) for d in run_dirs]
-    if not frames:
-        raise ValueError("no runs given")
-    return pd.concat(frames, ignore_index=True)
+    return frame_of_runs(load_run(Path(d)) for d in run_dirs)

@@ -1,0 +1,149 @@
+"""The report's view of one or more runs: the tidy frame plus the labels every table and figure uses.
+
+A *source* is one run, named after its machine (with the run id added when two runs share a
+machine). A *config* is a cell's axes other than the optimizer; the optimizer (with its
+implementation) is what figures colour by, so the same optimizer has the same colour everywhere.
+Never imports torch or pynvml.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import pandas as pd
+
+from bigtrain.errors import BadInput
+from bigtrain.results.frame import frame_of_runs
+from bigtrain.results.schema import AXES
+from bigtrain.results.store import LoadedRun, load_run
+
+#: Implementation names that add nothing to an optimizer's label.
+PLAIN_IMPLS = frozenset({"", "default", "auto", "none"})
+#: Axes shown in a config label, in this order, when they vary within the report.
+CONFIG_AXES = ("model", "precision", "batch_norm", "batch_size", "compile", "device")
+
+
+@dataclass(frozen=True)
+class ReportData:
+    """Everything the tables and figures read: the runs, the labelled frame, the baseline."""
+
+    runs: tuple[LoadedRun, ...]
+    frame: pd.DataFrame
+    sources: tuple[str, ...]
+    baseline: str | None
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        """Rows whose cell measured fine."""
+        return self.frame[self.frame["status"] == "ok"]
+
+    @cached_property
+    def summary(self) -> pd.DataFrame:
+        """`cell_summary` of this data, computed once (every table and figure reads it)."""
+        return cell_summary(self)
+
+
+def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None) -> ReportData:
+    """Load the runs (and the baseline, if it is not among them) into one labelled frame."""
+    paths = [Path(p) for p in run_dirs]
+    if not paths:
+        raise BadInput("no run folders given; pass at least one results/<run_id> folder")
+    if baseline is not None and Path(baseline).resolve() not in {p.resolve() for p in paths}:
+        paths.insert(0, Path(baseline))
+    runs = tuple(load_run(p) for p in paths)
+    frame = label_frame(frame_of_runs(runs), runs)
+    sources = tuple(dict.fromkeys(frame["source"].tolist())) if not frame.empty else ()
+    sources = tuple(dict.fromkeys([*sources, *_source_names(runs).values()]))
+    baseline_source = None
+    if baseline is not None:
+        baseline_source = _source_names(runs)[Path(baseline).resolve()]
+    elif len(sources) > 1:
+        # Without --baseline, every other run is compared with the first one named.
+        baseline_source = sources[0]
+    return ReportData(runs=runs, frame=frame, sources=sources, baseline=baseline_source)
+
+
+def _source_names(runs: Sequence[LoadedRun]) -> dict[Path, str]:
+    """Each run's source name: the machine, plus the run id where machines repeat."""
+    from bigtrain.results.frame import machine_label
+
+    machines = [machine_label(r.manifest.environment) for r in runs]
+    names: dict[Path, str] = {}
+    for run, machine in zip(runs, machines, strict=True):
+        name = machine if machines.count(machine) == 1 else f"{machine} [{run.manifest.run_id}]"
+        names[run.path.resolve()] = name
+    return names
+
+
+def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
+    """Add the source, optimizer, config and cell labels to a frame from `frame_of_runs`."""
+    frame = frame.copy()
+    names = _source_names(runs)
+    frame["source"] = [names[Path(p).resolve()] for p in frame["run_path"]]
+    if frame.empty:
+        for column in ("match_key", "opt_label", "config", "config_in_model", "cell_label"):
+            frame[column] = pd.Series(dtype="str")
+        return frame
+    # Runs on different machines name their device differently (cuda:0 vs cpu), so cells are
+    # matched across runs by every axis except the device -- unless a run swept several devices.
+    one_device_each = bool((frame.groupby("source")["device"].nunique() <= 1).all())
+    match_axes = [a for a in AXES if a != "device"] if one_device_each else list(AXES)
+    frame["match_key"] = frame[match_axes].astype(str).agg("|".join, axis=1)
+    frame["opt_label"] = [
+        opt if str(impl).lower() in PLAIN_IMPLS else f"{opt} [{impl}]"
+        for opt, impl in zip(frame["optimizer"], frame["impl"], strict=True)
+    ]
+    varying = [
+        a for a in CONFIG_AXES if a in match_axes and frame[a].astype(str).nunique() > 1
+    ]
+    frame["config"] = _config_labels(frame, varying or ["model"])
+    in_model = [a for a in varying if a != "model"]
+    frame["config_in_model"] = _config_labels(frame, in_model) if in_model else "all"
+    frame["cell_label"] = frame["config"] + " · " + frame["opt_label"]
+    return frame
+
+
+def _config_labels(frame: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
+    parts = [frame[a].map(lambda v, a=a: axis_value_label(a, v)) for a in axes]
+    label = parts[0]
+    for part in parts[1:]:
+        label = label + " · " + part
+    return label
+
+
+def axis_value_label(axis: str, value: object) -> str:
+    """A short readable label for one axis value (`BN on`, `bs 32`)."""
+    if axis == "batch_norm":
+        return f"BN {value}"
+    if axis == "batch_size":
+        return f"bs {value}"
+    if axis == "compile":
+        return "compiled" if str(value) == "on" else "eager"
+    return str(value)
+
+
+def cell_summary(data: ReportData) -> pd.DataFrame:
+    """One row per (source, cell) over the ok repeats: medians of the metrics, repeat count.
+
+    Repeats of a cell are summarised by their median so one slow repeat does not move the figure.
+    """
+    ok = data.ok
+    keys = ["source", "match_key"]
+    labels = ["cell_id", *AXES, "opt_label", "config", "config_in_model", "cell_label", "item_unit"]
+    if ok.empty:
+        return pd.DataFrame(columns=[*keys, *labels, "repeats"])
+    numeric = [
+        c
+        for c in ok.columns
+        if c not in keys and c not in labels and c != "repeat" and pd.api.types.is_numeric_dtype(ok[c])
+    ]
+    grouped = ok.groupby(keys, sort=False)
+    summary = grouped[numeric].median()
+    summary["repeats"] = grouped.size()
+    firsts = grouped[labels].first()
+    out = firsts.join(summary).reset_index()
+    out["source"] = pd.Categorical(out["source"], categories=list(data.sources), ordered=True)
+    return out.sort_values(["source", "model", "config", "opt_label"]).reset_index(drop=True)

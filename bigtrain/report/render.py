@@ -1,0 +1,225 @@
+"""Writing the report: index.html (self-contained), report.md, tables/*.csv, figures/*.png, and
+the whole frame as Parquet.
+
+The HTML embeds its styles and every figure (base64 PNG) so the one file opens offline, from a USB
+stick or a CI artifact, with nothing fetched from anywhere.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+import pandas as pd
+
+from bigtrain import __version__
+from bigtrain.report.data import ReportData
+from bigtrain.report.figures import Figure
+from bigtrain.report.tables import RATIO_MARK, Table
+
+#: Tables longer than this fold away in report.md (a PR comment stays readable).
+MARKDOWN_FOLD_ROWS = 25
+
+
+@dataclass(frozen=True)
+class Section:
+    """A heading of the report and the tables and figures under it."""
+
+    anchor: str
+    title: str
+    tables: tuple[Table, ...] = ()
+    figures: tuple[Figure, ...] = ()
+    empty_note: str = ""
+
+
+#: (anchor, heading, table names, figure name prefixes, note shown when the section is empty)
+SECTION_PLAN = (
+    ("runs", "Runs", ("runs", "spec"), (), ""),
+    ("throughput", "Throughput", ("throughput",), ("throughput-",),
+     "No cell finished ok, so there is no throughput to show; see the cells that did not finish."),
+    ("speedup", "Speedup against the baseline", ("speedup",), ("speedup-",),
+     "Speedup needs two or more runs with cells in common."),
+    ("effects", "Batch norm and precision", ("batch_norm", "precision"), (),
+     "These runs do not pair batch norm on/off or reduced precision with fp32."),
+    ("memory", "Memory", ("memory",), ("memory-",), "No memory figures were recorded."),
+    ("efficiency", "Energy and efficiency", ("efficiency",),
+     ("energy-efficiency-", "model-flops-utilisation-", "share-of-measured-peak-"),
+     "No power, energy or FLOP figures were recorded (no NVML on these machines)."),
+    ("phases", "Where the step goes", ("phases",), ("phases-", "optimizer-floor"),
+     "No phase timings were recorded."),
+    ("noise", "Step-time distributions", ("step_time",), ("step-times-",),
+     "No step times were recorded."),
+    ("telemetry", "Hardware telemetry", ("telemetry", "telemetry_missing"), ("timelines",),
+     "No hardware telemetry was recorded."),
+    ("not-ok", "Cells that did not finish ok", ("not_ok",), (), ""),
+)
+
+
+def build_sections(tables: Sequence[Table], figures: Sequence[Figure]) -> list[Section]:
+    """Group the tables and figures under their headings, in reading order."""
+    by_name = {t.name: t for t in tables}
+    sections = []
+    for anchor, title, table_names, prefixes, note in SECTION_PLAN:
+        chosen = tuple(by_name[n] for n in table_names if n in by_name)
+        figs = tuple(f for f in figures if any(f.name.startswith(p) for p in prefixes))
+        sections.append(Section(anchor, title, chosen, figs, note))
+    return sections
+
+
+# -- formatting ----------------------------------------------------------------------------------
+def format_value(column: str, value: object) -> str:
+    """How a number reads in a table: ratios as 1.23×, big numbers with separators, 3 digits."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10000 else str(value)
+    if isinstance(value, float):
+        if column.endswith(RATIO_MARK):
+            return f"{value:.2f}{RATIO_MARK}"
+        if value.is_integer() and abs(value) < 1e15 and "(" not in column:
+            return f"{int(value)}"
+        magnitude = abs(value)
+        if magnitude >= 1000:
+            return f"{value:,.0f}"
+        if magnitude >= 100:
+            return f"{value:.1f}"
+        return f"{value:.3g}"
+    if pd.isna(value) if not isinstance(value, (list, tuple, dict)) else False:
+        return "—"
+    return str(value)
+
+
+def display_rows(table: Table) -> list[list[str]]:
+    """The table's cells as formatted strings."""
+    columns = [str(c) for c in table.frame.columns]
+    return [
+        [format_value(col, _native(v)) for col, v in zip(columns, row, strict=True)]
+        for row in table.frame.itertuples(index=False, name=None)
+    ]
+
+
+def _native(value: object) -> object:
+    """numpy scalars to Python ones, so formatting sees int and float."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and not isinstance(value, (list, tuple)) else value
+
+
+def numeric_columns(table: Table) -> list[bool]:
+    """Which columns hold numbers (right-aligned)."""
+    return [pd.api.types.is_numeric_dtype(table.frame[c]) or str(c).endswith(RATIO_MARK)
+            for c in table.frame.columns]
+
+
+def markdown_table(table: Table) -> str:
+    """A GitHub-flavoured Markdown table; pipes and line breaks in cells are escaped."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    header = [cell(str(c)) for c in table.frame.columns]
+    align = ["---:" if num else "---" for num in numeric_columns(table)]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in display_rows(table)]
+    return "\n".join(lines)
+
+
+# -- writers -------------------------------------------------------------------------------------
+def write_markdown(path: Path, data: ReportData, tables: Sequence[Table],
+                   figures: Sequence[Figure]) -> None:
+    """report.md: the decision-making tables, long ones folded, and links to the figures."""
+    counts = _status_counts(data)
+    out = [
+        f"# bigbench report: {', '.join(data.sources) or 'no runs'}",
+        "",
+        f"{len(data.frame)} records from {len(data.runs)} run(s); {counts}."
+        + (f" Baseline: **{data.baseline}**." if data.baseline else ""),
+        "",
+    ]
+    for table in tables:
+        if not table.in_markdown:
+            continue
+        out += [f"## {table.title}", "", f"_{table.caption}_", ""]
+        if table.frame.empty:
+            out += ["None.", ""]
+            continue
+        body = markdown_table(table)
+        if len(table.frame) > MARKDOWN_FOLD_ROWS:
+            body = (f"<details><summary>{len(table.frame)} rows</summary>\n\n{body}\n\n"
+                    "</details>")
+        out += [body, ""]
+        out += [f"- {note}" for note in table.notes]
+        if table.notes:
+            out.append("")
+    if figures:
+        out += ["## Figures", ""]
+        out += [f"- [{f.title}](figures/{f.name}.png): {f.caption}" for f in figures]
+        out.append("")
+    path.write_text("\n".join(out), encoding="utf-8")
+
+
+def _status_counts(data: ReportData) -> str:
+    if data.frame.empty:
+        return "no records"
+    counts = data.frame["status"].value_counts()
+    return ", ".join(f"{n} {status}" for status, n in counts.items())
+
+
+def write_csvs(folder: Path, tables: Sequence[Table]) -> None:
+    """tables/<name>.csv with the unformatted numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        table.frame.to_csv(folder / f"{table.name}.csv", index=False)
+
+
+def write_figures(folder: Path, figures: Sequence[Figure]) -> None:
+    """figures/<name>.png."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for figure in figures:
+        (folder / f"{figure.name}.png").write_bytes(figure.png)
+
+
+def write_parquet(path: Path, frame: pd.DataFrame) -> None:
+    """The whole frame; columns mixing types (a telemetry field a number here, text there) become
+    text so Parquet's one-type-per-column rule holds."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column == "step_times_s":
+            frame[column] = frame[column].map(list)
+            continue
+        if frame[column].dtype == object:
+            kinds = {type(v) for v in frame[column].dropna()}
+            if len(kinds) > 1:
+                frame[column] = frame[column].map(lambda v: None if v is None else str(v))
+    frame.to_parquet(path, index=False)
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("bigtrain.report", "templates"),
+    autoescape=jinja2.select_autoescape(["html", "j2"]),
+    undefined=jinja2.StrictUndefined,
+)
+
+
+def write_html(path: Path, data: ReportData, sections: Sequence[Section]) -> None:
+    """index.html: one file, CSS inline, every figure embedded as a data: URI."""
+    template = _TEMPLATES.get_template("report.html.j2")
+    page = template.render(
+        title=f"bigbench report: {', '.join(data.sources) or 'no runs'}",
+        generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        version=__version__,
+        baseline=data.baseline,
+        summary=f"{len(data.frame)} records from {len(data.runs)} run(s); {_status_counts(data)}",
+        sections=sections,
+        rows=display_rows,
+        numeric=numeric_columns,
+        data_uri=lambda fig: "data:image/png;base64," + base64.b64encode(fig.png).decode("ascii"),
+        escape=html.escape,
+    )
+    path.write_text(page, encoding="utf-8")

@@ -1,0 +1,472 @@
+"""The report's tables: pure functions from the labelled frame to small pandas frames.
+
+Each builder returns a `Table` (or None when the runs hold nothing for it, e.g. no telemetry), so
+the renderers can write the same tables as CSV, Markdown and HTML. Values stay numeric here; only
+the renderers format them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from bigtrain.report.data import ReportData
+from bigtrain.results.schema import AXES, STATUSES
+
+MIB = 1024 * 1024
+#: Columns that hold ratios, shown as `1.23×`.
+RATIO_MARK = "×"
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table of the report: a file name, a title, a one-line caption, the data."""
+
+    name: str
+    title: str
+    caption: str
+    frame: pd.DataFrame
+    #: Show in report.md too (the short, decision-making tables); the rest are HTML and CSV only.
+    in_markdown: bool = True
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+
+def index_axes(summary: pd.DataFrame) -> list[str]:
+    """Axis columns worth showing: model and optimizer always, the others when they vary."""
+    shown = ["model", "opt_label"]
+    for axis in ("precision", "batch_norm", "batch_size", "compile"):
+        if axis in summary and summary[axis].astype(str).nunique() > 1:
+            shown.append(axis)
+    return shown
+
+
+def _pretty_axes(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.rename(columns={"opt_label": "optimizer", "batch_norm": "batch norm"})
+
+
+# -- header -----------------------------------------------------------------------------------
+def runs_table(data: ReportData) -> Table:
+    """One row per run: machine, software, dates, state and counts by status."""
+    rows = []
+    names = dict(zip([r.path.resolve() for r in data.runs], _run_sources(data), strict=True))
+    for run in data.runs:
+        env = run.manifest.environment
+        gpus = env.get("gpus") or []
+        statuses = pd.Series([r.status for r in run.records], dtype="str").value_counts()
+        row = {
+            "source": names[run.path.resolve()],
+            "run_id": run.manifest.run_id,
+            "GPUs": ", ".join(g.get("name", "?") for g in gpus) or "none",
+            "CPU": env.get("cpu_model"),
+            "driver": env.get("driver_version"),
+            "torch": env.get("torch_version"),
+            "CUDA": env.get("cuda_version"),
+            "torch threads": env.get("torch_num_threads"),
+            "started": run.manifest.started_at,
+            "ended": run.manifest.ended_at,
+            "state": run.manifest.state,
+            "cells": len(run.records),
+        }
+        for status in STATUSES:
+            row[status] = int(statuses.get(status, 0))
+        if run.truncated_lines:
+            row["truncated lines"] = ", ".join(map(str, run.truncated_lines))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    unused = [s for s in STATUSES if s != "ok" and s in frame and frame[s].sum() == 0]
+    frame = frame.drop(columns=unused)
+    return Table(
+        "runs",
+        "Runs and machines",
+        "Which machine and software each run used, and how many of its cells finished ok.",
+        frame,
+    )
+
+
+def _run_sources(data: ReportData) -> list[str]:
+    from bigtrain.report.data import _source_names
+
+    names = _source_names(data.runs)
+    return [names[r.path.resolve()] for r in data.runs]
+
+
+def spec_table(data: ReportData) -> Table:
+    """The resolved spec of each run, one row per spec key."""
+    columns = {}
+    for run, source in zip(data.runs, _run_sources(data), strict=True):
+        columns[source] = {k: _short(v) for k, v in (run.manifest.spec or {}).items()}
+    frame = pd.DataFrame(columns)
+    frame.index.name = "spec"
+    return Table(
+        "spec",
+        "What was asked for",
+        "The resolved sweep spec of each run; differing rows explain cells present in one run only.",
+        frame.reset_index(),
+        in_markdown=False,
+    )
+
+
+def _short(value: object) -> str:
+    if isinstance(value, (list, tuple)):
+        return ", ".join(map(str, value))
+    return "" if value is None else str(value)
+
+
+# -- throughput and speedup ---------------------------------------------------------------------
+def throughput_table(data: ReportData) -> Table | None:
+    """Items per second, a column per source, a row per cell (median over ok repeats)."""
+    summary = data.summary
+    if summary.empty:
+        return None
+    index = index_axes(summary)
+    wide = summary.pivot_table(
+        index=[*index, "item_unit"], columns="source", values="items_per_s",
+        aggfunc="median", observed=True,
+    )
+    wide.columns = [f"{c} (items/s)" for c in wide.columns]
+    frame = _pretty_axes(wide.reset_index()).rename(columns={"item_unit": "item"})
+    return Table(
+        "throughput",
+        "Throughput",
+        "Training items per second (median over repeats), higher is better; compare along a row "
+        "to see each machine on the same cell.",
+        frame,
+    )
+
+
+def speedup_frame(data: ReportData) -> pd.DataFrame:
+    """Long frame: source, cell axes, items/s on the source and on the baseline, and their ratio."""
+    summary = data.summary
+    columns = ["source", "match_key", "cell_label", "speedup"]
+    if data.baseline is None or summary.empty:
+        return pd.DataFrame(columns=columns)
+    base = summary[summary["source"] == data.baseline][["match_key", "items_per_s"]]
+    others = summary[summary["source"] != data.baseline]
+    merged = others.merge(base, on="match_key", suffixes=("", "_baseline"))
+    merged = merged[merged["items_per_s_baseline"] > 0]
+    merged["speedup"] = merged["items_per_s"] / merged["items_per_s_baseline"]
+    merged["source"] = merged["source"].astype(str)
+    return merged
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """The geometric mean, the right average for ratios (2× and 0.5× average to 1×)."""
+    values = [v for v in values if v > 0 and math.isfinite(v)]
+    if not values:
+        return float("nan")
+    return math.exp(sum(math.log(v) for v in values) / len(values))
+
+
+def speedup_table(data: ReportData) -> Table | None:
+    """Speedup of each non-baseline source against the baseline, per matched cell."""
+    merged = speedup_frame(data)
+    if merged.empty:
+        return None
+    index = index_axes(merged)
+    wide = merged.pivot_table(index=index, columns="source", values="speedup", aggfunc="median")
+    order = [s for s in data.sources if s in wide.columns]
+    wide = wide[order]
+    wide.columns = [f"{c} {RATIO_MARK}" for c in wide.columns]
+    frame = _pretty_axes(wide.reset_index())
+    geo = {
+        f"{s} {RATIO_MARK}": geometric_mean(merged.loc[merged["source"] == s, "speedup"].tolist())
+        for s in order
+    }
+    summary_row = {col: "" for col in frame.columns}
+    summary_row["model"] = "all matched cells (geometric mean)"
+    summary_row.update(geo)
+    frame = pd.concat([frame, pd.DataFrame([summary_row])], ignore_index=True)
+    return Table(
+        "speedup",
+        f"Speedup against {data.baseline}",
+        f"Throughput relative to the baseline {data.baseline}: above 1× is faster; the last row is "
+        "the geometric mean over the cells both runs measured.",
+        frame,
+    )
+
+
+# -- memory, energy, efficiency ----------------------------------------------------------------
+def memory_table(data: ReportData) -> Table | None:
+    """Peak memory per cell in MiB: allocated and reserved by torch, and the process RSS."""
+    summary = data.summary
+    metrics = {
+        "peak_mem_allocated_bytes": "allocated (MiB)",
+        "peak_mem_reserved_bytes": "reserved (MiB)",
+        "peak_rss_bytes": "RSS (MiB)",
+    }
+    present = [m for m in metrics if m in summary and summary[m].notna().any()]
+    if summary.empty or not present:
+        return None
+    frame = summary[["source", *index_axes(summary), *present]].copy()
+    for metric in present:
+        frame[metrics[metric]] = frame.pop(metric) / MIB
+    return Table(
+        "memory",
+        "Peak memory",
+        "Peak memory per cell: allocated is what tensors used, reserved what the caching allocator "
+        "held, RSS the whole process; lower leaves room for bigger batches.",
+        _pretty_axes(frame),
+        in_markdown=False,
+    )
+
+
+def find_column(columns: Sequence[str], pattern: str, prefer: str | None = None) -> str | None:
+    """The first column matching a regular expression, preferring ones that contain `prefer`."""
+    matches = [c for c in columns if re.search(pattern, c)]
+    if prefer:
+        preferred = [c for c in matches if prefer in c]
+        if preferred:
+            return preferred[0]
+    return matches[0] if matches else None
+
+
+def efficiency_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Per cell: power, energy, items per joule, achieved TFLOP/s, MFU, % of measured peak.
+
+    Telemetry field names come from the measuring side; they are found by their unit suffix so
+    the report renders whatever a run recorded and skips what it did not.
+    """
+    columns = [c for c in summary.columns if summary[c].notna().any()]
+    sources: dict[str, str] = {}
+    out = pd.DataFrame(index=summary.index)
+    power = find_column([c for c in columns if c.startswith("telemetry_")], r"power.*_w", "mean")
+    energy = find_column([c for c in columns if c.startswith("telemetry_")], r"energy.*_j")
+    if power:
+        out["power (W)"] = summary[power]
+        sources["power"] = power
+    if energy:
+        out["energy (J)"] = summary[energy]
+        sources["energy"] = energy
+    if energy and "window_s" in columns:
+        # Energy over the measured window, divided into the items processed in that window.
+        out["items per J"] = summary["items_per_s"] * summary["window_s"] / summary[energy]
+        sources["items_per_j"] = f"items_per_s × window_s / {energy}"
+    elif power:
+        out["items per J"] = summary["items_per_s"] / summary[power]
+        sources["items_per_j"] = f"items_per_s / {power}"
+    for column, label in (("achieved_tflops", "TFLOP/s"), ("mfu_pct", "MFU (%)")):
+        if column in columns:
+            out[label] = summary[column]
+    peak = find_column(columns, r"measured_peak.*tflops")
+    if peak and "achieved_tflops" in columns:
+        out["% of measured peak"] = 100 * summary["achieved_tflops"] / summary[peak]
+        sources["measured_peak"] = peak
+    return out, sources
+
+
+def efficiency_table(data: ReportData) -> Table | None:
+    """Energy and compute efficiency, where the runs recorded them."""
+    summary = data.summary
+    if summary.empty:
+        return None
+    metrics, sources = efficiency_frame(summary)
+    if metrics.empty or metrics.columns.empty:
+        return None
+    frame = pd.concat([summary[["source", *index_axes(summary)]], metrics], axis=1)
+    notes = tuple(f"{k}: {v}" for k, v in sources.items())
+    return Table(
+        "efficiency",
+        "Energy and compute efficiency",
+        "Items per joule (higher is greener) and model FLOPs utilisation (share of the chip's peak "
+        "the training step used); blank where the machine reports no power or peak.",
+        _pretty_axes(frame),
+        notes=notes,
+    )
+
+
+# -- where the time goes -----------------------------------------------------------------------
+def floor_column(columns: Sequence[str]) -> str | None:
+    """The calibrated bandwidth floor of the optimizer step, if any run recorded one."""
+    return find_column(columns, r"floor.*_s$")
+
+
+def phases_table(data: ReportData) -> Table | None:
+    """Forward, backward and optimizer medians per cell in ms, and the optimizer's share."""
+    summary = data.summary
+    phases = ["phase_forward_s", "phase_backward_s", "phase_optimizer_s"]
+    if summary.empty or not all(p in summary for p in phases):
+        return None
+    summary = summary[summary[phases].notna().all(axis=1)]
+    if summary.empty:
+        return None
+    frame = summary[["source", *index_axes(summary)]].copy()
+    for phase in phases:
+        frame[f"{phase.split('_')[1]} (ms)"] = summary[phase] * 1e3
+    total = summary[phases].sum(axis=1)
+    frame["optimizer share (%)"] = 100 * summary["phase_optimizer_s"] / total
+    floor = floor_column([c for c in summary.columns if summary[c].notna().any()])
+    if floor:
+        frame["bandwidth floor (ms)"] = summary[floor] * 1e3
+        frame[f"optimizer / floor {RATIO_MARK}"] = summary["phase_optimizer_s"] / summary[floor]
+    return Table(
+        "phases",
+        "Where the step goes",
+        "Median forward, backward and optimizer time per step; a large optimizer share is where a "
+        "fused or foreach implementation pays off"
+        + ("; optimizer / floor near 1× means the step runs at memory bandwidth." if floor else "."),
+        _pretty_axes(frame),
+        in_markdown=False,
+    )
+
+
+# -- effects of one axis -----------------------------------------------------------------------
+def axis_effect_frame(
+    data: ReportData, axis: str, reference: str, others: Sequence[str] | None = None
+) -> pd.DataFrame:
+    """Throughput ratio of each value of `axis` against `reference`, all other axes held equal."""
+    summary = data.summary
+    if summary.empty or axis not in summary:
+        return pd.DataFrame()
+    values = summary[axis].astype(str)
+    if reference not in set(values) or values.nunique() < 2:
+        return pd.DataFrame()
+    held = ["source", *[a for a in AXES if a not in (axis, "device")]]
+    summary = summary.assign(**{axis: values})
+    ref = summary[summary[axis] == reference][[*held, "items_per_s"]]
+    rest = summary[summary[axis] != reference]
+    if others is not None:
+        rest = rest[rest[axis].isin(others)]
+    merged = rest.merge(ref, on=held, suffixes=("", "_reference"))
+    merged["ratio"] = merged["items_per_s"] / merged["items_per_s_reference"]
+    merged["source"] = merged["source"].astype(str)
+    return merged
+
+
+def batch_norm_table(data: ReportData) -> Table | None:
+    """Throughput with batch norm on over off, per cell and source."""
+    merged = axis_effect_frame(data, "batch_norm", "off", ["on"])
+    if merged.empty:
+        return None
+    index = [c for c in index_axes(merged) if c != "batch_norm"]
+    frame = merged[["source", *index, "items_per_s", "items_per_s_reference", "ratio"]]
+    frame = frame.rename(columns={
+        "items_per_s": "BN on (items/s)",
+        "items_per_s_reference": "BN off (items/s)",
+        "ratio": f"on / off {RATIO_MARK}",
+    })
+    return Table(
+        "batch_norm",
+        "Effect of batch norm",
+        "Throughput with batch norm over without, all else equal: below 1× is what batch norm "
+        "costs per step.",
+        _pretty_axes(frame),
+    )
+
+
+def precision_table(data: ReportData) -> Table | None:
+    """Throughput of each reduced precision over fp32, per cell and source."""
+    merged = axis_effect_frame(data, "precision", "fp32")
+    if merged.empty:
+        return None
+    index = [c for c in index_axes(merged) if c != "precision"]
+    frame = merged[["source", *index, "precision", "items_per_s", "items_per_s_reference", "ratio"]]
+    frame = frame.rename(columns={
+        "items_per_s": "items/s",
+        "items_per_s_reference": "fp32 (items/s)",
+        "ratio": f"vs fp32 {RATIO_MARK}",
+    })
+    return Table(
+        "precision",
+        "Effect of precision",
+        "Throughput of each reduced precision over fp32, all else equal: above 1× is the speedup "
+        "mixed precision buys on that machine.",
+        _pretty_axes(frame),
+    )
+
+
+# -- noise, telemetry, failures ----------------------------------------------------------------
+def step_time_table(data: ReportData) -> Table | None:
+    """Step-time median, spread and sample count per cell, so noise is visible in numbers too."""
+    summary = data.summary
+    if summary.empty:
+        return None
+    frame = summary[["source", *index_axes(summary)]].copy()
+    frame["median (ms)"] = summary["step_time_median_s"] * 1e3
+    frame["p10 (ms)"] = summary["step_time_p10_s"] * 1e3
+    frame["p90 (ms)"] = summary["step_time_p90_s"] * 1e3
+    frame["IQR / median (%)"] = 100 * summary["step_time_iqr_s"] / summary["step_time_median_s"]
+    frame["steps"] = summary["step_time_n"]
+    frame["repeats"] = summary["repeats"]
+    return Table(
+        "step_time",
+        "Step time and noise",
+        "Median step time with its 10th-90th percentile range; an IQR above a few percent of the "
+        "median means the cell is noisy and small differences in it are not real.",
+        _pretty_axes(frame),
+        in_markdown=False,
+    )
+
+
+def telemetry_table(data: ReportData) -> Table | None:
+    """Every numeric telemetry field a run recorded, median per cell; None when there is none."""
+    summary = data.summary
+    columns = [
+        c for c in summary.columns
+        if c.startswith("telemetry_") and summary[c].notna().any()
+        and pd.api.types.is_numeric_dtype(summary[c])
+    ]
+    if not columns:
+        return None
+    frame = summary[["source", *index_axes(summary), *columns]]
+    frame = frame.rename(columns={c: c.removeprefix("telemetry_") for c in columns})
+    return Table(
+        "telemetry",
+        "Hardware telemetry (NVML)",
+        "What the GPU reported while the cell ran (utilisation, power, clocks, temperature); "
+        "low utilisation or throttling explains a slow cell.",
+        _pretty_axes(frame),
+        in_markdown=False,
+    )
+
+
+def telemetry_missing_table(data: ReportData) -> Table | None:
+    """Why telemetry is absent, counted per source and reason."""
+    frame = data.frame
+    if frame.empty or "telemetry_reason" not in frame:
+        return None
+    missing = frame[frame["telemetry_reason"].notna()]
+    if missing.empty:
+        return None
+    counts = (
+        missing.groupby(["source", "telemetry_reason"], sort=False).size().reset_index(name="cells")
+    )
+    return Table(
+        "telemetry_missing",
+        "Telemetry not recorded",
+        "Cells without hardware telemetry and why; their power and utilisation columns stay blank.",
+        counts.rename(columns={"telemetry_reason": "reason"}),
+        in_markdown=False,
+    )
+
+
+def failures_table(data: ReportData) -> Table:
+    """Every record that did not finish ok, with its status and reason; never dropped."""
+    frame = data.frame
+    columns = ["source", "model", "opt_label", "precision", "batch_norm", "batch_size", "compile",
+               "device", "repeat", "status", "reason"]
+    if frame.empty:
+        bad = pd.DataFrame(columns=columns)
+    else:
+        bad = frame.loc[frame["status"] != "ok", columns]
+        bad = bad.sort_values(["source", "status", "model", "opt_label"], kind="stable")
+    return Table(
+        "not_ok",
+        "Cells that did not finish ok",
+        "Every cell that failed, was skipped or is unsupported, with the reason; these have no "
+        "numbers in the tables above.",
+        _pretty_axes(bad.reset_index(drop=True)),
+    )
+
+
+def all_tables(data: ReportData) -> list[Table]:
+    """Every table of the report, in reading order, without the ones the runs have no data for."""
+    builders = (
+        runs_table, spec_table, throughput_table, speedup_table, batch_norm_table, precision_table,
+        memory_table, efficiency_table, phases_table, step_time_table, telemetry_table,
+        telemetry_missing_table, failures_table,
+    )
+    return [t for t in (b(data) for b in builders) if t is not None]
