@@ -73,9 +73,10 @@ def _optimizer_time(record: CellRecord) -> float | None:
 def _energy_per_step(record: CellRecord) -> float | None:
     """Energy per step in joules, from the telemetry's own per-step figure or its window total."""
     telemetry = record.telemetry or {}
-    per_step = telemetry.get("energy_per_step_j")
-    if isinstance(per_step, (int, float)):
-        return float(per_step)
+    for key in ("joules_per_step", "energy_per_step_j"):
+        per_step = telemetry.get(key)
+        if isinstance(per_step, (int, float)):
+            return float(per_step)
     total = telemetry.get("energy_j")
     steps = record.step_time_s.n if record.step_time_s else 0
     if isinstance(total, (int, float)) and steps:

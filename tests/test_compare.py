@@ -101,6 +101,16 @@ def test_energy_per_step_from_telemetry_total(tmp_path):
     assert energy.p_value is None
 
 
+def test_energy_per_step_prefers_the_telemetry_figure(tmp_path):
+    # the NVML module reports joules_per_step over its own window; it wins over total / steps
+    tele = {"energy_j": 30.0, "joules_per_step": 0.5}
+    base = write_run(tmp_path, "b", [ok_record("b", "c1", 0, steps(0.01), telemetry=tele)])
+    cand = write_run(tmp_path, "c", [ok_record("c", "c1", 0, steps(0.01), telemetry=tele)])
+    cell = cmp.compare_run_dirs(base, cand).cells[0]
+    energy = next(m.verdict for m in cell.metrics if m.metric.name == "energy_per_step")
+    assert energy.baseline_median == 0.5
+
+
 def test_single_repeat_uses_the_step_test(tmp_path):
     base = write_run(tmp_path, "b", [ok_record("b", "c1", 0, steps(0.010))])
     cand = write_run(tmp_path, "c", [ok_record("c", "c1", 0, steps(0.013, seed=4))])
