@@ -1,0 +1,341 @@
+"""NVML telemetry on the CPU, with a fake `pynvml` at the import boundary (tests/fake_nvml.py)."""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+from fake_nvml import (  # noqa: F401 - fixtures
+    NVML_ERROR_LIBRARY_NOT_FOUND,
+    NVML_ERROR_TIMEOUT,
+    FakeGpu,
+    FakeNvml,
+    fake_nvml,
+    install,
+    no_nvml,
+)
+
+from bigtrain.measure import telemetry
+from bigtrain.measure.telemetry import TelemetrySample, TelemetrySampler, aggregate, nvml_inventory
+
+FAST = 0.005  # sampling interval for tests: many samples in a short sleep
+
+
+def run_window(sampler: TelemetrySampler, gpu: FakeGpu | None = None, *, energy_mj: int = 0,
+               hold_s: float = 0.06) -> None:
+    sampler.start()
+    if gpu is not None:
+        gpu.energy_mj += energy_mj  # what the counter moved by during the window
+    time.sleep(hold_s)
+    sampler.stop()
+
+
+def test_importing_telemetry_does_not_import_pynvml():
+    code = "import sys, bigtrain.measure.telemetry; print('pynvml' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_cpu_has_no_telemetry_and_no_window_floor(fake_nvml):
+    sampler = TelemetrySampler.for_device("cpu")
+    assert sampler.min_window_s == 0.0
+    sampler.start()
+    sampler.stop()
+    assert sampler.result(2.0, 10, 100) == (None, "no NVML telemetry on the CPU")
+    assert fake_nvml.calls["nvmlInit"] == 0  # the CPU never touches NVML
+
+
+def test_full_window_aggregates_what_nvml_returned(fake_nvml):
+    gpu = fake_nvml.gpus[0]
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler, gpu, energy_mj=250_000)
+    data, reason = sampler.result(window_s=2.0, steps=10, items=640)
+
+    assert reason is None
+    util = gpu.returned["util_pct"]
+    power_w = [mw / 1000 for mw in gpu.returned["power_mw"]]
+    assert data["samples"] == len(util) >= 3
+    assert data["util_mean_pct"] == pytest.approx(statistics.fmean(util))
+    assert data["util_max_pct"] == max(util)
+    assert data["power_mean_w"] == pytest.approx(statistics.fmean(power_w))
+    assert data["power_max_w"] == max(power_w)
+    assert data["mem_used_max_bytes"] == max(gpu.returned["mem_used_bytes"])
+    assert data["sm_clock_mean_mhz"] == pytest.approx(statistics.fmean(gpu.returned["sm_clock_mhz"]))
+    assert data["mem_clock_mean_mhz"] == 2619
+    assert data["temperature_max_c"] == max(gpu.returned["temperature_c"])
+    assert data["throttle_reasons_seen"] == ["sw_power_cap"]  # 0x4 was among the masks returned
+    # energy: the delta of the total-energy counter (mJ -> J), read only at the two edges
+    assert data["energy_j"] == 250.0
+    assert data["joules_per_step"] == 25.0
+    assert data["items_per_j"] == pytest.approx(640 / 250)
+    assert data["power_from_energy_w"] == pytest.approx(250.0 / data["energy_window_s"])
+    assert fake_nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2
+    # GPM metrics from the two edge samples
+    assert data["sm_active_pct"] == 83.5
+    assert data["sm_occupancy_pct"] == 41.0
+    assert data["tensor_active_pct"] == 37.25
+    assert data["dram_bw_util_pct"] == 22.0
+    assert fake_nvml.calls["nvmlGpmSampleGet"] == 2
+    assert data["valid"] is True and data["invalid_reason"] is None
+    assert data["unsupported"] == {}
+    assert data["gpu_name"] == "NVIDIA H200"
+    assert data["interval_s"] == FAST
+    timeline = data["timeline"]
+    assert timeline["util_pct"] == util
+    assert timeline["power_w"] == power_w
+    assert len(timeline["t_s"]) == len(timeline["sm_clock_mhz"]) == len(util)
+    assert timeline["t_s"] == sorted(timeline["t_s"]) and timeline["t_s"][0] >= 0
+
+
+def test_sampling_stops_with_stop(fake_nvml):
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    reads = fake_nvml.calls["nvmlDeviceGetUtilizationRates"]
+    time.sleep(0.05)
+    assert fake_nvml.calls["nvmlDeviceGetUtilizationRates"] == reads
+    assert not any(t.name == "bigtrain-telemetry" for t in __import__("threading").enumerate())
+
+
+def test_interval_sets_the_sampling_rate(fake_nvml):
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=0.05)
+    run_window(sampler, hold_s=0.32)
+    data, _ = sampler.result(2.0, 1, 1)
+    # one sample at the start, then one every 50 ms: 7 in 0.32 s, give or take scheduler jitter
+    assert 4 <= data["samples"] <= 9
+
+
+def test_not_supported_field_is_null_with_reason_and_not_asked_again(fake_nvml):
+    gpu = fake_nvml.gpus[0]
+    gpu.unsupported.add("nvmlDeviceGetPowerUsage")
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler, gpu, energy_mj=1000)
+    data, reason = sampler.result(2.0, 1, 1)
+
+    assert reason is None
+    assert data["power_mean_w"] is None and data["power_max_w"] is None
+    assert "Not Supported" in data["unsupported"]["power_mean_w"]
+    assert "nvmlDeviceGetPowerUsage" in data["unsupported"]["power_max_w"]
+    assert all(p is None for p in data["timeline"]["power_w"])
+    assert fake_nvml.calls["nvmlDeviceGetPowerUsage"] == 1  # unsupported once is unsupported
+    assert data["util_mean_pct"] is not None  # the other fields are unaffected
+    assert data["samples"] > 1
+
+
+def test_transient_error_is_retried_not_remembered(fake_nvml):
+    gpu = fake_nvml.gpus[0]
+    gpu.failing["nvmlDeviceGetUtilizationRates"] = NVML_ERROR_TIMEOUT
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["util_mean_pct"] is None
+    assert data["unsupported"]["util_mean_pct"] == "every read failed"
+    assert fake_nvml.calls["nvmlDeviceGetUtilizationRates"] == data["samples"]
+    assert data["transient_read_errors"] == data["samples"]
+
+
+def test_energy_counter_not_supported(fake_nvml):
+    fake_nvml.gpus[0].unsupported.add("nvmlDeviceGetTotalEnergyConsumption")
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 10, 100)
+    for field in ("energy_j", "joules_per_step", "items_per_j", "power_from_energy_w"):
+        assert data[field] is None
+        assert "nvmlDeviceGetTotalEnergyConsumption" in data["unsupported"][field]
+    assert data["power_mean_w"] is not None
+
+
+def test_gpm_unsupported_device(fake_nvml):
+    fake_nvml.gpus[0].gpm_supported = False
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 1, 1)
+    for field in ("sm_active_pct", "sm_occupancy_pct", "tensor_active_pct", "dram_bw_util_pct"):
+        assert data[field] is None
+        assert "GPM unsupported" in data["unsupported"][field]
+    assert fake_nvml.calls["nvmlGpmSampleGet"] == 0
+    assert data["util_mean_pct"] is not None
+
+
+def test_one_gpm_metric_unsupported(fake_nvml):
+    del fake_nvml.gpus[0].gpm_values[10]  # DRAM bandwidth
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["dram_bw_util_pct"] is None
+    assert "NVML error 3" in data["unsupported"]["dram_bw_util_pct"]
+    assert data["sm_active_pct"] == 83.5
+    assert fake_nvml.calls["nvmlGpmSampleFree"] == 2
+
+
+def test_short_window_is_marked_not_zeroed(fake_nvml):
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    assert sampler.min_window_s == pytest.approx(1.0)  # 5 x 200 ms, and at least 1 s
+    run_window(sampler, fake_nvml.gpus[0], energy_mj=40_000)
+    data, reason = sampler.result(window_s=0.4, steps=4, items=4)
+    assert reason is None
+    assert data["valid"] is False
+    assert data["invalid_reason"].startswith("window_too_short: 0.400 s")
+    assert data["util_mean_pct"] > 0 and data["energy_j"] == 40.0  # kept, but marked
+
+
+def test_slow_util_period_raises_the_window_floor(monkeypatch):
+    gpu = FakeGpu(util_sample_stamps_us=[500_000 * i for i in range(1, 10)])
+    install(monkeypatch, FakeNvml([gpu]))
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    assert sampler.min_window_s == pytest.approx(2.5)
+    telemetry._forget_nvml_state()
+
+
+def test_unknown_util_period_assumes_the_documented_worst_case(monkeypatch):
+    gpu = FakeGpu()
+    gpu.unsupported.add("nvmlDeviceGetSamples")
+    install(monkeypatch, FakeNvml([gpu]))
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    assert sampler.min_window_s == pytest.approx(5.0)
+    run_window(sampler)
+    data, _ = sampler.result(6.0, 1, 1)
+    assert data["util_sample_period_source"].startswith("documented worst case")
+    telemetry._forget_nvml_state()
+
+
+def test_throttle_reasons_fall_back_to_the_old_name(fake_nvml):
+    fake_nvml.gpus[0].unsupported.add("nvmlDeviceGetCurrentClocksEventReasons")
+    fake_nvml.gpus[0].throttle_mask = [0x40 | 0x1]
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["throttle_reasons_seen"] == ["gpu_idle", "hw_thermal_slowdown"]
+    assert fake_nvml.calls["nvmlDeviceGetCurrentClocksThrottleReasons"] >= 1
+
+
+def test_nvml_missing_gives_a_reason_and_one_warning(no_nvml, caplog):
+    caplog.set_level(logging.WARNING, logger="bigtrain.measure.telemetry")
+    first = TelemetrySampler.for_device("cuda:0")
+    second = TelemetrySampler.for_device("cuda:1")
+    inventory = nvml_inventory()
+    for sampler in (first, second):
+        assert sampler.min_window_s == 0.0
+        sampler.start()
+        sampler.stop()
+        data, reason = sampler.result(5.0, 10, 10)
+        assert data is None
+        assert reason.startswith("NVML unavailable: nvidia-ml-py (pynvml) cannot be imported")
+    assert inventory["gpus"] == [] and "pynvml" in inventory["nvml_reason"]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+
+
+def test_nvml_init_failure_is_unavailable_not_a_crash(monkeypatch):
+    install(monkeypatch, FakeNvml(init_error=NVML_ERROR_LIBRARY_NOT_FOUND))
+    data, reason = TelemetrySampler.for_device("cuda:0").result(5.0, 1, 1)
+    assert data is None
+    assert reason == "NVML unavailable: nvmlInit failed: NVML Shared Library Not Found (NVML error 12)"
+    telemetry._forget_nvml_state()
+
+
+def test_cuda_visible_devices_maps_to_nvml_index(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert telemetry.nvml_device_ref("cuda:1") == 1
+    assert telemetry.nvml_device_ref("cuda") == 0
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
+    assert telemetry.nvml_device_ref("cuda:0") == 2
+    assert telemetry.nvml_device_ref("cuda:1") == 3
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-abc,1")
+    assert telemetry.nvml_device_ref("cuda:0") == "GPU-abc"
+    with pytest.raises(telemetry.DeviceNotVisible, match="lists 2 device"):
+        telemetry.nvml_device_ref("cuda:2")
+    with pytest.raises(ValueError, match="not a CUDA device"):
+        telemetry.nvml_device_ref("tpu:0")
+
+
+def test_sampler_reads_the_visible_device(monkeypatch):
+    gpus = [FakeGpu(name="NVIDIA A100-SXM4-80GB", uuid="GPU-a"), FakeGpu(name="NVIDIA H200", uuid="GPU-h")]
+    install(monkeypatch, FakeNvml(gpus))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["gpu_name"] == "NVIDIA H200" and data["nvml_device"] == 1
+    assert "util_pct" not in gpus[0].returned and gpus[1].returned["util_pct"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-a")
+    assert TelemetrySampler.for_device("cuda:0").available
+    hidden = TelemetrySampler.for_device("cuda:1")
+    assert hidden.result(2.0, 1, 1)[1].startswith("NVML unavailable: cuda:1 is not visible")
+    telemetry._forget_nvml_state()
+
+
+def test_misuse_is_an_error(fake_nvml):
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    with pytest.raises(RuntimeError, match="needs start"):
+        sampler.result(1.0, 1, 1)
+    sampler.start()
+    with pytest.raises(RuntimeError, match="twice"):
+        sampler.start()
+    sampler.stop()
+    with pytest.raises(ValueError, match="interval_s"):
+        TelemetrySampler.for_device("cuda:0", interval_s=0)
+
+
+def test_sampler_can_measure_a_second_window(fake_nvml):
+    gpu = fake_nvml.gpus[0]
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler, gpu, energy_mj=5_000)
+    run_window(sampler, gpu, energy_mj=7_000)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["energy_j"] == 7.0
+
+
+def test_inventory_lists_gpus(monkeypatch):
+    gpus = [FakeGpu(), FakeGpu(name="NVIDIA H100 80GB HBM3", uuid="GPU-2", power_limit_mw=650_000)]
+    gpus[1].unsupported.add("nvmlDeviceGetEnforcedPowerLimit")
+    install(monkeypatch, FakeNvml(gpus, driver_version="570.1", cuda_driver_version=12040))
+    inventory = nvml_inventory()
+    assert inventory["driver_version"] == "570.1"
+    assert inventory["cuda_driver_version"] == "12.4"
+    assert inventory["gpus"] == [
+        {"index": 0, "name": "NVIDIA H200", "uuid": gpus[0].uuid,
+         "memory_total_bytes": gpus[0].memory_total_bytes, "power_limit_w": 700.0},
+        {"index": 1, "name": "NVIDIA H100 80GB HBM3", "uuid": "GPU-2",
+         "memory_total_bytes": gpus[1].memory_total_bytes, "power_limit_w": 650.0},  # fallback call
+    ]
+    telemetry._forget_nvml_state()
+
+
+def test_aggregate_exact_numbers():
+    samples = [
+        TelemetrySample(t_s=0.0, util_pct=80, mem_used_bytes=10, power_w=300.0, sm_clock_mhz=1900,
+                        mem_clock_mhz=2600, temperature_c=50, throttle_mask=0),
+        TelemetrySample(t_s=0.1, util_pct=100, mem_used_bytes=30, power_w=500.0, sm_clock_mhz=1700,
+                        mem_clock_mhz=2600, temperature_c=60, throttle_mask=0x4 | 0x20),
+        TelemetrySample(t_s=0.2, util_pct=None, mem_used_bytes=20, power_w=400.0, sm_clock_mhz=1800,
+                        mem_clock_mhz=2600, temperature_c=55, throttle_mask=0x800),
+    ]
+    out = aggregate(samples, field_reasons={}, window_s=3.0, min_window_s=1.0, steps=6, items=600,
+                    energy_j=1200.0, energy_window_s=3.0, energy_reason=None,
+                    gpm_values={"sm_active_pct": 70.0}, gpm_reasons={}, interval_s=0.1)
+    assert out["util_mean_pct"] == 90.0 and out["util_max_pct"] == 100
+    assert out["power_mean_w"] == 400.0 and out["power_max_w"] == 500.0
+    assert out["power_from_energy_w"] == 400.0
+    assert out["mem_used_max_bytes"] == 30
+    assert out["sm_clock_mean_mhz"] == 1800.0
+    assert out["temperature_max_c"] == 60
+    assert out["throttle_reasons_seen"] == ["sw_power_cap", "sw_thermal_slowdown", "unknown_0x800"]
+    assert out["joules_per_step"] == 200.0 and out["items_per_j"] == 0.5
+    assert out["sm_active_pct"] == 70.0
+    assert set(out["unsupported"]) == {"sm_occupancy_pct", "tensor_active_pct", "dram_bw_util_pct"}
+    assert out["timeline"]["util_pct"] == [80, 100, None]
+    assert out["valid"] is True
+
+
+def test_aggregate_without_samples_says_why():
+    out = aggregate([], field_reasons={}, window_s=3.0, min_window_s=1.0, steps=0, items=0,
+                    energy_j=0.0, energy_window_s=3.0, energy_reason=None, gpm_values={},
+                    gpm_reasons={}, interval_s=0.1)
+    assert out["samples"] == 0
+    assert out["unsupported"]["util_mean_pct"] == "no samples in the window"
+    assert out["joules_per_step"] is None and out["items_per_j"] is None
+    assert out["unsupported"]["items_per_j"] == "zero steps, items or energy in the window"
