@@ -135,15 +135,33 @@ def cell_summary(data: ReportData) -> pd.DataFrame:
     labels = ["cell_id", *AXES, "opt_label", "config", "config_in_model", "cell_label", "item_unit"]
     if ok.empty:
         return pd.DataFrame(columns=[*keys, *labels, "repeats"])
+    ok = ok.assign(**{c: _flags_as_numbers(ok[c]) for c in ok.columns if _is_flag(ok[c])})
     numeric = [
         c
         for c in ok.columns
         if c not in keys and c not in labels and c != "repeat" and pd.api.types.is_numeric_dtype(ok[c])
     ]
+    flags = [c for c in numeric if c in ok.columns and _is_flag(data.ok[c])]
     grouped = ok.groupby(keys, sort=False)
-    summary = grouped[numeric].median()
+    summary = grouped[[c for c in numeric if c not in flags]].median()
+    # A flag such as telemetry_valid holds for the cell only if it held for every repeat.
+    for flag in flags:
+        summary[flag] = grouped[flag].min()
     summary["repeats"] = grouped.size()
     firsts = grouped[labels].first()
     out = firsts.join(summary).reset_index()
     out["source"] = pd.Categorical(out["source"], categories=list(data.sources), ordered=True)
     return out.sort_values(["source", "model", "config", "opt_label"]).reset_index(drop=True)
+
+
+def _is_flag(column: pd.Series) -> bool:
+    """A column of booleans (maybe with nulls), like telemetry_valid."""
+    if pd.api.types.is_bool_dtype(column):
+        return True
+    values = column.dropna()
+    return column.dtype == object and not values.empty and all(isinstance(v, bool) for v in values)
+
+
+def _flags_as_numbers(column: pd.Series) -> pd.Series:
+    """True/False/None as 1.0/0.0/NaN, so flags aggregate like numbers."""
+    return column.map(lambda v: float(v) if isinstance(v, bool) else float("nan")).astype(float)

@@ -11,6 +11,7 @@ import io
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -402,7 +403,13 @@ def _timeline_metrics(columns: Sequence[str]) -> list[str]:
 def timeline_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
     """NVML utilisation, power and clock over time for the first cells that recorded a series."""
     sources = dict(zip([r.path.resolve() for r in data.runs], _sources(data), strict=True))
+    labels = {
+        (str(Path(p).resolve()), c, r): label for p, c, r, label in zip(
+            data.frame["run_path"], data.frame["cell_id"], data.frame["repeat"],
+            data.frame["cell_label"], strict=True)
+    }
     found: list[tuple[str, Any, pd.DataFrame]] = []
+    data_path: dict[int, Path] = {}
     total = 0
     for run in data.runs:
         for record in run.records:
@@ -411,6 +418,7 @@ def timeline_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figur
                 total += 1
                 if len(found) < MAX_TIMELINES:
                     found.append((sources[run.path.resolve()], record, series))
+                    data_path[id(record)] = run.path.resolve()
     if not found:
         return []
     metrics = _timeline_metrics(
@@ -421,21 +429,26 @@ def timeline_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figur
         squeeze=False, sharex="row",
     )
     for row, (source, record, series) in enumerate(found):
-        label = f"{record.model} · {record.optimizer} · {record.precision}\n{style.wrap(source, 44)}"
+        cell = labels.get((str(data_path[id(record)]), record.cell_id, record.repeat), record.cell_id)
+        repeat = f" (repeat {record.repeat})" if record.repeat else ""
+        label = f"{style.wrap(cell + repeat, 40)}\n{style.wrap(source, 40)}"
         colour = palette.get(_opt_label(record), "#0072B2")
         for col, metric in enumerate(metrics):
             ax = axes[row][col]
-            if metric in series:
-                ax.plot(series["t_s"], series[metric], color=colour, linewidth=1.2)
+            points = series[["t_s", metric]].dropna() if metric in series else None
+            if points is not None and not points.empty:
+                # Skip failed reads instead of breaking the line at them.
+                ax.plot(points["t_s"], points[metric], color=colour, linewidth=1.2)
             else:
                 ax.text(0.5, 0.5, "not recorded", ha="center", va="center",
                         transform=ax.transAxes, color="grey")
             if row == 0:
-                ax.set_title(metric, fontsize=9)
+                ax.set_title(_metric_title(metric), fontsize=9)
             if row == len(found) - 1:
                 ax.set_xlabel("time since first sample (s)")
             if col == 0:
                 ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+    fig.suptitle("NVML timelines", fontsize=11, fontweight="bold")
     fig.tight_layout()
     shown = f"the first {len(found)} of {total}" if total > len(found) else f"all {total}"
     return [Figure(
@@ -444,6 +457,17 @@ def timeline_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figur
         "in utilisation or clocks mark stalls or throttling.",
         _png(fig),
     )]
+
+
+UNIT_SUFFIXES = {"_pct": "%", "_w": "W", "_mhz": "MHz", "_c": "°C", "_bytes": "bytes", "_s": "s"}
+
+
+def _metric_title(name: str) -> str:
+    """`power_w` -> `power (W)`: the unit suffix of a field name written out."""
+    for suffix, unit in UNIT_SUFFIXES.items():
+        if name.endswith(suffix):
+            return f"{name.removesuffix(suffix).replace('_', ' ')} ({unit})"
+    return name.replace("_", " ")
 
 
 def _sources(data: ReportData) -> list[str]:

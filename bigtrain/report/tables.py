@@ -18,6 +18,11 @@ from bigtrain.report.data import ReportData
 from bigtrain.results.schema import AXES, STATUSES
 
 MIB = 1024 * 1024
+#: Telemetry fields about the sampling itself, left out of the telemetry table (still in Parquet).
+TELEMETRY_BOOKKEEPING = frozenset({
+    "interval_s", "min_window_s", "util_sample_period_s", "nvml_device", "window_s",
+    "energy_window_s",
+})
 #: Columns that hold ratios, shown as `1.23×`.
 RATIO_MARK = "×"
 
@@ -225,36 +230,50 @@ def find_column(columns: Sequence[str], pattern: str, prefer: str | None = None)
 
 
 def efficiency_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Per cell: power, energy, items per joule, achieved TFLOP/s, MFU, % of measured peak.
+    """Per cell: power, energy per step, items per joule, achieved TFLOP/s, MFU, % of measured peak.
 
-    Telemetry field names come from the measuring side; they are found by their unit suffix so
-    the report renders whatever a run recorded and skips what it did not.
+    Telemetry fields (bigtrain/measure/telemetry.py) are found by name and unit suffix, so the
+    report renders whatever a run recorded and skips what it did not. Windows the telemetry marked
+    invalid (too short for NVML to resolve) contribute no energy figures.
     """
     columns = [c for c in summary.columns if summary[c].notna().any()]
+    telemetry = [c for c in columns if c.startswith("telemetry_")]
+    valid = pd.Series(True, index=summary.index)
+    if "telemetry_valid" in summary:
+        valid = summary["telemetry_valid"] != 0  # 0 = invalid in some repeat; NaN = not said
     sources: dict[str, str] = {}
     out = pd.DataFrame(index=summary.index)
-    power = find_column([c for c in columns if c.startswith("telemetry_")], r"power.*_w", "mean")
-    energy = find_column([c for c in columns if c.startswith("telemetry_")], r"energy.*_j")
+    power = (
+        find_column(telemetry, r"power_from_energy_w$")
+        or find_column(telemetry, r"power.*_w$", "mean")
+    )
+    per_step = find_column(telemetry, r"joules_per_step$")
+    items_per_j = find_column(telemetry, r"items_per_j$")
+    energy = find_column(telemetry, r"energy_j$")
     if power:
-        out["power (W)"] = summary[power]
+        out["power (W)"] = summary[power].where(valid)
         sources["power"] = power
-    if energy:
-        out["energy (J)"] = summary[energy]
-        sources["energy"] = energy
-    if energy and "window_s" in columns:
+    if per_step:
+        out["energy per step (J)"] = summary[per_step].where(valid)
+        sources["energy per step"] = per_step
+    if items_per_j:
+        out["items per J"] = summary[items_per_j].where(valid)
+        sources["items per J"] = items_per_j
+    elif energy and "window_s" in columns:
         # Energy over the measured window, divided into the items processed in that window.
-        out["items per J"] = summary["items_per_s"] * summary["window_s"] / summary[energy]
-        sources["items_per_j"] = f"items_per_s × window_s / {energy}"
+        out["items per J"] = (summary["items_per_s"] * summary["window_s"] / summary[energy]).where(valid)
+        sources["items per J"] = f"items_per_s × window_s / {energy}"
     elif power:
-        out["items per J"] = summary["items_per_s"] / summary[power]
-        sources["items_per_j"] = f"items_per_s / {power}"
+        out["items per J"] = (summary["items_per_s"] / summary[power]).where(valid)
+        sources["items per J"] = f"items_per_s / {power}"
     for column, label in (("achieved_tflops", "TFLOP/s"), ("mfu_pct", "MFU (%)")):
         if column in columns:
             out[label] = summary[column]
     peak = find_column(columns, r"measured_peak.*tflops")
     if peak and "achieved_tflops" in columns:
         out["% of measured peak"] = 100 * summary["achieved_tflops"] / summary[peak]
-        sources["measured_peak"] = peak
+        sources["measured peak"] = peak
+    out = out.loc[:, out.notna().any()] if not out.empty else out
     return out, sources
 
 
@@ -266,7 +285,9 @@ def efficiency_table(data: ReportData) -> Table | None:
     metrics, sources = efficiency_frame(summary)
     if metrics.empty or metrics.columns.empty:
         return None
-    frame = pd.concat([summary[["source", *index_axes(summary)]], metrics], axis=1)
+    # Rows with no figure at all (a CPU run beside a GPU run) would only be noise here.
+    keep = metrics.notna().any(axis=1)
+    frame = pd.concat([summary[["source", *index_axes(summary)]], metrics], axis=1)[keep]
     notes = tuple(f"{k}: {v}" for k, v in sources.items())
     return Table(
         "efficiency",
@@ -408,10 +429,12 @@ def telemetry_table(data: ReportData) -> Table | None:
         c for c in summary.columns
         if c.startswith("telemetry_") and summary[c].notna().any()
         and pd.api.types.is_numeric_dtype(summary[c])
+        and c.removeprefix("telemetry_") not in TELEMETRY_BOOKKEEPING
     ]
     if not columns:
         return None
     frame = summary[["source", *index_axes(summary), *columns]]
+    frame = frame[summary[columns].notna().any(axis=1)]
     frame = frame.rename(columns={c: c.removeprefix("telemetry_") for c in columns})
     return Table(
         "telemetry",

@@ -1,0 +1,57 @@
+"""`bigbench report RUN [RUN ..] [--baseline RUN] [-o DIR]`: tables and figures from run folders.
+
+Imports only the analysing side (pandas, seaborn), inside the command, never torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from bigtrain.errors import BadInput
+
+#: Where reports go unless -o says otherwise: reports/<name>.
+DEFAULT_REPORTS_DIR = Path("reports")
+
+
+def default_report_name(runs: tuple[Path, ...]) -> str:
+    """`<run>` for one run, `<first>-vs-<second>[-and-N-more]` for several."""
+    names = [Path(r).resolve().name for r in runs]
+    if len(names) == 1:
+        return names[0]
+    name = f"{names[0]}-vs-{names[1]}"
+    return name if len(names) == 2 else f"{name}-and-{len(names) - 2}-more"
+
+
+@click.command("report")
+@click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--baseline", type=click.Path(path_type=Path), default=None,
+              help="Run folder the speedups are measured against (default: the first RUN).")
+@click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default: reports/<run name>).")
+def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None) -> None:
+    """Write a report of one or more run folders: index.html, report.md, tables, figures, Parquet.
+
+    RUN is a results folder (results/<run_id>, holding manifest.json and cells.jsonl). Cells are
+    matched across runs by their axes, so runs from different machines line up row by row.
+    """
+    from bigtrain.report import write_report
+
+    for run in runs:
+        if not run.is_dir():
+            raise BadInput(f"{run}: not a run folder (no such directory); pass results/<run_id>")
+    if baseline is not None and not baseline.is_dir():
+        raise BadInput(f"--baseline {baseline}: not a run folder (no such directory)")
+    out_dir = out_dir or DEFAULT_REPORTS_DIR / default_report_name(runs)
+    try:
+        index = write_report(list(runs), out_dir, baseline=baseline)
+    except OSError as exc:
+        raise BadInput(f"cannot write the report to {out_dir}: {exc.strerror} "
+                       f"({exc.filename})") from None
+    click.echo(f"report: {index}")
+    click.echo(f"        {index.parent / 'report.md'} (Markdown), {index.parent / 'tables'}/*.csv, "
+               f"{index.parent / 'frame.parquet'}")
+
+
+COMMANDS = [report]
