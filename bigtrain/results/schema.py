@@ -132,6 +132,14 @@ class CellRecord:
     mfu_pct: float | None = None
     mfu_peak_tflops: float | None = None
     mfu_peak_source: str | None = None
+    # against this machine's calibration (`bigbench calibrate`), and the optimizer's bandwidth floor
+    measured_peak_tflops: float | None = None
+    pct_of_measured_peak: float | None = None
+    optimizer_bytes_per_step: int | None = None
+    optimizer_floor_s: float | None = None
+    optimizer_floor_ratio: float | None = None
+    calibration_id: str | None = None
+    hardware_reasons: Mapping[str, str] | None = None  # why a hardware metric above is null
     # anything else a workload or a later version wants to say
     extra: Mapping[str, Any] = field(default_factory=dict)
 

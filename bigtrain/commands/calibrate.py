@@ -1,0 +1,65 @@
+"""`bigbench calibrate`: measure this machine's matmul and copy ceilings and store them."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from bigtrain.errors import BadInput
+
+
+def parse_sizes(text: str | None) -> tuple[int, ...] | None:
+    """'1024,2048' -> (1024, 2048); BadInput naming the flag and the bad value."""
+    if text is None:
+        return None
+    sizes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit() or not 16 <= int(part) <= 65536:
+            raise BadInput(
+                f"--sizes: bad matrix size {part!r} in {text!r}; "
+                "valid: comma-separated integers from 16 to 65536, e.g. 4096,8192"
+            )
+        sizes.append(int(part))
+    return tuple(sizes)
+
+
+@click.command("calibrate")
+@click.option("--device", default="auto", show_default=True,
+              help="Device to calibrate: auto, cpu, cuda or cuda:N.")
+@click.option("--sizes", default=None,
+              help="Comma-separated square matmul sizes [default: 1024 on CPU, 4096,8192 on GPU].")
+@click.option("--repeats", default=5, show_default=True, type=click.IntRange(1, 100),
+              help="Timed repeats; the median is kept.")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored calibration as JSON.")
+def calibrate(device: str, sizes: str | None, repeats: int, as_json: bool) -> None:
+    """Measure matmul TFLOP/s per precision and copy bandwidth; store them for this machine.
+
+    Sweeps then report each cell's percent of this measured peak and its optimizer step against
+    the memory-bandwidth floor.
+    """
+    from bigtrain.measure.calibration import calibrate as run_calibration
+    from bigtrain.measure.calibration import resolve_device, save_calibration
+
+    size_list = parse_sizes(sizes)
+    resolved = resolve_device(device)
+    progress = None if as_json else (lambda line: click.echo(f"  {line}"))
+    if not as_json:
+        click.echo(f"calibrating {resolved} ...")
+    result = run_calibration(resolved, sizes=size_list, repeats=repeats, progress=progress)
+    path = save_calibration(result)
+    if as_json:
+        click.echo(json.dumps({**result.to_json(), "path": str(path)}, indent=2, sort_keys=True))
+        return
+    click.echo(f"{result.device_name} ({resolved})")
+    for precision, tflops in result.matmul_tflops.items():
+        click.echo(f"  matmul {precision:>5}: {tflops:10.3f} TFLOP/s (best of sizes, median of {repeats})")
+    if result.copy_bandwidth_bytes_per_s is not None:
+        click.echo(f"  copy bandwidth: {result.copy_bandwidth_bytes_per_s / 1e9:8.1f} GB/s (read + write)")
+    for note in result.notes:
+        click.echo(f"  note: {note}")
+    click.echo(f"stored {path}")
+
+
+COMMANDS = [calibrate]
