@@ -339,3 +339,81 @@ def test_aggregate_without_samples_says_why():
     assert out["unsupported"]["util_mean_pct"] == "no samples in the window"
     assert out["joules_per_step"] is None and out["items_per_j"] is None
     assert out["unsupported"]["items_per_j"] == "zero steps, items or energy in the window"
+
+
+# --------------------------------------------------------------------------------------------------
+# bench/gpu_check.py: the CPU-side logic of the GPU check, on records shaped like a real H200 cell
+
+
+def load_gpu_check():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
+    spec = importlib.util.spec_from_file_location("gpu_check", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def gpu_record(**telemetry_overrides):
+    samples = [TelemetrySample(t_s=0.1 * i, util_pct=99, mem_used_bytes=60 << 30, power_w=600.0,
+                               sm_clock_mhz=1980, mem_clock_mhz=2619, temperature_c=60,
+                               throttle_mask=0) for i in range(50)]
+    data = aggregate(samples, field_reasons={}, window_s=5.0, min_window_s=1.0, steps=100,
+                     items=100 * 8192, energy_j=3050.0, energy_window_s=5.01, energy_reason=None,
+                     gpm_values={"sm_active_pct": 92.0, "sm_occupancy_pct": 40.0,
+                                 "tensor_active_pct": 55.0, "dram_bw_util_pct": 30.0},
+                     gpm_reasons={}, interval_s=0.1)
+    data.update(telemetry_overrides)
+    return {"cell_id": "abc", "model": "transformer:gpt2-small", "precision": "bf16",
+            "device": "cuda:0", "device_name": "NVIDIA H200", "status": "ok", "window_s": 5.0,
+            "telemetry": data, "flops_per_step": 2.0e13, "achieved_tflops": 400.0,
+            "mfu_pct": 40.4, "pct_of_measured_peak": 55.0, "hardware_reasons": None}
+
+
+def test_gpu_check_accepts_a_plausible_record():
+    check = load_gpu_check()
+    lines, problems = check.check_records([gpu_record()], power_limits_w={"NVIDIA H200": 700.0})
+    assert problems == []
+    assert "energy 3050.0 J (power x window 3000.0 J)" in lines[0]
+    assert "MFU 40.4%" in lines[0]
+
+
+def test_gpu_check_flags_implausible_records():
+    check = load_gpu_check()
+    assert check.check_record(gpu_record(energy_j=3400.0)) == [
+        "energy 3400.0 J differs from mean power x window 3000.0 J by 13.3% (> 10%)"
+    ]
+    problems = check.check_record(gpu_record(sm_active_pct=None, unsupported={"sm_active_pct": "GPM x"}))
+    assert problems == ["sm_active_pct = None is not in (0, 100] GPM x"]
+    short = check.check_record(gpu_record(valid=False, invalid_reason="window_too_short: 0.5 s"))
+    assert short == ["telemetry not valid: window_too_short: 0.5 s"]
+    no_mfu = {**gpu_record(), "mfu_pct": None, "hardware_reasons": {"mfu_pct": "no datasheet peak"}}
+    assert check.check_record(no_mfu) == ["mfu_pct = None is not in (0, 100] no datasheet peak"]
+    assert check.check_record(gpu_record(), power_limit_w=500.0) == [
+        "power_mean_w 600 W is above the 500 W power limit"
+    ]
+    lines, problems = check.check_records([{**gpu_record(), "device": "cpu"}])
+    assert problems == ["no cells on a CUDA device in this run"]
+    failed = {**gpu_record(), "status": "oom", "reason": "CUDA out of memory"}
+    assert check.check_records([failed])[1] == ["abc transformer:gpt2-small bf16: status oom: CUDA out of memory"]
+
+
+def test_gpu_check_reads_a_run_folder(tmp_path, capsys):
+    from bigtrain.results.schema import CellRecord, Manifest, StepTimeStats
+    from bigtrain.results.store import RunWriter
+
+    check = load_gpu_check()
+    fields = {k: v for k, v in gpu_record().items() if k != "window_s"}
+    record = CellRecord(run_id="r", repeat=0, optimizer="adamw", impl="foreach", batch_norm="on",
+                        batch_size=8, compile="off", window_s=5.0,
+                        step_time_s=StepTimeStats.from_samples([0.05, 0.05]), **fields)
+    environment = {"gpus": [{"index": 0, "name": "NVIDIA H200", "power_limit_w": 700.0}]}
+    with RunWriter(tmp_path / "r") as writer:
+        writer.write_manifest(Manifest(run_id="r", bigtrain_version="0", spec={},
+                                       environment=environment, started_at="2025-01-01T00:00:00Z"))
+        writer.append(record)
+    assert check.main([str(tmp_path / "r")]) == 0
+    assert "1 GPU cell(s), 0 problem(s)" in capsys.readouterr().out
+    assert check.main([str(tmp_path / "missing")]) == 2
