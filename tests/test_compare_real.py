@@ -1,0 +1,85 @@
+"""compare and export on a real (small) run made by `bigbench sweep`, not on hand-made records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from bigtrain.cli import main
+from bigtrain.results.schema import StepTimeStats
+from bigtrain.results.store import load_run
+from test_compare_support import write_run
+
+BIGBENCH = Path(sys.executable).with_name("bigbench")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="session")
+def real_run(tmp_path_factory) -> Path:
+    """Two cells x 2 repeats of the ci preset on the CPU, as short as the sweep allows."""
+    out = tmp_path_factory.mktemp("real-runs")
+    command = [str(BIGBENCH), "sweep", "--preset", "ci", "--model", "mlp:seed",
+               "--optimizer", "sgd,adam", "--device", "cpu", "--repeats", "2",
+               "--warmup", "0.05", "--duration", "0.2", "--out", str(out), "--run-id", "real",
+               "--no-report"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return out / "real"
+
+
+def test_real_run_against_itself_is_unchanged(real_run, tmp_path):
+    out = tmp_path / "cmp.json"
+    result = CliRunner().invoke(main, ["compare", str(real_run), str(real_run), "--json",
+                                       str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["counts"]["unchanged"] == len(data["cells"]) == 2
+    for cell in data["cells"]:
+        assert cell["baseline_repeats"] == cell["candidate_repeats"] == 2
+        metrics = {m["metric"]: m for m in cell["metrics"]}
+        assert {"step_time", "items_per_s", "optimizer_time", "peak_rss"} <= set(metrics)
+        assert metrics["step_time"]["method"].startswith("welch")
+        assert metrics["step_time"]["p_value"] == 1.0
+
+
+def test_real_run_slowed_down_is_caught(real_run, tmp_path):
+    """The same real records with every step of the adam cell made 1.5x slower."""
+    loaded = load_run(real_run)
+    slowed = []
+    for record in loaded.records:
+        if record.optimizer == "adam":
+            times = tuple(t * 1.5 for t in record.step_times_s)
+            record = dataclasses.replace(
+                record, run_id="slow", step_times_s=times,
+                step_time_s=StepTimeStats.from_samples(times),
+                items_per_s=record.items_per_s / 1.5,
+            )
+        else:
+            record = dataclasses.replace(record, run_id="slow")
+        slowed.append(record)
+    candidate = write_run(tmp_path, "slow", slowed, environment=loaded.manifest.environment)
+    result = CliRunner().invoke(main, ["compare", str(real_run), str(candidate)])
+    assert result.exit_code == 1, result.output
+    assert "1 regressed, 1 unchanged" in result.output
+
+
+def test_real_run_exports(real_run, tmp_path):
+    gab = CliRunner().invoke(main, ["export", str(real_run), "--format",
+                                    "github-action-benchmark"])
+    assert gab.exit_code == 0, gab.output
+    names = [e["name"] for e in json.loads(gab.output)]
+    assert sum(n.endswith(":: step_time") for n in names) == 2
+    saved = tmp_path / "0001_real.json"
+    pb = CliRunner().invoke(main, ["export", str(real_run), "--format", "pytest-benchmark", "-o",
+                                   str(saved)])
+    assert pb.exit_code == 0, pb.output
+    done = subprocess.run([str(BIGBENCH.with_name("pytest-benchmark")), "compare", str(saved)],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "step[mlp:seed sgd/foreach" in done.stdout
