@@ -104,6 +104,8 @@ class CellRecord:
     traceback_tail: str | None = None
     started_at: str | None = None
     ended_at: str | None = None
+    device_name: str | None = None
+    worker_pid: int | None = None
     # timing
     step_time_s: StepTimeStats | None = None
     step_times_s: tuple[float, ...] = ()

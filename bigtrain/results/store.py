@@ -16,7 +16,7 @@ import os
 import shutil
 import socket
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,12 +41,26 @@ class RunLocked(BadInput):
 
 @dataclass(frozen=True)
 class LoadedRun:
-    """A run read back from disk."""
+    """A run read back from disk.
+
+    `records` holds the latest record of each (cell_id, repeat): a cell retried on resume keeps
+    its earlier record in the file (append-only) but the retry supersedes it. `history` holds
+    every record in file order.
+    """
 
     path: Path
     manifest: Manifest
     records: tuple[CellRecord, ...]
+    history: tuple[CellRecord, ...] = ()
     truncated_lines: tuple[int, ...] = ()
+
+
+def latest_records(history: Iterable[CellRecord]) -> list[CellRecord]:
+    """The last record of each (cell_id, repeat), in the order each key first appeared."""
+    latest: dict[tuple[str, int], CellRecord] = {}
+    for record in history:
+        latest[(record.cell_id, record.repeat)] = record
+    return list(latest.values())
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -256,6 +270,10 @@ def load_run(run_dir: Path) -> LoadedRun:
     truncated: list[int] = []
     if cells.exists():
         records = [record for _, record in iter_records(cells, on_truncated=truncated.append)]
-    return LoadedRun(path=run_dir, manifest=manifest, records=tuple(records),
-        truncated_lines=tuple(truncated)
+    return LoadedRun(
+        path=run_dir,
+        manifest=manifest,
+        records=tuple(latest_records(records)),
+        history=tuple(records),
+        truncated_lines=tuple(truncated),
     )

@@ -1,0 +1,84 @@
+"""`bigbench list`: what can be swept on this machine."""
+
+from __future__ import annotations
+
+import click
+
+TOPICS = ("models", "optimizers", "precisions", "devices", "presets")
+
+
+@click.command(name="list")
+@click.argument("topic", type=click.Choice(TOPICS), required=False)
+def list_command(topic: str | None) -> None:
+    """List models, optimizers, precisions, devices or presets (all of them by default)."""
+    for name in [topic] if topic else TOPICS:
+        click.echo(f"{name}:")
+        for line in _LISTERS[name]():
+            click.echo(f"  {line}")
+
+
+def _models() -> list[str]:
+    from bigtrain.workloads import FAMILIES
+
+    lines = []
+    for family_name, family in FAMILIES:
+        for size_name, size in family.sizes.items():
+            default = " (default size)" if size_name == family.default_size else ""
+            bn = "BN slots" if size.has_batch_norm else "no BN"
+            lines.append(f"{family_name}:{size_name:<12} {size.description}; batch "
+                         f"{size.default_batch_size}; {bn}; {family.item_unit}{default}")
+    return lines
+
+
+def _optimizers() -> list[str]:
+    import torch
+
+    from bigtrain.optim import IMPLS, OPTIMIZERS, unsupported_reason
+
+    devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    lines = []
+    for name, spec in OPTIMIZERS:
+        support = []
+        for impl in IMPLS:
+            where = [d for d in devices if unsupported_reason(spec, impl, d) is None]
+            support.append(f"{impl}[{','.join(where) or 'unsupported'}]")
+        lines.append(f"{name:<8} {spec.description}; {' '.join(support)}")
+    return lines
+
+
+def _precisions() -> list[str]:
+    from bigtrain.precision import PRECISIONS
+
+    return [f"{r.name:<5} {r.description}; devices: {', '.join(r.device_types)}"
+            for r in PRECISIONS.values()]
+
+
+def _devices() -> list[str]:
+    import torch
+
+    lines = ["cpu"]
+    if torch.cuda.is_available():
+        lines.append(f"cuda     (any of the {torch.cuda.device_count()} visible GPUs)")
+        for index in range(torch.cuda.device_count()):
+            lines.append(f"cuda:{index}   {torch.cuda.get_device_name(index)}")
+    else:
+        lines.append("(no CUDA device visible: cuda cells are skipped)")
+    lines.append("auto     every visible GPU, else the CPU")
+    return lines
+
+
+def _presets() -> list[str]:
+    from bigtrain.spec import load_preset, preset_names, presets_dir
+
+    lines = []
+    for name in preset_names():
+        _, data, _ = load_preset(name)
+        lines.append(f"{name:<8} {data.get('description', '')}")
+    lines.append(f"(from {presets_dir()})")
+    return lines
+
+
+_LISTERS = {"models": _models, "optimizers": _optimizers, "precisions": _precisions,
+            "devices": _devices, "presets": _presets}
+
+COMMANDS = [list_command]

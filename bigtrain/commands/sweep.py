@@ -1,0 +1,127 @@
+"""`bigbench sweep`: run the matrix."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+AXIS_HELP = "comma-separated list; overrides the preset's axis"
+
+
+def _axis_option(name: str, help_text: str):  # noqa: ANN202 - click decorator
+    return click.option(f"--{name}", default=None, metavar="LIST", help=f"{help_text} ({AXIS_HELP})")
+
+
+@click.command()
+@click.option("--preset", default="quick", show_default=True,
+              help="preset name in bench/presets/ or a path to a TOML file")
+@_axis_option("model", "models as family[:size], e.g. mlp:seed,cnn:resnet50")
+@_axis_option("optimizer", "sgd, adam, adamw, rmsprop")
+@_axis_option("impl", "forloop, foreach, fused, compiled")
+@_axis_option("batch-norm", "on, off")
+@_axis_option("precision", "fp32, tf32, fp16, bf16")
+@_axis_option("device", "auto, cpu, cuda, cuda:N")
+@_axis_option("batch-size", "positive integers or 'default'")
+@_axis_option("compile", "torch.compile the model: off, on")
+@click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
+@click.option("--duration", type=float, default=None, help="measured window per cell, seconds")
+@click.option("--min-steps", type=int, default=None, help="at least this many measured steps")
+@click.option("--repeats", type=int, default=None, help="run each cell N times, interleaved")
+@click.option("--cell-timeout", type=float, default=None, help="kill a cell after this many seconds")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results"),
+              show_default=True, help="folder that holds run folders")
+@click.option("--run-id", default=None, help="name of the run folder (default: time and host)")
+@click.option("--resume", default=None, metavar="RUN_ID",
+              help="continue an interrupted run: only cells without a record run")
+@click.option("--retry-failed", is_flag=True, help="with --resume: rerun failed cells too")
+@click.option("--force", is_flag=True, help="with --resume: resume even if spec or machine changed")
+@click.option("--fresh-workers", is_flag=True,
+              help="start a new worker process for every cell (slower; for comparison)")
+@click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
+@click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
+def sweep(preset, model, optimizer, impl, batch_norm, precision, device, batch_size, compile,
+          warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
+          retry_failed, force, fresh_workers, dry_run, no_report) -> None:
+    """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
+    from bigtrain.errors import BadInput
+    from bigtrain.spec import spec_from_json, spec_from_preset
+
+    overrides = {
+        "model": model, "optimizer": optimizer, "impl": impl, "batch_norm": batch_norm,
+        "precision": precision, "device": device, "batch_size": batch_size, "compile": compile,
+        "warmup_s": warmup, "duration_s": duration, "min_steps": min_steps, "repeats": repeats,
+        "cell_timeout_s": cell_timeout,
+    }
+    if retry_failed and not resume:
+        raise BadInput("--retry-failed needs --resume RUN_ID")
+    if resume and run_id:
+        raise BadInput("--run-id and --resume are exclusive; --resume names the run")
+    if resume:
+        from bigtrain.results.store import read_manifest
+
+        manifest = read_manifest(out_dir / resume)
+        given = {k: v for k, v in overrides.items() if v is not None}
+        spec = spec_from_json(manifest.spec)
+        if given:
+            # Flags on resume describe a different spec; build it so the check names the change.
+            spec = spec_from_preset(preset, overrides)
+    else:
+        spec = spec_from_preset(preset, overrides)
+
+    if dry_run:
+        _print_cells(spec)
+        return
+
+    from bigtrain.console import RichProgress
+    from bigtrain.run.sweep import SweepOptions, run_sweep
+
+    options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
+                           retry_failed=retry_failed, force=force,
+                           reuse_workers=not fresh_workers)
+    outcome = run_sweep(spec, options, RichProgress())
+    if not no_report and outcome.records and not outcome.interrupted:
+        _write_report(outcome.run_dir)
+    sys.exit(outcome.exit_code)
+
+
+def _write_report(run_dir: Path) -> None:
+    try:
+        from bigtrain.report import write_report
+    except ImportError:
+        return
+    out = Path("reports") / run_dir.name
+    try:
+        index = write_report([run_dir], out)
+    except Exception as exc:  # the run is recorded; a report failure must not hide that
+        click.echo(f"bigbench: report not written: {type(exc).__name__}: {exc}", err=True)
+        return
+    click.echo(f"report: {index}", err=True)
+
+
+def _print_cells(spec) -> None:  # noqa: ANN001
+    from rich.console import Console
+    from rich.table import Table
+
+    from bigtrain.matrix import DeviceInventory, expand
+
+    cells = expand(spec, DeviceInventory.detect())
+    table = Table(title=f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)")
+    for column in ("cell_id", "model", "optimizer", "impl", "bn", "precision", "device", "bs",
+                   "compile", "status"):
+        table.add_column(column)
+    for c in cells:
+        status = c.status if c.status == "pending" else f"{c.status}: {c.reason}"
+        table.add_row(c.cell_id, c.model, c.optimizer, c.impl, c.batch_norm, c.precision,
+                      c.device, str(c.batch_size), c.compile, status)
+    console = Console(width=200)
+    console.print(table)
+    runnable = sum(1 for c in cells if c.status == "pending")
+    m = spec.measure
+    console.print(f"{runnable} to run, {len(cells) - runnable} skipped/unsupported; "
+                  f"warm-up {m.warmup_s:g} s, window {m.duration_s:g} s (>= {m.min_steps} steps), "
+                  f"{m.repeats} repeat(s)")
+
+
+COMMANDS = [sweep]

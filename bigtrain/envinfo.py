@@ -1,0 +1,95 @@
+"""The environment fingerprint recorded in every manifest and printed by `bigbench env`."""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import subprocess
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bigtrain import __version__
+
+#: Fields whose change makes two runs incomparable (resume refuses; compare warns).
+FINGERPRINT_KEYS = ("gpu_names", "driver_version", "torch_version", "cuda_version", "cpu_model")
+
+
+@lru_cache(maxsize=1)
+def cpu_model() -> str | None:
+    """The CPU's marketing name from /proc/cpuinfo (Linux), else platform.processor()."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or None
+
+
+def git_state(path: Path | None = None) -> tuple[str | None, bool | None]:
+    """(commit, dirty) of the checkout bigtrain runs from; (None, None) outside git."""
+    where = path or Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    return commit or None, bool(dirty)
+
+
+def collect_environment() -> dict[str, Any]:
+    """Everything that identifies the machine and software a run was made with."""
+    import psutil
+    import torch
+
+    from bigtrain.measure.telemetry import nvml_inventory
+
+    commit, dirty = git_state()
+    inventory = nvml_inventory()
+    gpus = list(inventory.get("gpus") or [])
+    if not gpus and torch.cuda.is_available():
+        # NVML missing but CUDA present: names from torch, the rest unknown.
+        for index in range(torch.cuda.device_count()):
+            props = torch.cuda.get_device_properties(index)
+            gpus.append({"index": index, "name": props.name, "uuid": str(getattr(props, "uuid", "")),
+                         "memory_total_bytes": props.total_memory, "power_limit_w": None})
+    cudnn = torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None
+    return {
+        "bigtrain_version": __version__,
+        "host": socket.gethostname(),
+        "os": platform.platform(),
+        "python_version": platform.python_version(),
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda,
+        "cudnn_version": cudnn,
+        "driver_version": inventory.get("driver_version"),
+        "gpus": gpus,
+        "gpu_count": len(gpus),
+        "gpu_names": sorted({g["name"] for g in gpus}),
+        "nvml_reason": inventory.get("nvml_reason"),
+        "cpu_model": cpu_model(),
+        "cpu_cores_logical": psutil.cpu_count(logical=True),
+        "cpu_cores_physical": psutil.cpu_count(logical=False),
+        "ram_bytes": psutil.virtual_memory().total,
+        "torch_num_threads": torch.get_num_threads(),
+        "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
+        "git_commit": commit,
+        "git_dirty": dirty,
+    }
+
+
+def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences in the fields that make runs incomparable."""
+    return [
+        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
+        for key in FINGERPRINT_KEYS
+        if old.get(key) != new.get(key)
+    ]

@@ -1,0 +1,147 @@
+"""Expanding a SweepSpec into cells, with skip rules decided before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from bigtrain.spec import SweepSpec
+
+PENDING = "pending"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Cell:
+    """One point of the matrix. `status` is pending, skipped or unsupported (with a reason)."""
+
+    cell_id: str
+    model: str
+    optimizer: str
+    impl: str
+    batch_norm: str
+    precision: str
+    device: str
+    batch_size: int
+    compile: str
+    status: str = PENDING
+    reason: str | None = None
+
+    def axes(self) -> dict[str, Any]:
+        """The axis values, keyed by axis name."""
+        return {
+            "model": self.model, "optimizer": self.optimizer, "impl": self.impl,
+            "batch_norm": self.batch_norm, "precision": self.precision, "device": self.device,
+            "batch_size": self.batch_size, "compile": self.compile,
+        }
+
+    @property
+    def label(self) -> str:
+        """A compact one-line name for progress bars and tables."""
+        bn = "" if self.batch_norm == "n/a" else f" bn={self.batch_norm}"
+        compiled = " compiled-model" if self.compile == "on" else ""
+        return (f"{self.model} {self.optimizer}/{self.impl} {self.precision}{bn} "
+                f"bs={self.batch_size} {self.device}{compiled}")
+
+
+def cell_id_for(axes: dict[str, Any]) -> str:
+    """A stable id from the axis values alone: same axes, same id, on any machine and run."""
+    canonical = json.dumps(axes, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class DeviceInventory:
+    """What this machine can run on: CUDA device count and which are bf16-capable."""
+
+    cuda_count: int
+    cuda_bf16: tuple[bool, ...] = ()
+
+    @classmethod
+    def detect(cls) -> DeviceInventory:
+        """Ask torch which CUDA devices are visible."""
+        import torch
+
+        if not torch.cuda.is_available():
+            return cls(cuda_count=0)
+        count = torch.cuda.device_count()
+        bf16 = tuple(torch.cuda.get_device_capability(i)[0] >= 8 for i in range(count))
+        return cls(cuda_count=count, cuda_bf16=bf16)
+
+
+def resolve_devices(requested: Sequence[str], inventory: DeviceInventory) -> list[str]:
+    """Turn `auto` into `cuda` (cells spread over every visible GPU) or `cpu`."""
+    out: list[str] = []
+    for device in requested:
+        if device == "auto":
+            device = "cuda" if inventory.cuda_count else "cpu"
+        if device not in out:
+            out.append(device)
+    return out
+
+
+def _device_skip(device: str, inventory: DeviceInventory) -> str | None:
+    if device == "cpu":
+        return None
+    if inventory.cuda_count == 0:
+        return f"device {device} is not present: no CUDA device is visible"
+    if ":" in device and int(device.split(":")[1]) >= inventory.cuda_count:
+        return f"device {device} is not present: {inventory.cuda_count} CUDA device(s) visible"
+    return None
+
+
+def expand(spec: SweepSpec, inventory: DeviceInventory) -> list[Cell]:
+    """Every cell of the matrix in a stable order, skipped/unsupported ones included with reasons.
+
+    A model without batch-norm slots runs once with batch_norm "n/a" rather than twice.
+    """
+    from bigtrain.optim import resolve_optimizer, unsupported_reason
+    from bigtrain.precision import resolve_precision, skip_reason
+    from bigtrain.workloads import resolve_model
+
+    cells: list[Cell] = []
+    seen: set[str] = set()
+    devices = resolve_devices(spec.device, inventory)
+    for model_name, optimizer, impl, batch_norm, precision, device, batch_size, compiled in (
+        itertools.product(spec.model, spec.optimizer, spec.impl, spec.batch_norm, spec.precision,
+                          devices, spec.batch_size, spec.compile)
+    ):
+        model = resolve_model(model_name)
+        axes = {
+            "model": model.name,
+            "optimizer": optimizer,
+            "impl": impl,
+            "batch_norm": batch_norm if model.size.has_batch_norm else "n/a",
+            "precision": precision,
+            "device": device,
+            "batch_size": batch_size or model.size.default_batch_size,
+            "compile": compiled,
+        }
+        cell_id = cell_id_for(axes)
+        if cell_id in seen:
+            continue
+        seen.add(cell_id)
+        device_type = device.split(":")[0]
+        status, reason = PENDING, None
+        device_reason = _device_skip(device, inventory)
+        recipe = resolve_precision(precision)
+        if device_reason:
+            status, reason = "skipped", device_reason
+        elif precision_reason := skip_reason(recipe, device_type, _bf16(device, inventory)):
+            status, reason = "skipped", precision_reason
+        elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
+            status, reason = "unsupported", impl_reason
+        cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))
+    return cells
+
+
+def _bf16(device: str, inventory: DeviceInventory) -> bool:
+    """bf16 capability of a device; `cuda` (any GPU) needs every visible GPU to be capable."""
+    if device == "cpu":
+        return True
+    if ":" in device:
+        return inventory.cuda_bf16[int(device.split(":")[1])]
+    return all(inventory.cuda_bf16)

@@ -1,0 +1,268 @@
+"""Running one cell inside a worker: build, warm up, measure, and turn the outcome into a record.
+
+Exceptions become records here (oom, error, diverged) so that the worker can report them; deaths
+by signal, hangs and silent exits are detected by the executor, which owns the results file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import os
+import statistics
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from bigtrain.matrix import Cell
+from bigtrain.results.schema import CellRecord, PhaseTimes, StepTimeStats
+
+TRACEBACK_TAIL_CHARS = 4000
+
+
+@dataclass(frozen=True, kw_only=True)
+class CellJob:
+    """What a worker needs to run one cell: picklable, no torch objects."""
+
+    run_id: str
+    cell: Cell
+    repeat: int
+    device: str  # concrete: "cpu" or "cuda:N"
+    warmup_s: float
+    duration_s: float
+    min_steps: int
+    seed: int = 0
+    telemetry_interval_s: float = 0.1
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def base_record(job: CellJob, **fields: Any) -> CellRecord:
+    """A record carrying the job's identity and axes plus `fields`."""
+    return CellRecord(
+        run_id=job.run_id,
+        cell_id=job.cell.cell_id,
+        repeat=job.repeat,
+        **job.cell.axes(),
+        **fields,
+    )
+
+
+def classify_exception(exc: BaseException) -> str:
+    """`oom` for CUDA or host out-of-memory, else `error`."""
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return "oom"
+    text = str(exc).lower()
+    if "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text:
+        return "oom"
+    return "error"
+
+
+def traceback_tail(exc: BaseException) -> str:
+    """The last part of the formatted traceback."""
+    text = "".join(traceback.format_exception(exc))
+    return text[-TRACEBACK_TAIL_CHARS:]
+
+
+def run_cell(job: CellJob) -> CellRecord:
+    """Run one cell end to end and return its record; never raises for a cell's own failure."""
+    started = now_iso()
+    try:
+        return _measure(job, started)
+    except Exception as exc:  # the cell failed; the record says how
+        status = classify_exception(exc)
+        first_line = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        return base_record(
+            job,
+            status=status,
+            reason=first_line[:500],
+            traceback_tail=traceback_tail(exc),
+            started_at=started,
+            ended_at=now_iso(),
+            worker_pid=os.getpid(),
+        )
+    finally:
+        _release(job.device)
+
+
+def _release(device: str) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.startswith("cuda") and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _measure(job: CellJob, started: str) -> CellRecord:
+    import torch
+
+    from bigtrain.measure.memory import PeakMemoryTracker
+    from bigtrain.measure.step_loop import LoopSettings, TrainingStep, is_finite, run_loop
+    from bigtrain.optim import build_optimizer, resolve_optimizer
+    from bigtrain.precision import resolve_precision
+    from bigtrain.workloads import resolve_model
+
+    cell = job.cell
+    device = torch.device(job.device)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    device_name = _device_name(device)
+    recipe = resolve_precision(cell.precision)
+    recipe.apply_backend_flags()
+    memory = PeakMemoryTracker(device)
+    memory.start()
+
+    model_ref = resolve_model(cell.model)
+    workload = model_ref.family.build(
+        model_ref.size.name,
+        batch_size=cell.batch_size,
+        batch_norm=cell.batch_norm == "on",
+        device=device,
+        seed=job.seed,
+    )
+    if cell.compile == "on":
+        workload.model = torch.compile(workload.model)
+    workload.model.train()
+    param_count = sum(p.numel() for p in workload.model.parameters())
+    optimizer, optimizer_step = build_optimizer(
+        resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
+    )
+    step = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
+
+    sampler = _telemetry_sampler(job)
+    settings = LoopSettings(
+        warmup_s=job.warmup_s,
+        # Stretch the window on a GPU so NVML can resolve it (a too-short window is marked).
+        duration_s=max(job.duration_s, getattr(sampler, "min_window_s", 0.0) or 0.0),
+        min_steps=job.min_steps,
+    )
+    def window_open() -> None:
+        memory.window_open()
+        if sampler is not None:
+            sampler.start()
+
+    loop = run_loop(
+        step,
+        device,
+        settings,
+        on_window_open=window_open,
+        on_window_close=sampler.stop if sampler else (lambda: None),
+    )
+    peak = memory.stop()
+
+    stats = StepTimeStats.from_samples(loop.step_times_s)
+    items_per_s = workload.items_per_step / stats.median
+    telemetry, telemetry_reason = (None, "telemetry module unavailable")
+    if sampler is not None:
+        telemetry, telemetry_reason = sampler.result(
+            window_s=loop.window_s,
+            steps=len(loop.step_times_s),
+            items=workload.items_per_step * len(loop.step_times_s),
+        )
+    flops = _count_flops(step)
+
+    status, reason = "ok", None
+    if not (is_finite(loop.loss_first) and is_finite(loop.loss_last)):
+        status = "diverged"
+        reason = f"non-finite loss: first {loop.loss_first}, last {loop.loss_last}"
+    extra: dict[str, Any] = {"warmup_settled": loop.warmup_settled,
+                             "peak_rss_method": peak.rss_method}
+    record = base_record(
+        job,
+        status=status,
+        reason=reason,
+        started_at=started,
+        ended_at=now_iso(),
+        device_name=device_name,
+        worker_pid=os.getpid(),
+        step_time_s=stats,
+        step_times_s=loop.step_times_s,
+        phase_time_s=PhaseTimes(
+            forward=statistics.median(loop.forward_s),
+            backward=statistics.median(loop.backward_s),
+            optimizer=statistics.median(loop.optimizer_s),
+        ),
+        warmup_steps=loop.warmup_steps,
+        warmup_s=loop.warmup_s,
+        window_s=loop.window_s,
+        items_per_s=items_per_s,
+        item_unit=workload.item_unit,
+        items_per_step=workload.items_per_step,
+        param_count=param_count,
+        peak_mem_allocated_bytes=peak.allocated_bytes,
+        peak_mem_reserved_bytes=peak.reserved_bytes,
+        peak_rss_bytes=peak.rss_bytes,
+        loss_first=_json_float(loop.loss_first),
+        loss_last=_json_float(loop.loss_last),
+        telemetry=telemetry,
+        telemetry_reason=telemetry_reason,
+        flops_per_step=flops,
+        extra=extra,
+    )
+    return _with_hardware_metrics(record, loop, device_name)
+
+
+def _json_float(value: float) -> float | None:
+    """JSON has no NaN: a non-finite loss is stored as null (the status says diverged)."""
+    import math
+
+    return value if math.isfinite(value) else None
+
+
+def _device_name(device: Any) -> str:
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bigtrain.envinfo import cpu_model
+
+    return cpu_model() or platform.processor() or "CPU"
+
+
+def _telemetry_sampler(job: CellJob) -> Any:
+    try:
+        from bigtrain.measure.telemetry import TelemetrySampler
+    except ImportError:
+        return None
+    return TelemetrySampler.for_device(job.device, interval_s=job.telemetry_interval_s)
+
+
+def _count_flops(step: Any) -> float | None:
+    try:
+        from bigtrain.measure.flops import count_flops
+    except ImportError:
+        return None
+    flops = count_flops(step)
+    return float(flops) if flops is not None else None
+
+
+def _with_hardware_metrics(record: CellRecord, loop: Any, device_name: str) -> CellRecord:
+    """Add achieved TFLOP/s, MFU and the optimizer's bandwidth floor where they can be known."""
+    try:
+        from bigtrain.measure.calibration import load_calibration
+        from bigtrain.measure.derived import hardware_metrics
+    except ImportError:
+        return record
+    metrics = hardware_metrics(
+        device_name=device_name,
+        precision=record.precision,
+        optimizer=record.optimizer,
+        param_count=record.param_count or 0,
+        flops_per_step=record.flops_per_step,
+        median_step_s=record.step_time_s.median,
+        optimizer_phase_s=record.phase_time_s.optimizer if record.phase_time_s else None,
+        calibration=load_calibration(record.device if record.device != "cuda" else "cuda"),
+    )
+    known = {f.name for f in dataclasses.fields(CellRecord)}
+    fields = {k: v for k, v in metrics.items() if k in known}
+    extra = {**record.extra, **{k: v for k, v in metrics.items() if k not in known}}
+    return dataclasses.replace(record, extra=extra, **fields)

@@ -1,0 +1,242 @@
+"""Sweep orchestration: spec -> cells -> jobs -> executor -> records on disk.
+
+This process owns the run folder; cells run in worker processes. Every record is appended and
+fsynced as its cell ends, with SIGINT/SIGTERM held back for the few microseconds of the write, so
+an interrupt never leaves a half-written line. Ctrl-C or SIGTERM stops the running cells, marks
+the manifest `interrupted` and ends with exit code 130; `--resume` picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import signal
+import socket
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from bigtrain import __version__
+from bigtrain.errors import BadInput
+from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
+from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
+from bigtrain.results.store import RunWriter, is_disk_full, load_run, read_manifest
+from bigtrain.run.cell import CellJob, base_record, now_iso
+from bigtrain.run.executor import LocalPoolExecutor, slots_for
+from bigtrain.spec import SweepSpec
+
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+
+
+class SweepInterrupted(Exception):
+    """Raised in the main thread by SIGINT or SIGTERM."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class SweepProgress(Protocol):
+    """What the console (or a test) hears while a sweep runs."""
+
+    def begin(self, run_dir: Path, cells: Sequence[Cell], jobs: int) -> None: ...
+    def cell_started(self, job: CellJob) -> None: ...
+    def cell_finished(self, record: CellRecord) -> None: ...
+    def end(self, outcome: SweepOutcome) -> None: ...
+
+
+class SilentProgress:
+    """A progress sink that prints nothing."""
+
+    def begin(self, run_dir: Path, cells: Sequence[Cell], jobs: int) -> None: ...
+    def cell_started(self, job: CellJob) -> None: ...
+    def cell_finished(self, record: CellRecord) -> None: ...
+    def end(self, outcome: SweepOutcome) -> None: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepOptions:
+    """How to run a spec (as opposed to what to run)."""
+
+    out_dir: Path = Path("results")
+    run_id: str | None = None
+    resume: str | None = None
+    retry_failed: bool = False
+    force: bool = False
+    reuse_workers: bool = True
+    worker_env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepOutcome:
+    """How a sweep ended."""
+
+    run_dir: Path
+    records: tuple[CellRecord, ...]
+    interrupted: bool = False
+    error: str | None = None
+    workers_started: int = 0
+
+    @property
+    def failed(self) -> list[CellRecord]:
+        return [r for r in self.records if r.status in FAILED_STATUSES]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failed or self.error else EXIT_OK
+
+
+def default_run_id() -> str:
+    """`YYYYMMDD-HHMMSS-host`: sortable, and says where it ran."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    host = socket.gethostname().split(".")[0] or "host"
+    return f"{stamp}-{host}"
+
+
+def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
+              done: set[tuple[str, int]]) -> list[list[CellJob]]:
+    """Jobs in rounds, one round per repeat (A B C, then A B C again), minus those already done."""
+    m = spec.measure
+    rounds = []
+    for repeat in range(m.repeats):
+        rounds.append([
+            CellJob(run_id=run_id, cell=cell, repeat=repeat, device=cell.device,
+                    warmup_s=m.warmup_s, duration_s=m.duration_s, min_steps=m.min_steps,
+                    seed=m.seed)
+            for cell in cells
+            if cell.status == PENDING and (cell.cell_id, repeat) not in done
+        ])
+    return rounds
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM while a record is written, so no line is ever cut by an interrupt."""
+    blocked = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+@contextlib.contextmanager
+def _interrupts_raise() -> Iterator[None]:
+    def handler(signum: int, _frame: Any) -> None:
+        # Later signals during clean-up are ignored: clean-up is short and must finish.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise SweepInterrupted(signum)
+
+    old_int = signal.signal(signal.SIGINT, handler)
+    old_term = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+def _spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
+            if k not in ("preset", "description") and old.get(k) != new.get(k)]
+
+
+def run_sweep(spec: SweepSpec, options: SweepOptions,
+              progress: SweepProgress | None = None) -> SweepOutcome:
+    """Run (or resume) a sweep and return how it ended. Bad input raises BadInput before any cell
+    runs; cell failures are records; interrupts end the sweep cleanly."""
+    from bigtrain.envinfo import collect_environment, fingerprint_differences
+
+    progress = progress or SilentProgress()
+    inventory = DeviceInventory.detect()
+    cells = expand(spec, inventory)
+    environment = collect_environment()
+    done: set[tuple[str, int]] = set()
+    recorded_ids: set[str] = set()
+    previous: list[CellRecord] = []
+
+    if options.resume:
+        run_dir = Path(options.out_dir) / options.resume
+        manifest = read_manifest(run_dir)
+        problems = _spec_differences(dict(manifest.spec), spec.to_json())
+        problems += fingerprint_differences(dict(manifest.environment), environment)
+        if problems and not options.force:
+            raise BadInput(
+                f"cannot resume {run_dir}: the spec or this machine differs from the run's "
+                f"({'; '.join(problems)}); use --force to resume anyway"
+            )
+        loaded = load_run(run_dir)
+        previous = list(loaded.records)
+        for record in previous:
+            recorded_ids.add(record.cell_id)
+            if record.status not in FAILED_STATUSES or not options.retry_failed:
+                done.add((record.cell_id, record.repeat))
+        manifest = replace(manifest, state="running", ended_at=None)
+    else:
+        run_id = options.run_id or default_run_id()
+        run_dir = Path(options.out_dir) / run_id
+        manifest = Manifest(
+            run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
+            environment=environment, started_at=now_iso(), state="running",
+            cells_total=len(cells) * spec.measure.repeats,
+        )
+
+    rounds = plan_jobs(manifest.run_id, spec, cells, done)
+    records: list[CellRecord] = list(previous)
+    interrupted, error = False, None
+    executor = LocalPoolExecutor(
+        slots_for(sorted({c.device for c in cells if c.status == PENDING}), inventory.cuda_count)
+        or ["cpu"],
+        cell_timeout_s=spec.measure.cell_timeout_s,
+        reuse_workers=options.reuse_workers,
+        worker_env=options.worker_env,
+    )
+
+    with RunWriter(run_dir, resume=bool(options.resume)) as writer:
+        writer.write_manifest(manifest)
+
+        def record(result: CellRecord) -> None:
+            with _signals_deferred():
+                writer.append(result)
+            records.append(result)
+            progress.cell_finished(result)
+
+        progress.begin(run_dir, cells, sum(len(r) for r in rounds))
+        try:
+            with _interrupts_raise():
+                for cell in cells:
+                    if cell.status != PENDING and cell.cell_id not in recorded_ids:
+                        record(base_record(_job_for(manifest.run_id, cell), status=cell.status,
+                                           reason=cell.reason, started_at=now_iso(),
+                                           ended_at=now_iso()))
+                for index, jobs in enumerate(rounds):
+                    if index:
+                        executor.retire_all()  # each repeat round starts in fresh workers
+                    executor.run(jobs, record, progress.cell_started)
+        except SweepInterrupted:
+            interrupted = True
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            error = f"disk full while writing {run_dir}; every record before it is intact"
+        finally:
+            executor.shutdown()
+            state = "interrupted" if interrupted or error else "complete"
+            try:
+                writer.write_manifest(replace(manifest, state=state, ended_at=now_iso()))
+            except OSError:
+                pass  # the disk may be full; the cells file is what must stay valid
+    outcome = SweepOutcome(run_dir=run_dir, records=tuple(records), interrupted=interrupted,
+                           error=error, workers_started=executor.workers_started)
+    progress.end(outcome)
+    return outcome
+
+
+def _job_for(run_id: str, cell: Cell) -> CellJob:
+    return CellJob(run_id=run_id, cell=cell, repeat=0, device=cell.device, warmup_s=0,
+                   duration_s=0, min_steps=1)

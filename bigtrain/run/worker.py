@@ -1,0 +1,68 @@
+"""The worker process: runs cells one at a time for the executor, on one device.
+
+Started with the `spawn` method in a session of its own, so that a timeout can kill its whole
+process tree (torch.compile's helpers included) and the terminal's Ctrl-C reaches only the
+parent, which decides what to stop. Its stderr goes to a log file so that the tail of what a
+crashing kernel printed can be put in the record. It dies with its parent (PR_SET_PDEATHSIG), so
+a sweep killed with -9 leaves no orphan burning the GPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+MSG_READY = "ready"
+MSG_RESULT = "result"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass
+
+
+def _redirect_stderr(log_path: str) -> None:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    sys.stderr.flush()
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
+    """Entry point of a worker: announce readiness, then run each job the parent sends."""
+    os.setsid()
+    _die_with_parent()
+    if os.getppid() != parent_pid:  # the parent died before PDEATHSIG was armed
+        os._exit(1)
+    _redirect_stderr(log_path)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    from bigtrain.registry import load_plugins
+    from bigtrain.run.cell import run_cell
+
+    import torch  # noqa: F401  (paid once per worker, before the first cell's clock starts)
+
+    load_plugins()
+    conn.send((MSG_READY, os.getpid()))
+    while True:
+        try:
+            job: Any = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        record = run_cell(job)
+        try:
+            conn.send((MSG_RESULT, record.to_json()))
+        except (BrokenPipeError, OSError):
+            return

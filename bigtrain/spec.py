@@ -1,0 +1,290 @@
+"""Sweep specifications: presets (TOML), command-line overrides, validation.
+
+A preset names the axes of the matrix and the measurement settings:
+
+    description = "what this preset is for"
+    [axes]
+    model = ["mlp:seed", "cnn:tiny"]
+    optimizer = ["sgd", "adam"]
+    impl = ["foreach"]
+    batch_norm = ["on", "off"]
+    precision = ["fp32", "bf16"]
+    device = ["auto"]
+    batch_size = ["default"]
+    compile = ["off"]
+    [measure]
+    warmup_s = 0.25
+    duration_s = 1.0
+    min_steps = 10
+    repeats = 1
+    cell_timeout_s = 600
+
+Every value is validated when the spec is built; errors name the file and line, the bad value and
+the valid choices. Unknown keys are rejected, not ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bigtrain.errors import BadInput, unknown_choice
+
+AXIS_KEYS = ("model", "optimizer", "impl", "batch_norm", "precision", "device", "batch_size",
+             "compile")
+BATCH_NORM_CHOICES = ("on", "off")
+COMPILE_CHOICES = ("off", "on")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+PRESETS_ENV = "BIGTRAIN_PRESETS"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MeasureSettings:
+    """How each cell is measured."""
+
+    warmup_s: float = 0.25
+    duration_s: float = 1.0
+    min_steps: int = 10
+    repeats: int = 1
+    cell_timeout_s: float = 600.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.warmup_s >= 0:
+            raise BadInput(f"warmup must be >= 0 seconds, got {self.warmup_s}")
+        if not self.duration_s > 0:
+            raise BadInput(f"duration must be > 0 seconds, got {self.duration_s}")
+        if self.min_steps < 1:
+            raise BadInput(f"min_steps must be >= 1, got {self.min_steps}")
+        if self.repeats < 1:
+            raise BadInput(f"repeats must be >= 1, got {self.repeats}")
+        if not self.cell_timeout_s > 0:
+            raise BadInput(f"cell timeout must be > 0 seconds, got {self.cell_timeout_s}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class SweepSpec:
+    """The whole matrix to run and how to measure it."""
+
+    preset: str
+    description: str = ""
+    model: tuple[str, ...]
+    optimizer: tuple[str, ...]
+    impl: tuple[str, ...]
+    batch_norm: tuple[str, ...]
+    precision: tuple[str, ...]
+    device: tuple[str, ...]
+    batch_size: tuple[int | None, ...]
+    compile: tuple[str, ...]
+    measure: MeasureSettings = MeasureSettings()
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (the manifest's `spec`)."""
+        out = dataclasses.asdict(self)
+        out["batch_size"] = ["default" if b is None else b for b in self.batch_size]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+# -- presets -----------------------------------------------------------------------------------
+def presets_dir() -> Path:
+    """Where named presets live: $BIGTRAIN_PRESETS, else bench/presets beside the package."""
+    override = os.environ.get(PRESETS_ENV)
+    if override:
+        return Path(override)
+    return Path(__file__).resolve().parent.parent / "bench" / "presets"
+
+
+def preset_names() -> list[str]:
+    """Names of the presets shipped in the presets folder."""
+    folder = presets_dir()
+    return sorted(p.stem for p in folder.glob("*.toml")) if folder.is_dir() else []
+
+
+def preset_path(name_or_path: str) -> Path:
+    """Resolve a preset name (`quick`) or a path to a TOML file."""
+    candidate = Path(name_or_path)
+    if candidate.suffix == ".toml" or os.sep in name_or_path:
+        if not candidate.is_file():
+            raise BadInput(f"preset file {name_or_path} does not exist")
+        return candidate
+    path = presets_dir() / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise unknown_choice("preset", name_or_path, preset_names())
+    return path
+
+
+def _line_of(text: str, key: str, table: str | None) -> int | None:
+    """The 1-based line where `key` is set (inside `[table]` when given), for error messages."""
+    current: str | None = None
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.strip()
+        header = re.match(r"^\[([^\[\]]+)\]", stripped)
+        if header:
+            current = header.group(1).strip()
+            if table is None and current == key:
+                return number
+            continue
+        if current == table and re.match(rf"^{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _where(path: Path, text: str, key: str, table: str | None) -> str:
+    line = _line_of(text, key, table)
+    return f"{path}:{line}" if line else str(path)
+
+
+def load_preset(name_or_path: str) -> tuple[Path, dict[str, Any], str]:
+    """Read a preset; returns (path, parsed TOML, text). Malformed TOML names file:line:column."""
+    path = preset_path(name_or_path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        location = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
+        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        raise BadInput(f"{location}: malformed TOML: {message}") from None
+    return path, data, text
+
+
+_TOP_KEYS = ("description", "axes", "measure")
+_MEASURE_KEYS = tuple(f.name for f in dataclasses.fields(MeasureSettings))
+
+
+def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = None) -> SweepSpec:
+    """Build a validated SweepSpec from a preset plus command-line overrides.
+
+    `overrides` maps axis names to comma-separated strings (or lists) and measure settings to
+    numbers; None values are ignored. Errors from the file name file:line; errors from a flag
+    name the flag.
+    """
+    path, data, text = load_preset(name_or_path)
+    for key in data:
+        if key not in _TOP_KEYS:
+            raise BadInput(
+                f"{_where(path, text, key, None)}: unknown preset key {key!r}; "
+                f"valid keys: {', '.join(_TOP_KEYS)}"
+            )
+    axes_table = data.get("axes", {})
+    measure_table = data.get("measure", {})
+    for table_name, table, valid in (("axes", axes_table, AXIS_KEYS),
+                                     ("measure", measure_table, _MEASURE_KEYS)):
+        if not isinstance(table, dict):
+            raise BadInput(f"{_where(path, text, table_name, None)}: [{table_name}] must be a table")
+        for key in table:
+            if key not in valid:
+                raise BadInput(
+                    f"{_where(path, text, key, table_name)}: unknown key {key!r} in "
+                    f"[{table_name}]; valid keys: {', '.join(valid)}"
+                )
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+
+    axes: dict[str, tuple] = {}
+    for key in AXIS_KEYS:
+        if key in overrides:
+            raw, where = _split(overrides[key]), f"--{key.replace('_', '-')}"
+        elif key in axes_table:
+            raw, where = axes_table[key], _where(path, text, key, "axes")
+            if not isinstance(raw, list):
+                raise BadInput(f"{where}: {key} must be a list, got {raw!r}")
+        else:
+            raise BadInput(f"{path}: [axes] lacks {key!r}; every axis must be listed")
+        axes[key] = _validate_axis(key, raw, where)
+
+    measure_values: dict[str, Any] = {}
+    for key in _MEASURE_KEYS:
+        if key in overrides:
+            measure_values[key] = overrides[key]
+            where = f"--{key.removesuffix('_s').replace('_', '-')}"
+        elif key in measure_table:
+            measure_values[key] = measure_table[key]
+            where = _where(path, text, key, "measure")
+        else:
+            continue
+        expected = int if key in ("min_steps", "repeats", "seed") else (int, float)
+        value = measure_values[key]
+        if isinstance(value, bool) or not isinstance(value, expected):
+            raise BadInput(f"{where}: {key} must be a number, got {value!r}")
+    try:
+        measure = MeasureSettings(**measure_values)
+    except BadInput as exc:
+        raise BadInput(f"{path}: {exc}") from None
+
+    description = data.get("description", "")
+    return SweepSpec(preset=str(name_or_path), description=str(description), measure=measure, **axes)
+
+
+def _split(value: str | Sequence[Any]) -> list[Any]:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",")]
+    return list(value)
+
+
+def _validate_axis(key: str, raw: Sequence[Any], where: str) -> tuple:
+    # Imports here keep `bigbench list presets` and friends from paying for torch.
+    from bigtrain.optim import check_impl, resolve_optimizer
+    from bigtrain.precision import resolve_precision
+    from bigtrain.workloads import resolve_model
+
+    values = [v for v in raw if not (isinstance(v, str) and v == "")]
+    if not values:
+        raise BadInput(f"{where}: the {key} axis is empty; give at least one value")
+    out: list[Any] = []
+    for value in values:
+        if key == "model":
+            out.append(resolve_model(str(value), where).name)
+        elif key == "optimizer":
+            out.append(resolve_optimizer(str(value), where).name)
+        elif key == "impl":
+            out.append(check_impl(str(value), where))
+        elif key == "precision":
+            out.append(resolve_precision(str(value), where).name)
+        elif key == "batch_norm":
+            if value not in BATCH_NORM_CHOICES:
+                raise unknown_choice("batch-norm setting", value, BATCH_NORM_CHOICES, where)
+            out.append(value)
+        elif key == "compile":
+            if value not in COMPILE_CHOICES:
+                raise unknown_choice("compile setting", value, COMPILE_CHOICES, where)
+            out.append(value)
+        elif key == "device":
+            if not isinstance(value, str) or not DEVICE_PATTERN.match(value):
+                raise unknown_choice("device", value, DEVICE_CHOICES, where)
+            out.append(value)
+        elif key == "batch_size":
+            out.append(_batch_size(value, where))
+    # Keep first occurrence order; a repeated value would make two cells with one cell_id.
+    return tuple(dict.fromkeys(out))
+
+
+def _batch_size(value: Any, where: str) -> int | None:
+    if value == "default":
+        return None
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: batch size {value!r} is not a whole number or 'default'") from None
+    if isinstance(value, float) and value != number:
+        raise BadInput(f"{where}: batch size {value!r} is not a whole number")
+    if number <= 0:
+        raise BadInput(f"{where}: batch size must be > 0, got {number}")
+    return number
+
+
+def spec_from_json(data: Mapping[str, Any]) -> SweepSpec:
+    """Rebuild a SweepSpec from a manifest's `spec` (used by --resume)."""
+    axes = {key: tuple(None if v == "default" else v for v in data[key]) for key in AXIS_KEYS}
+    return SweepSpec(
+        preset=str(data.get("preset", "")),
+        description=str(data.get("description", "")),
+        measure=MeasureSettings(**dict(data.get("measure", {}))),
+        **axes,
+    )

@@ -1,0 +1,168 @@
+"""Residual convolutional nets with BatchNorm2d slots, from a CPU-sized toy to ResNet-50 shapes."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bigtrain.workloads.base import (
+    SizeConfig,
+    Workload,
+    WorkloadFamily,
+    norm_or_identity,
+    seeded_generator,
+)
+
+SIZES = {
+    "tiny": SizeConfig(
+        name="tiny",
+        default_batch_size=32,
+        params={"image": 32, "classes": 10, "block": "basic", "stem": 16,
+                "widths": [16, 32], "depths": [1, 1]},
+        has_batch_norm=True,
+        description="2-stage basic-block net on 32x32 images (CPU-friendly)",
+    ),
+    "small": SizeConfig(
+        name="small",
+        default_batch_size=64,
+        params={"image": 32, "classes": 10, "block": "basic", "stem": 32,
+                "widths": [32, 64, 128], "depths": [2, 2, 2]},
+        has_batch_norm=True,
+        description="CIFAR-style ResNet-20-like net on 32x32 images",
+    ),
+    "resnet18": SizeConfig(
+        name="resnet18",
+        default_batch_size=64,
+        params={"image": 224, "classes": 1000, "block": "basic", "stem": 64,
+                "widths": [64, 128, 256, 512], "depths": [2, 2, 2, 2]},
+        has_batch_norm=True,
+        description="ResNet-18 shapes on 224x224 images",
+    ),
+    "resnet50": SizeConfig(
+        name="resnet50",
+        default_batch_size=64,
+        params={"image": 224, "classes": 1000, "block": "bottleneck", "stem": 64,
+                "widths": [64, 128, 256, 512], "depths": [3, 4, 6, 3]},
+        has_batch_norm=True,
+        description="ResNet-50 shapes (bottleneck blocks) on 224x224 images",
+    ),
+}
+
+
+def _conv(cin: int, cout: int, kernel: int, stride: int, batch_norm: bool) -> nn.Conv2d:
+    # A conv followed by BN needs no bias; with BN switched off the bias comes back.
+    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2, bias=not batch_norm)
+
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int, batch_norm: bool) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = _conv(cin, width, 3, stride, batch_norm)
+        self.bn1 = norm_or_identity(nn.BatchNorm2d, width, batch_norm)
+        self.conv2 = _conv(width, cout, 3, 1, batch_norm)
+        self.bn2 = norm_or_identity(nn.BatchNorm2d, cout, batch_norm)
+        self.shortcut = _shortcut(cin, cout, stride, batch_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin: int, width: int, stride: int, batch_norm: bool) -> None:
+        super().__init__()
+        cout = width * self.expansion
+        self.conv1 = _conv(cin, width, 1, 1, batch_norm)
+        self.bn1 = norm_or_identity(nn.BatchNorm2d, width, batch_norm)
+        self.conv2 = _conv(width, width, 3, stride, batch_norm)
+        self.bn2 = norm_or_identity(nn.BatchNorm2d, width, batch_norm)
+        self.conv3 = _conv(width, cout, 1, 1, batch_norm)
+        self.bn3 = norm_or_identity(nn.BatchNorm2d, cout, batch_norm)
+        self.shortcut = _shortcut(cin, cout, stride, batch_norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = torch.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+def _shortcut(cin: int, cout: int, stride: int, batch_norm: bool) -> nn.Module:
+    if stride == 1 and cin == cout:
+        return nn.Identity()
+    return nn.Sequential(
+        _conv(cin, cout, 1, stride, batch_norm), norm_or_identity(nn.BatchNorm2d, cout, batch_norm)
+    )
+
+
+class ResidualNet(nn.Module):
+    """A ResNet-shaped classifier; ImageNet-sized inputs get the 7x7 stem and max-pool."""
+
+    def __init__(self, params: dict, batch_norm: bool) -> None:
+        super().__init__()
+        block = BasicBlock if params["block"] == "basic" else Bottleneck
+        stem = params["stem"]
+        if params["image"] >= 128:
+            self.stem = nn.Sequential(
+                _conv(3, stem, 7, 2, batch_norm),
+                norm_or_identity(nn.BatchNorm2d, stem, batch_norm),
+                nn.ReLU(),
+                nn.MaxPool2d(3, stride=2, padding=1),
+            )
+        else:
+            self.stem = nn.Sequential(
+                _conv(3, stem, 3, 1, batch_norm),
+                norm_or_identity(nn.BatchNorm2d, stem, batch_norm),
+                nn.ReLU(),
+            )
+        stages: list[nn.Module] = []
+        cin = stem
+        for index, (width, depth) in enumerate(zip(params["widths"], params["depths"])):
+            for block_index in range(depth):
+                stride = 2 if index > 0 and block_index == 0 else 1
+                stages.append(block(cin, width, stride, batch_norm))
+                cin = width * block.expansion
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(cin, params["classes"])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.stages(self.stem(x))
+        return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1))
+
+
+def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+    p = config.params
+    model = ResidualNet(dict(p), batch_norm)
+    generator = seeded_generator(seed)
+    inputs = torch.randn(batch_size, 3, p["image"], p["image"], generator=generator)
+    targets = torch.randint(0, p["classes"], (batch_size,), generator=generator)
+    model = model.to(device)
+    inputs = inputs.to(device)
+    if device.type == "cuda":
+        # NHWC lets cuDNN pick tensor-core convolution kernels.
+        model = model.to(memory_format=torch.channels_last)
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
+    return Workload(
+        model=model,
+        inputs=inputs,
+        targets=targets.to(device),
+        loss_fn=nn.functional.cross_entropy,
+        items_per_step=batch_size,
+        item_unit="images",
+    )
+
+
+FAMILY = WorkloadFamily(
+    name="cnn",
+    sizes=SIZES,
+    default_size="tiny",
+    item_unit="images",
+    build_fn=_build,
+    description="residual conv nets with BatchNorm2d slots; channels_last on GPU",
+)

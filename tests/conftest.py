@@ -1,0 +1,67 @@
+"""Shared fixtures: tiny presets, fault-injection plugins, and a CLI runner."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS_DIR = Path(__file__).resolve().parent
+REPO = TESTS_DIR.parent
+
+# Workers are spawned: they see the same sys.path, and the env var tells them what to import.
+if str(TESTS_DIR) not in sys.path:
+    sys.path.insert(0, str(TESTS_DIR))
+
+TINY_PRESET = """\
+description = "test preset"
+[axes]
+model = {models}
+optimizer = {optimizers}
+impl = ["foreach"]
+batch_norm = ["on"]
+precision = ["fp32"]
+device = ["cpu"]
+batch_size = ["default"]
+compile = ["off"]
+[measure]
+warmup_s = 0.02
+duration_s = 0.05
+min_steps = 3
+repeats = 1
+cell_timeout_s = {timeout}
+"""
+
+
+def write_preset(folder: Path, models: list[str], optimizers: list[str] | None = None,
+                 timeout: float = 60, name: str = "tiny.toml") -> Path:
+    """Write a small preset TOML and return its path."""
+    path = folder / name
+    path.write_text(TINY_PRESET.format(models=_toml_list(models),
+                                       optimizers=_toml_list(optimizers or ["sgd"]),
+                                       timeout=timeout))
+    return path
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
+
+
+@pytest.fixture
+def faults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Register the test-only `fault` family here and in every worker process."""
+    monkeypatch.setenv("BIGTRAIN_PLUGINS", "fault_workloads")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), str(REPO),
+                                                      os.environ.get("PYTHONPATH", "")]))
+    import fault_workloads
+
+    importlib.reload(fault_workloads)
+
+
+@pytest.fixture
+def tiny_preset(tmp_path: Path) -> Path:
+    """A two-cell CPU preset that runs in about a second."""
+    return write_preset(tmp_path, ["mlp:seed", "transformer:tiny"])

@@ -1,0 +1,98 @@
+"""Fault-injection workloads, registered only for tests through BIGTRAIN_PLUGINS=fault_workloads.
+
+Each size of the `fault` family misbehaves in one way inside a worker process. They live here,
+never in the product's registries.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import signal
+import time
+
+import torch
+from torch import nn
+
+from bigtrain.workloads import register_family
+from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, seeded_generator
+
+HANG_S = 3600
+
+
+class _Faulty(nn.Module):
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+        self.linear = nn.Linear(4, 1)
+        self.steps = 0
+        self.ballast: torch.Tensor | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.steps += 1
+        if self.mode == "segv":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif self.mode == "hang":
+            time.sleep(HANG_S)
+        elif self.mode == "raise":
+            raise ValueError("injected failure in forward")
+        elif self.mode == "silent-exit":
+            os._exit(0)
+        elif self.mode == "oom":
+            _allocate_until_out_of_memory()
+        out = self.linear(x)
+        if self.mode == "nan" and self.steps > 3:
+            out = out * float("nan")
+        return out
+
+
+def _allocate_until_out_of_memory() -> None:
+    # Cap the address space a little above what is mapped now, so "out of memory" comes in
+    # milliseconds rather than after the test machine starts swapping. The worker is discarded
+    # after a failed cell, so the cap dies with it.
+    with open("/proc/self/statm") as fh:
+        mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    limit = mapped + 256 * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    hoard = []
+    while True:
+        hoard.append(torch.ones(16 * 1024 * 1024))  # 64 MiB at a time
+
+
+class _Ballast(nn.Module):
+    """A healthy model that holds `megabytes` of extra memory, to test per-cell peak RSS."""
+
+    def __init__(self, megabytes: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 1)
+        self.register_buffer("ballast", torch.ones(megabytes * 1024 * 1024 // 4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)
+
+
+MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy")
+
+
+def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+    mode = config.params["mode"]
+    model = _Ballast(400) if mode == "ballast" else _Faulty(mode)
+    generator = seeded_generator(seed)
+    inputs = torch.randn(batch_size, 4, generator=generator)
+    targets = torch.randn(batch_size, 1, generator=generator)
+    return Workload(model=model.to(device), inputs=inputs.to(device), targets=targets.to(device),
+                    loss_fn=nn.functional.mse_loss, items_per_step=batch_size,
+                    item_unit="samples")
+
+
+register_family(
+    WorkloadFamily(
+        name="fault",
+        sizes={m: SizeConfig(name=m, default_batch_size=8, params={"mode": m}) for m in MODES},
+        default_size="healthy",
+        item_unit="samples",
+        build_fn=_build,
+        description="test-only fault injection",
+    ),
+    replace=True,
+)
