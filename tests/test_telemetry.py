@@ -417,3 +417,27 @@ def test_gpu_check_reads_a_run_folder(tmp_path, capsys):
     assert check.main([str(tmp_path / "r")]) == 0
     assert "1 GPU cell(s), 0 problem(s)" in capsys.readouterr().out
     assert check.main([str(tmp_path / "missing")]) == 2
+
+
+def test_other_device_types_have_no_telemetry(fake_nvml):
+    data, reason = TelemetrySampler.for_device("mps").result(2.0, 1, 1)
+    assert data is None and reason == "no NVML telemetry for device 'mps' (only cuda devices have it)"
+
+
+def test_energy_counter_going_backwards_is_not_negative_energy(fake_nvml):
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler, fake_nvml.gpus[0], energy_mj=-500)
+    data, _ = sampler.result(2.0, 1, 1)
+    assert data["energy_j"] is None
+    assert data["unsupported"]["energy_j"] == "the total-energy counter went backwards during the window"
+
+
+def test_a_broken_read_stops_sampling_but_keeps_the_window(fake_nvml, monkeypatch):
+    gpu = fake_nvml.gpus[0]
+    gpu.temperature_c = ["hot"]  # float("hot") raises ValueError inside the thread
+    sampler = TelemetrySampler.for_device("cuda:0", interval_s=FAST)
+    run_window(sampler, gpu, energy_mj=2000)
+    data, reason = sampler.result(2.0, 1, 1)
+    assert reason is None
+    assert data["sampler_error"].startswith("ValueError")
+    assert data["samples"] == 0 and data["energy_j"] == 2.0  # the edges are still measured

@@ -327,6 +327,9 @@ class TelemetrySampler:
         device = device.strip()
         if device == "cpu":
             return cls(device=device, interval_s=interval_s, info=None, reason=CPU_REASON)
+        if not device.startswith("cuda"):
+            reason = f"no NVML telemetry for device {device!r} (only cuda devices have it)"
+            return cls(device=device, interval_s=interval_s, info=None, reason=reason)
         try:
             ref = nvml_device_ref(device)  # a malformed device string is a programming error
         except DeviceNotVisible as exc:
@@ -363,6 +366,7 @@ class TelemetrySampler:
         self._samples: list[TelemetrySample] = []
         self._field_reasons: dict[str, str] = {}  # sampled field -> why it is missing for good
         self._transient_errors = 0
+        self._thread_error: str | None = None
         self._energy_start_mj: int | None = None
         self._energy_end_mj: int | None = None
         self._energy_start_t: float | None = None
@@ -473,7 +477,11 @@ class TelemetrySampler:
         nvml = self._info.nvml
         next_t = time.perf_counter()
         while True:
-            self._samples.append(self._take_sample(nvml))
+            try:
+                self._samples.append(self._take_sample(nvml))
+            except Exception as exc:  # a bug or a broken binding: keep what we have, say why
+                self._thread_error = f"{type(exc).__name__}: {exc}"
+                return
             next_t += self.interval_s
             delay = next_t - time.perf_counter()
             if delay < 0:  # a slow read: skip the missed ticks rather than burst to catch up
@@ -530,9 +538,13 @@ class TelemetrySampler:
             raise RuntimeError("TelemetrySampler.result() needs start() and stop() first")
         energy_j = None
         energy_window_s = None
+        energy_reason = self._energy_reason
         if self._energy_start_mj is not None and self._energy_end_mj is not None:
-            energy_j = (self._energy_end_mj - self._energy_start_mj) / 1000.0
-            energy_window_s = self._energy_end_t - self._energy_start_t
+            if self._energy_end_mj >= self._energy_start_mj:
+                energy_j = (self._energy_end_mj - self._energy_start_mj) / 1000.0
+                energy_window_s = self._energy_end_t - self._energy_start_t
+            else:  # the counter restarts when the driver reloads
+                energy_reason = "the total-energy counter went backwards during the window"
         return (
             aggregate(
                 self._samples,
@@ -543,7 +555,7 @@ class TelemetrySampler:
                 items=items,
                 energy_j=energy_j,
                 energy_window_s=energy_window_s,
-                energy_reason=self._energy_reason,
+                energy_reason=energy_reason,
                 gpm_values=self._gpm_values,
                 gpm_reasons={**self._gpm_reasons, **self._gpm_unsupported()},
                 interval_s=self.interval_s,
@@ -553,6 +565,7 @@ class TelemetrySampler:
                     "util_sample_period_s": self._info.util_period_s,
                     "util_sample_period_source": self._info.util_period_source,
                     "transient_read_errors": self._transient_errors,
+                    "sampler_error": self._thread_error,
                 },
             ),
             None,
