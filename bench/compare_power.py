@@ -38,7 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bigtrain.compare import DEFAULT_THRESHOLD_PCT, compare_runs, group_repeats  # noqa: E402
+from bigtrain.compare import DEFAULT_THRESHOLD_PCT, group_repeats  # noqa: E402
+from bigtrain.compare import compare_runs as _compare_runs  # noqa: E402
 from bigtrain.results.store import LoadedRun, load_run  # noqa: E402
 from bigtrain.stats import DEFAULT_ALPHA  # noqa: E402
 
@@ -125,10 +126,13 @@ def cell_outcomes(comparison) -> dict[str, tuple[str, dict[str, str]]]:
 
 
 def analyse(aa: list[LoadedRun], slowed: dict[int, list[LoadedRun]], trials: int,
-            per_side: int, seed: int) -> dict:
+            per_side: int, seed: int, alpha: float = DEFAULT_ALPHA) -> dict:
     rng = random.Random(seed)
-    out: dict = {"threshold_pct": DEFAULT_THRESHOLD_PCT, "alpha": DEFAULT_ALPHA,
+    out: dict = {"threshold_pct": DEFAULT_THRESHOLD_PCT, "alpha": alpha,
                  "per_side": per_side, "seed": seed}
+
+    def compare_runs(base: LoadedRun, cand: LoadedRun):  # noqa: ANN202 - at this alpha
+        return _compare_runs(base, cand, alpha=alpha)
 
     # real A/A: whole runs, every distinct pair
     alarms = 0
@@ -222,6 +226,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=Path("/tmp/bigbench-compare-power"))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--alphas", default="0.05,0.001",
+                        help="other significance levels to show the trade-off at (the default "
+                             f"{DEFAULT_ALPHA} is always analysed first)")
     args = parser.parse_args()
     slowdowns = [int(s) for s in args.slowdowns.split(",") if s.strip()]
 
@@ -238,6 +245,9 @@ def main() -> None:
     aa = [load_run(d) for d in aa_dirs]
     slowed = {pct: [load_run(d) for d in dirs] for pct, dirs in slow_dirs.items()}
     results = analyse(aa, slowed, args.trials, args.per_side, args.seed)
+    others = [float(a) for a in args.alphas.split(",") if a.strip()]
+    results["other_alphas"] = {a: analyse(aa, slowed, args.trials, args.per_side, args.seed, a)
+                               for a in others}
     results["noise"] = noise_summary(aa)
     results["recorded"] = {"runs_per_kind": args.runs, "repeats_per_run": args.repeats,
                            "preset": str(args.preset), "work": str(args.work)}
@@ -256,6 +266,11 @@ def main() -> None:
             change = det["median_measured_change_pct"].get(name)
             print(f"    {name:15s} regressed {fmt_rate(r)}; median measured change {change:+.1f}%")
         print(f"    un-slowed sgd cell false alarm {fmt_rate(det['unslowed_cell_false_alarm'])}")
+    for a, other in results["other_alphas"].items():
+        detect = "; ".join(f"+{pct}% caught {fmt_rate(d['caught'])}"
+                           for pct, d in other["detection"].items())
+        print(f"(at alpha {a:g}: A/A real pairs {fmt_rate(other['aa_real_pairs'])}; A/A resampled "
+              f"{fmt_rate(other['aa_resampled'])}; {detect})")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 
