@@ -92,16 +92,24 @@ def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
     one_device_each = bool((frame.groupby("source")["device"].nunique() <= 1).all())
     match_axes = [a for a in AXES if a != "device"] if one_device_each else list(AXES)
     frame["match_key"] = frame[match_axes].astype(str).agg("|".join, axis=1)
+    # The implementation joins the optimizer's name only when the report holds more than one.
+    several_impls = frame["impl"].astype(str).nunique() > 1
     frame["opt_label"] = [
-        opt if str(impl).lower() in PLAIN_IMPLS else f"{opt} [{impl}]"
+        opt if not several_impls or str(impl).lower() in PLAIN_IMPLS else f"{opt} [{impl}]"
         for opt, impl in zip(frame["optimizer"], frame["impl"], strict=True)
     ]
     varying = [
         a for a in CONFIG_AXES if a in match_axes and frame[a].astype(str).nunique() > 1
     ]
     frame["config"] = _config_labels(frame, varying or ["model"])
-    in_model = [a for a in varying if a != "model"]
-    frame["config_in_model"] = _config_labels(frame, in_model) if in_model else "all"
+    # Within a model, name only the axes that vary for that model (an MLP has no batch norm).
+    frame["config_in_model"] = "all"
+    for _, rows in frame.groupby("model", sort=False):
+        in_model = [
+            a for a in varying if a != "model" and rows[a].astype(str).nunique() > 1
+        ]
+        if in_model:
+            frame.loc[rows.index, "config_in_model"] = _config_labels(rows, in_model)
     frame["cell_label"] = frame["config"] + " · " + frame["opt_label"]
     return frame
 

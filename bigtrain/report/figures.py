@@ -54,6 +54,15 @@ def _model_groups(summary: pd.DataFrame, per_row: int = 1) -> Iterator[tuple[str
             yield suffix, rows[rows["config_in_model"].isin(piece)]
 
 
+def _row_labels(rows: pd.DataFrame) -> pd.Series:
+    """`config · optimizer` within a model, or just the optimizer where nothing else varies."""
+    return pd.Series(
+        [opt if config == "all" else f"{config} · {opt}"
+         for config, opt in zip(rows["config_in_model"], rows["opt_label"], strict=True)],
+        index=rows.index, dtype="str",
+    )
+
+
 def _slug(text: str) -> str:
     keep = "".join(ch if ch.isalnum() else "-" for ch in text.lower())
     return "-".join(filter(None, keep.split("-")))
@@ -66,7 +75,7 @@ def _sources_in(data: ReportData, rows: pd.DataFrame) -> list[str]:
 
 def _needs_log(values: pd.Series) -> bool:
     positive = values[values > 0]
-    return len(positive) > 1 and positive.max() / positive.min() > 30
+    return bool(len(positive) > 1 and positive.max() / positive.min() > 30)
 
 
 def _title_and_legend(
@@ -200,7 +209,7 @@ def speedup_figures(data: ReportData) -> list[Figure]:
     merged = speedup_frame(data)
     if merged.empty:
         return []
-    merged = merged.assign(row=merged["config_in_model"] + " · " + merged["opt_label"])
+    merged = merged.assign(row=_row_labels(merged))
     sources = [s for s in data.sources if s in set(merged["source"])]
     figures = []
     for suffix, group in _model_groups(merged, per_row=merged["opt_label"].nunique()):
@@ -240,7 +249,7 @@ def phase_figures(data: ReportData) -> list[Figure]:
     if summary.empty or not all(p in summary for p in phases):
         return []
     rows = summary[summary[phases].notna().all(axis=1)]
-    rows = rows.assign(row=rows["config_in_model"] + " · " + rows["opt_label"])
+    rows = rows.assign(row=_row_labels(rows))
     figures = []
     for suffix, group in _model_groups(rows, per_row=max(1, rows["opt_label"].nunique())):
         sources = _sources_in(data, group)
@@ -323,7 +332,7 @@ def step_time_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figu
         "step_times_s"
     )
     steps["step_ms"] = steps.pop("step_times_s").astype(float) * 1e3
-    steps["row"] = steps["config_in_model"] + " · " + steps["opt_label"]
+    steps["row"] = _row_labels(steps)
     figures = []
     for suffix, group in _model_groups(steps, per_row=max(1, steps["opt_label"].nunique())):
         sources = _sources_in(data, group)
