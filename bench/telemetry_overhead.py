@@ -9,6 +9,9 @@ readings) fall inside the "on" window, so their cost is included. The script pri
 throughput of each, their ratio and the overhead in percent, plus the directly timed cost of one
 sample (all cheap fields) and what fraction of a core that costs at the sampling interval.
 
+On a shared CPU machine pass `--threads 1`: with several intra-op threads competing with other
+processes, OpenMP spinning swamps both the wall time and the CPU time of every window.
+
 On a machine without a GPU the sampler reads the fake NVML of tests/fake_nvml.py, whose calls
 return at once: the number is then the cost of the sampling thread itself (Python, the GIL, the
 timeline), not of real NVML calls, which take tens of microseconds each (the energy read ~4 ms).
@@ -53,9 +56,12 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize(device)
 
 
-def run_window(step, device: str, window_s: float, sampler) -> float:
-    """Steps per second over one window; the sampler (if any) runs for the whole of it."""
+def run_window(step, device: str, window_s: float, sampler) -> tuple[float, float]:
+    """(steps per second, process CPU seconds per step) over one window; the sampler (if any)
+    runs for the whole of it. CPU time per step includes the sampler thread's CPU time and is far
+    less disturbed than wall time by other processes on a shared machine."""
     synchronize(device)
+    cpu_begin = time.process_time()
     begin = time.perf_counter()
     if sampler is not None:
         sampler.start()
@@ -66,7 +72,7 @@ def run_window(step, device: str, window_s: float, sampler) -> float:
     synchronize(device)
     if sampler is not None:
         sampler.stop()
-    return steps / (time.perf_counter() - begin)
+    return steps / (time.perf_counter() - begin), (time.process_time() - cpu_begin) / steps
 
 
 def sample_cost_s(sampler, calls: int = 200) -> float:
@@ -88,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=float, default=0.1, help="sampling interval, seconds")
     parser.add_argument("--width", type=int, default=None)
     parser.add_argument("--batch", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args(argv)
 
@@ -95,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from bigtrain.measure import telemetry
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     device = args.device
     if device == "auto":
         device = "cuda:0" if torch.cuda.is_available() else "cpu"
@@ -119,14 +128,19 @@ def main(argv: list[str] | None = None) -> int:
     step = build_step(device, width, batch)
     run_window(step, device, min(args.window, 1.0), None)  # warm-up
     rates = {"off": [], "on": []}
+    cpu_per_step = {"off": [], "on": []}
     for round_index in range(args.rounds):
         order = ("off", "on") if round_index % 2 == 0 else ("on", "off")
         for mode in order:
-            rates[mode].append(run_window(step, device, args.window, sampler if mode == "on" else None))
+            rate, cpu_s = run_window(step, device, args.window, sampler if mode == "on" else None)
+            rates[mode].append(rate)
+            cpu_per_step[mode].append(cpu_s)
     data, _ = sampler.result(args.window, 1, 1)
 
     off = statistics.median(rates["off"])
     on = statistics.median(rates["on"])
+    cpu_off = statistics.median(cpu_per_step["off"])
+    cpu_on = statistics.median(cpu_per_step["on"])
     cost_s = sample_cost_s(sampler)
     result = {
         "device": device,
@@ -140,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         "on_over_off": on / off,
         "overhead_pct": 100.0 * (1.0 - on / off),
         "step_time_off_ms": 1000.0 / off,
+        "cpu_ms_per_step_off_median": 1000.0 * cpu_off,
+        "cpu_ms_per_step_on_median": 1000.0 * cpu_on,
+        "cpu_per_step_on_over_off": cpu_on / cpu_off,
         "sample_cost_us": cost_s * 1e6,
         "sample_cost_pct_of_interval": 100.0 * cost_s / args.interval,
         "samples_in_last_window": data["samples"] if data else None,
@@ -150,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"workload {result['model']}; {args.rounds} rounds of {args.window} s windows, interval {args.interval} s")
     print(f"steps/s  off {off:10.2f}   on {on:10.2f}   on/off {on / off:.4f}   "
           f"overhead {result['overhead_pct']:+.2f}% (median of {args.rounds} windows each)")
+    print(f"CPU ms/step off {1000 * cpu_off:8.3f}   on {1000 * cpu_on:8.3f}   on/off {cpu_on / cpu_off:.4f} "
+          f"(process CPU time, median; robust to other load)")
     print(f"one sample: {result['sample_cost_us']:.1f} us = {result['sample_cost_pct_of_interval']:.3f}% "
           f"of the {args.interval} s interval (of one core)")
     if args.json:
