@@ -149,8 +149,12 @@ def load_preset(name_or_path: str) -> tuple[Path, dict[str, Any], str]:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
-        location = f"{path}:{match.group(1)}:{match.group(2)}" if match else str(path)
-        message = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(exc))
+        if match:
+            location = f"{path}:{match.group(1)}:{match.group(2)}"
+        else:  # "(at end of document)": point at the end of the last line
+            lines = text.splitlines() or [""]
+            location = f"{path}:{len(lines)}:{len(lines[-1]) + 1}"
+        message = re.sub(r"\s*\(at (line \d+, column \d+|end of document)\)", "", str(exc))
         raise BadInput(f"{location}: malformed TOML: {message}") from None
     return path, data, text
 
