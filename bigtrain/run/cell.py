@@ -140,32 +140,24 @@ def _measure(job: CellJob, started: str) -> CellRecord:
     settings = LoopSettings(
         warmup_s=job.warmup_s,
         # Stretch the window on a GPU so NVML can resolve it (a too-short window is marked).
-        duration_s=max(job.duration_s, getattr(sampler, "min_window_s", 0.0) or 0.0),
+        duration_s=max(job.duration_s, sampler.min_window_s),
         min_steps=job.min_steps,
     )
     def window_open() -> None:
         memory.window_open()
-        if sampler is not None:
-            sampler.start()
+        sampler.start()
 
-    loop = run_loop(
-        step,
-        device,
-        settings,
-        on_window_open=window_open,
-        on_window_close=sampler.stop if sampler else (lambda: None),
-    )
+    loop = run_loop(step, device, settings, on_window_open=window_open,
+                    on_window_close=sampler.stop)
     peak = memory.stop()
 
     stats = StepTimeStats.from_samples(loop.step_times_s)
     items_per_s = workload.items_per_step / stats.median
-    telemetry, telemetry_reason = (None, "telemetry module unavailable")
-    if sampler is not None:
-        telemetry, telemetry_reason = sampler.result(
-            window_s=loop.window_s,
-            steps=len(loop.step_times_s),
-            items=workload.items_per_step * len(loop.step_times_s),
-        )
+    telemetry, telemetry_reason = sampler.result(
+        window_s=loop.window_s,
+        steps=len(loop.step_times_s),
+        items=workload.items_per_step * len(loop.step_times_s),
+    )
     flops = _count_flops(step)
 
     status, reason = "ok", None
@@ -206,7 +198,7 @@ def _measure(job: CellJob, started: str) -> CellRecord:
         flops_per_step=flops,
         extra=extra,
     )
-    return _with_hardware_metrics(record, loop, device_name)
+    return _with_hardware_metrics(record, job.device)
 
 
 def _json_float(value: float) -> float | None:
@@ -229,38 +221,33 @@ def _device_name(device: Any) -> str:
 
 
 def _telemetry_sampler(job: CellJob) -> Any:
-    try:
-        from bigtrain.measure.telemetry import TelemetrySampler
-    except ImportError:
-        return None
+    from bigtrain.measure.telemetry import TelemetrySampler
+
     return TelemetrySampler.for_device(job.device, interval_s=job.telemetry_interval_s)
 
 
 def _count_flops(step: Any) -> float | None:
-    try:
-        from bigtrain.measure.flops import count_flops
-    except ImportError:
-        return None
+    """FLOPs of one training step, counted once, after the timed window."""
+    from bigtrain.measure.flops import count_flops
+
     flops = count_flops(step)
     return float(flops) if flops is not None else None
 
 
-def _with_hardware_metrics(record: CellRecord, loop: Any, device_name: str) -> CellRecord:
+def _with_hardware_metrics(record: CellRecord, device: str) -> CellRecord:
     """Add achieved TFLOP/s, MFU and the optimizer's bandwidth floor where they can be known."""
-    try:
-        from bigtrain.measure.calibration import load_calibration
-        from bigtrain.measure.derived import hardware_metrics
-    except ImportError:
-        return record
+    from bigtrain.measure.calibration import load_calibration
+    from bigtrain.measure.derived import hardware_metrics
+
     metrics = hardware_metrics(
-        device_name=device_name,
+        device_name=record.device_name,
         precision=record.precision,
         optimizer=record.optimizer,
         param_count=record.param_count or 0,
         flops_per_step=record.flops_per_step,
         median_step_s=record.step_time_s.median,
         optimizer_phase_s=record.phase_time_s.optimizer if record.phase_time_s else None,
-        calibration=load_calibration(record.device if record.device != "cuda" else "cuda"),
+        calibration=load_calibration(device),
     )
     known = {f.name for f in dataclasses.fields(CellRecord)}
     fields = {k: v for k, v in metrics.items() if k in known}
