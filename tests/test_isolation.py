@@ -233,3 +233,37 @@ def test_kill_9_at_random_moments_then_resume_keeps_each_cell_once(tmp_path: Pat
     run = load_run(run_dir)
     assert sorted(r.model for r in run.records) == sorted(models)
     assert sorted(r.model for r in run.history) == sorted(models)
+
+
+def test_disk_full_mid_run_stops_cleanly_with_earlier_records_intact(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import bigtrain.results.store as store
+
+    real_os = store.os
+    writes = {"cells": 0}
+
+    class DiskFillsAfterOneRecord:
+        """The OS boundary: the second record's write() fails with ENOSPC."""
+
+        def __getattr__(self, name: str):  # noqa: ANN204
+            return getattr(real_os, name)
+
+        def write(self, fd: int, data: bytes) -> int:
+            if data.startswith(b'{"schema_version"'):
+                writes["cells"] += 1
+                if writes["cells"] >= 2:
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return real_os.write(fd, data)
+
+    monkeypatch.setattr(store, "os", DiskFillsAfterOneRecord())
+    preset = write_preset(tmp_path, ["mlp:seed", "transformer:tiny", "rnn:lstm-tiny"])
+    outcome = run_sweep(spec_from_preset(str(preset)), SweepOptions(out_dir=tmp_path, run_id="full"))
+    monkeypatch.setattr(store, "os", real_os)
+    assert outcome.error and "disk full" in outcome.error
+    assert outcome.exit_code == 1
+    run = load_run(tmp_path / "full")
+    assert [r.model for r in run.records] == ["mlp:seed"]
+    assert run.truncated_lines == ()
+    assert run.manifest.state == "interrupted"
