@@ -1,26 +1,14 @@
-"""The subcommands of `bigbench`, one module each; `COMMANDS` lists what the group registers."""
+"""The subcommands of `bigbench`, one module each; `COMMANDS` lists what the group registers.
+
+The modules import only click at the top; each command imports torch or pandas inside its body.
+"""
 
 from __future__ import annotations
 
-import importlib
+from bigtrain.commands import calibrate, compare, env, export, listing, report, sweep
 
-import click
-
-_MODULES = ("sweep", "listing", "env", "report", "compare", "export", "calibrate")
-
-
-def _load() -> list[click.Command]:
-    commands = []
-    for name in _MODULES:
-        try:
-            module = importlib.import_module(f"bigtrain.commands.{name}")
-        except ModuleNotFoundError as exc:
-            # A command still being built is simply absent; any other missing module is a bug.
-            if exc.name == f"bigtrain.commands.{name}":
-                continue
-            raise
-        commands.extend(module.COMMANDS)
-    return commands
-
-
-COMMANDS = _load()
+COMMANDS = [
+    command
+    for module in (sweep, listing, env, calibrate, report, compare, export)
+    for command in module.COMMANDS
+]

@@ -87,10 +87,8 @@ def sweep(preset, model, optimizer, impl, batch_norm, precision, device, batch_s
 
 
 def _write_report(run_dir: Path) -> None:
-    try:
-        from bigtrain.report import write_report
-    except ImportError:
-        return
+    from bigtrain.report import write_report
+
     out = Path("reports") / run_dir.name
     try:
         index = write_report([run_dir], out)

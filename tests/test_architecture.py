@@ -1,0 +1,63 @@
+"""The two walls of the design: the measuring side never loads pandas or seaborn, the analysing
+side never loads torch or pynvml — checked in fresh interpreters, transitively."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+MEASURING = ["bigtrain.workloads", "bigtrain.optim", "bigtrain.precision", "bigtrain.matrix",
+             "bigtrain.measure.step_loop", "bigtrain.measure.memory", "bigtrain.measure.telemetry",
+             "bigtrain.measure.flops", "bigtrain.run.cell", "bigtrain.run.worker",
+             "bigtrain.run.executor", "bigtrain.run.sweep", "bigtrain.envinfo", "bigtrain.console"]
+ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare", "bigtrain.stats",
+             "bigtrain.exports", "bigtrain.cli"]
+
+
+def _loaded_after_import(module: str, watched: list[str]) -> list[str]:
+    code = (f"import sys, {module}; "
+            f"print(','.join(m for m in {watched!r} if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         check=True)
+    return [m for m in out.stdout.strip().split(",") if m]
+
+
+@pytest.mark.parametrize("module", MEASURING)
+def test_measuring_side_never_loads_pandas_or_seaborn(module: str) -> None:
+    assert _loaded_after_import(module, ["pandas", "seaborn", "matplotlib"]) == []
+
+
+@pytest.mark.parametrize("module", ANALYSING)
+def test_analysing_side_never_loads_torch_or_pynvml(module: str) -> None:
+    assert _loaded_after_import(module, ["torch", "pynvml"]) == []
+
+
+def test_only_the_telemetry_module_imports_pynvml() -> None:
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in (REPO / "bigtrain").rglob("*.py")
+        if path.name != "telemetry.py" and "pynvml" in path.read_text()
+        and any(line.strip().startswith(("import pynvml", "from pynvml"))
+                for line in path.read_text().splitlines())
+    ]
+    assert offenders == []
+
+
+def test_bigbench_report_and_compare_run_without_torch(tmp_path) -> None:  # noqa: ANN001
+    runs = REPO / "tests" / "fixtures" / "runs"
+    code = (
+        "import sys\nfrom click.testing import CliRunner\nfrom bigtrain.cli import main\n"
+        f"r = CliRunner().invoke(main, ['report', '{runs / 'cpu-2threads'}', '-o', '{tmp_path / 'rep'}'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        f"c = CliRunner().invoke(main, ['compare', '{runs / 'cpu-2threads'}', '{runs / 'cpu-2threads'}'])\n"
+        "assert c.exit_code in (0, 1), c.output\n"
+        "print('torch' in sys.modules, 'pynvml' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "False False"
+    assert (tmp_path / "rep" / "index.html").exists()
