@@ -87,6 +87,10 @@ def test_end_to_end_sweep_writes_valid_records(tmp_path: Path, tiny_preset: Path
         assert record.phase_time_s.forward > 0 and record.phase_time_s.optimizer > 0
         assert record.peak_rss_bytes > 0 and record.loss_first is not None
         assert record.telemetry is None and "CPU" in record.telemetry_reason
+        assert record.flops_per_step > 0
+        assert record.achieved_tflops == pytest.approx(
+            record.flops_per_step / record.step_time_s.median / 1e12)
+        assert record.mfu_pct is None  # no datasheet peak for a CPU: no guess
     assert "bigbench sweep" in result.output  # the summary table
     # The same run id again is refused, and nothing is overwritten.
     before = (tmp_path / "res" / "e2e" / "cells.jsonl").read_bytes()

@@ -158,7 +158,7 @@ def _measure(job: CellJob, started: str) -> CellRecord:
         steps=len(loop.step_times_s),
         items=workload.items_per_step * len(loop.step_times_s),
     )
-    flops = _count_flops(step)
+    flops = _count_flops(step, cell)
 
     status, reason = "ok", None
     if not (is_finite(loop.loss_first) and is_finite(loop.loss_last)):
@@ -226,12 +226,21 @@ def _telemetry_sampler(job: CellJob) -> Any:
     return TelemetrySampler.for_device(job.device, interval_s=job.telemetry_interval_s)
 
 
-def _count_flops(step: Any) -> float | None:
-    """FLOPs of one training step, counted once, after the timed window."""
+#: FLOPs per (model, batch, BN, precision, compile) in this worker. What FlopCounterMode counts
+#: (matmuls, convolutions, attention) does not depend on the optimizer, so a reused worker counts
+#: each model shape once instead of paying a slow dispatch-mode step for every optimizer.
+_FLOPS_CACHE: dict[tuple, float | None] = {}
+
+
+def _count_flops(step: Any, cell: Cell) -> float | None:
+    """FLOPs of one training step, counted once per model shape, after the timed window."""
     from bigtrain.measure.flops import count_flops
 
-    flops = count_flops(step)
-    return float(flops) if flops is not None else None
+    key = (cell.model, cell.batch_size, cell.batch_norm, cell.precision, cell.compile)
+    if key not in _FLOPS_CACHE:
+        flops = count_flops(step)
+        _FLOPS_CACHE[key] = float(flops) if flops is not None else None
+    return _FLOPS_CACHE[key]
 
 
 def _with_hardware_metrics(record: CellRecord, device: str) -> CellRecord:
