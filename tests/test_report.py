@@ -317,13 +317,19 @@ def test_sixty_cells_have_no_overlapping_tick_labels(tmp_path: Path, monkeypatch
     captured = []
     real_png = report_figures._png
 
-    def keep(fig):  # noqa: ANN001, ANN202 - observe the figure before it is encoded
+    def keep(fig, **options):  # noqa: ANN001, ANN003, ANN202 - observe before encoding
         fig.canvas.draw()
         renderer = fig.canvas.get_renderer()
         for ax in fig.axes:
             boxes = [t.get_window_extent(renderer) for t in ax.get_yticklabels() if t.get_text()]
             captured.append((fig.get_label(), ax.get_title(), boxes))
-        return real_png(fig)
+            # no label may be cut off at the figure's edge (figures lay out without a tight box)
+            texts = [*ax.get_yticklabels(), ax.xaxis.label, ax.title]
+            for text in (t for t in texts if t.get_text() and t.get_visible()):
+                extent = text.get_window_extent(renderer)
+                assert extent.x0 >= -1 and extent.x1 <= fig.bbox.width + 1, text.get_text()
+                assert extent.y0 >= -1 and extent.y1 <= fig.bbox.height + 1, text.get_text()
+        return real_png(fig, **options)
 
     monkeypatch.setattr(report_figures, "_png", keep)
     write_report([dest], tmp_path / "out")
@@ -366,3 +372,23 @@ def test_report_side_never_imports_torch() -> None:
             "print(sorted(m for m in ('torch', 'pynvml') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_box_statistics_match_a_hand_computation() -> None:
+    import numpy as np
+
+    from bigtrain.report.figures import box_stats
+
+    values = np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 100.0])
+    stats = box_stats(values)
+    # numpy's linear quantiles: q1 at position 2.25 -> 3.25, q3 at 6.75 -> 7.75; IQR 4.5
+    assert (stats["q1"], stats["median"], stats["q3"]) == pytest.approx((3.25, 5.5, 7.75))
+    assert (stats["low"], stats["high"]) == (1.0, 9.0)  # 100 is beyond 7.75 + 6.75
+    assert stats["fliers"].tolist() == [100.0]
+
+
+def test_labels_sort_numbers_by_value() -> None:
+    from bigtrain.report.style import natural_key
+
+    labels = ["bs 128", "bs 16", "bs 8", "bf16 · bs 32"]
+    assert sorted(labels, key=natural_key) == ["bf16 · bs 32", "bs 8", "bs 16", "bs 128"]

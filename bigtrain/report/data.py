@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from bigtrain.errors import BadInput
+from bigtrain.report.style import natural_key
 from bigtrain.results.frame import frame_of_runs
 from bigtrain.results.schema import AXES
 from bigtrain.results.store import LoadedRun, load_run
@@ -159,7 +160,10 @@ def cell_summary(data: ReportData) -> pd.DataFrame:
     firsts = grouped[labels].first()
     out = firsts.join(summary).reset_index()
     out["source"] = pd.Categorical(out["source"], categories=list(data.sources), ordered=True)
-    return out.sort_values(["source", "model", "config", "opt_label"]).reset_index(drop=True)
+    order = sorted(range(len(out)), key=lambda i: (
+        out["source"].cat.codes.iloc[i], *(natural_key(out[c].iloc[i]) for c in
+                                            ("model", "config", "opt_label"))))
+    return out.iloc[order].reset_index(drop=True)
 
 
 def _is_flag(column: pd.Series) -> bool:

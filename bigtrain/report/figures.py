@@ -36,9 +36,11 @@ class Figure:
     png: bytes
 
 
-def _png(fig: Any) -> bytes:
+def _png(fig: Any, *, tight: bool = True) -> bytes:
+    """Encode and close a figure. Panel figures lay themselves out in inches and pass
+    tight=False: the tight bounding box costs a second full draw, the largest cost of a big report."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", facecolor="white")
+    fig.savefig(buffer, format="png", bbox_inches="tight" if tight else None, facecolor="white")
     plt.close(fig)
     return buffer.getvalue()
 
@@ -46,7 +48,7 @@ def _png(fig: Any) -> bytes:
 def _model_groups(summary: pd.DataFrame, per_row: int = 1) -> Iterator[tuple[str, pd.DataFrame]]:
     """(suffix, rows) per model, split so no piece exceeds the row limit; per_row bars per config."""
     for model, rows in summary.groupby("model", sort=True, observed=True):
-        configs = list(dict.fromkeys(rows.sort_values("config_in_model")["config_in_model"]))
+        configs = sorted(rows["config_in_model"].unique(), key=style.natural_key)
         per_piece = max(1, style.MAX_ROWS_PER_FIGURE // max(1, per_row))
         pieces = style.chunk(configs, per_piece)
         for i, piece in enumerate(pieces):
@@ -73,19 +75,69 @@ def _sources_in(data: ReportData, rows: pd.DataFrame) -> list[str]:
     return [s for s in data.sources if s in present]
 
 
+def _log_axis(ax: Any, nonpositive: str = "mask", decades: float = 3.0) -> None:
+    """A log x axis with short plain labels (20, 500, 10k); 1-2-5 ticks when the range is narrow."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log", nonpositive=nonpositive)
+    subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_number(v)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def short_number(value: float) -> str:
+    """12000 -> 12k, 3500000 -> 3.5M, 0.02 -> 0.02: tick labels that do not collide."""
+    for factor, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.3g}{suffix}"
+    return f"{value:.3g}"
+
+
+def _decades(values: pd.Series) -> float:
+    positive = values[values > 0]
+    return math.log10(positive.max() / positive.min()) if len(positive) > 1 else 0.0
+
+
 def _needs_log(values: pd.Series) -> bool:
     positive = values[values > 0]
     return bool(len(positive) > 1 and positive.max() / positive.min() > 30)
 
 
+#: Layout of the panel figures, in inches (fixed margins instead of tight_layout: one draw less).
+PANEL_WIDTH_IN = 4.0
+PANEL_GAP_IN = 0.35
+RIGHT_MARGIN_IN = 0.25
+BOTTOM_MARGIN_IN = 0.75
+
+
+def _band_in(legend_labels: Sequence[str]) -> float:
+    """Height of the band above the panels: figure title, legend rows, panel titles."""
+    legend_rows = math.ceil(len(legend_labels) / 4) if legend_labels else 0
+    return 0.45 + (0.25 * legend_rows + 0.25 if legend_labels else 0) + 0.4
+
+
+def _panel_figure(
+    row_labels: Sequence[str], n_panels: int, rows_in: float, legend_labels: Sequence[str]
+) -> tuple[Any, list[Any]]:
+    """A row of panels sharing their y axis, sized so every row label gets its own height."""
+    left_in = style.label_width_in(row_labels)
+    band_in = _band_in(legend_labels)
+    width = left_in + n_panels * PANEL_WIDTH_IN + (n_panels - 1) * PANEL_GAP_IN + RIGHT_MARGIN_IN
+    height = band_in + max(rows_in, 1.0) + BOTTOM_MARGIN_IN
+    fig, axes = plt.subplots(1, n_panels, figsize=(width, height), sharey=True, squeeze=False)
+    fig.subplots_adjust(
+        left=left_in / width, right=1 - RIGHT_MARGIN_IN / width, top=1 - band_in / height,
+        bottom=BOTTOM_MARGIN_IN / height, wspace=PANEL_GAP_IN / PANEL_WIDTH_IN,
+    )
+    return fig, list(axes[0])
+
+
 def _title_and_legend(
     fig: Any, title: str, colours: Mapping[str, str], labels: Sequence[str], legend_title: str
 ) -> None:
-    """Title on top, one shared legend under it, panels below: reserve a fixed band in inches."""
+    """Title on top, one shared legend under it, in the band `_panel_figure` reserved."""
     height_in = fig.get_figheight()
-    legend_rows = math.ceil(len(labels) / 4) if labels else 0
-    band_in = 0.45 + 0.25 * legend_rows + (0.2 if labels else 0)
-    fig.tight_layout(rect=(0, 0, 1, 1 - band_in / height_in))
     fig.suptitle(title, y=1 - 0.08 / height_in, va="top", fontsize=11, fontweight="bold")
     if labels:
         handles = [plt.Rectangle((0, 0), 1, 1, color=colours[label]) for label in labels]
@@ -114,26 +166,30 @@ def bar_figures(
     n_opts = max(1, rows["opt_label"].nunique()) if not rows.empty else 1
     for suffix, group in _model_groups(rows, per_row=n_opts):
         sources = _sources_in(data, group)
-        configs = sorted(group["config_in_model"].unique())
+        configs = sorted(group["config_in_model"].unique(), key=style.natural_key)
         opts = sorted(group["opt_label"].unique())
-        height = 1.6 + len(configs) * (0.2 * len(opts) + 0.16)
-        width = style.label_width_in(configs) + 4.2 * len(sources)
-        fig, axes = plt.subplots(
-            1, len(sources), figsize=(width, max(2.2, height)), sharey=True, squeeze=False
+        fig, axes = _panel_figure(
+            configs, len(sources), len(configs) * (0.2 * len(opts) + 0.16), opts
         )
         log = _needs_log(group[value])
-        for ax, source in zip(axes[0], sources, strict=True):
+        for ax, source in zip(axes, sources, strict=True):
             part = group[group["source"].astype(str) == source]
             sns.barplot(
                 data=part, x=value, y="config_in_model", hue="opt_label", order=configs,
                 hue_order=opts, palette=palette, orient="h", errorbar=None, ax=ax,
-                log_scale=log, legend=False,
+                legend=False,
             )
+            if log:
+                # Bars start at 0, which a log axis cannot show: clip them at the left edge.
+                _log_axis(ax, nonpositive="clip", decades=_decades(part[value]))
+                ax.set_xlim(left=float(group[value][group[value] > 0].min()) / 2)
             ax.set_title(style.wrap(source), fontsize=9)
-            ax.set_xlabel(xlabel + (" (log scale)" if log else ""))
+            ax.set_xlabel(xlabel.format(unit=_unit(group)) + (" (log scale)" if log else ""))
             ax.set_ylabel("")
         _title_and_legend(fig, f"{title}: {suffix}", palette, opts, "optimizer")
-        figures.append(Figure(f"{name}-{_slug(suffix)}", f"{title}: {suffix}", caption, _png(fig)))
+        figures.append(Figure(
+            f"{name}-{_slug(suffix)}", f"{title}: {suffix}", caption, _png(fig, tight=False)
+        ))
     return figures
 
 
@@ -142,10 +198,9 @@ def throughput_figures(data: ReportData, palette: Mapping[str, str]) -> list[Fig
     summary = data.summary
     if summary.empty:
         return []
-    unit = _unit(summary)
     return bar_figures(
         data, palette, summary, "items_per_s", name="throughput", title="Throughput",
-        xlabel=f"{unit} per second", caption="Longer bars are faster; compare colours within a "
+        xlabel="{unit} per second", caption="Longer bars are faster; compare colours within a "
         "row for the optimizers, panels for the machines.",
     )
 
@@ -171,9 +226,9 @@ def memory_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]
     rows["peak_mib"] = peak / MIB
     return bar_figures(
         data, palette, rows, "peak_mib", name="memory", title="Peak memory",
-        xlabel="peak memory (MiB; torch allocated on GPU, process RSS on CPU)",
-        caption="Shorter bars leave room for a bigger batch; optimizers with more state per "
-        "parameter (Adam's two moments) need more.",
+        xlabel="peak memory (MiB)",
+        caption="Peak memory: torch's allocated peak on a GPU, the process RSS on a CPU; shorter "
+        "bars leave room for a bigger batch, and optimizers with more state (Adam) need more.",
     )
 
 
@@ -214,19 +269,33 @@ def speedup_figures(data: ReportData) -> list[Figure]:
     figures = []
     for suffix, group in _model_groups(merged, per_row=merged["opt_label"].nunique()):
         grid = group.pivot_table(index="row", columns="source", values="speedup", aggfunc="median")
+        grid = grid.loc[sorted(grid.index, key=style.natural_key)]
         grid = grid[[s for s in sources if s in grid.columns]]
         logs = np.log2(grid.astype(float))
         span = max(0.25, float(np.nanmax(np.abs(logs.to_numpy()))) if logs.size else 0.25)
-        height = 1.6 + 0.28 * len(grid)
-        width = style.label_width_in(grid.index) + 1.7 * len(grid.columns) + 1.2
-        fig, ax = plt.subplots(figsize=(max(4.5, width), max(2.4, height)))
+        # Fixed margins in inches (no tight bounding box: one draw less per figure).
+        left_in, top_in, bottom_in, right_in = style.label_width_in(grid.index), 0.55, 1.05, 1.9
+        cells_w = 1.7 * len(grid.columns)
+        width = left_in + cells_w + right_in
+        height = top_in + 0.28 * len(grid) + bottom_in
+        fig, ax = plt.subplots(figsize=(width, max(2.4, height)))
+        fig.subplots_adjust(left=left_in / width, right=1 - right_in / width,
+                            top=1 - top_in / fig.get_figheight(),
+                            bottom=bottom_in / fig.get_figheight())
         annotations = grid.map(lambda v: "" if pd.isna(v) else f"{v:.2f}×")
         sns.heatmap(
             logs, ax=ax, cmap=style.SPEEDUP_CMAP, center=0, vmin=-span, vmax=span,
             annot=annotations.to_numpy(), fmt="", linewidths=0.5, linecolor="white",
-            cbar_kws={"label": f"speedup vs {style.wrap(data.baseline or '', 30)} (log2)"},
+            cbar_kws={"label": style.wrap(f"speedup vs {data.baseline or ''}", 34),
+                      "fraction": 0.6 / width * 2, "pad": 0.25 / width * 2},
             annot_kws={"fontsize": 8},
         )
+        # The colour scale is log2 of the ratio; label its ticks as ratios (0.5×, 1×, 2×).
+        colorbar = ax.collections[0].colorbar
+        ticks = [t for t in range(-math.ceil(span), math.ceil(span) + 1) if abs(t) <= span] or [0]
+        if len(ticks) < 3:
+            ticks = [-span, 0.0, span]
+        colorbar.set_ticks(ticks, labels=[f"{2 ** t:.2g}×" for t in ticks])
         ax.set_xticklabels([style.wrap(s, 24) for s in grid.columns], rotation=0, fontsize=8)
         ax.set_ylabel("")
         ax.set_xlabel("machine / run")
@@ -236,7 +305,7 @@ def speedup_figures(data: ReportData) -> list[Figure]:
             f"speedup-{_slug(suffix)}", title,
             f"Red is faster than the baseline {data.baseline}, blue slower; numbers are ratios of "
             "items per second for the same cell.",
-            _png(fig),
+            _png(fig, tight=False),
         ))
     return figures
 
@@ -253,14 +322,11 @@ def phase_figures(data: ReportData) -> list[Figure]:
     figures = []
     for suffix, group in _model_groups(rows, per_row=max(1, rows["opt_label"].nunique())):
         sources = _sources_in(data, group)
-        labels = sorted(group["row"].unique())
-        height = 1.8 + 0.26 * len(labels)
-        width = style.label_width_in(labels) + 4.0 * len(sources)
-        fig, axes = plt.subplots(
-            1, len(sources), figsize=(width, max(2.2, height)), sharey=True, squeeze=False
-        )
+        labels = sorted(group["row"].unique(), key=style.natural_key)
+        names = [p.split("_")[1] for p in phases]
+        fig, axes = _panel_figure(labels, len(sources), 0.26 * len(labels), names)
         positions = {label: i for i, label in enumerate(labels)}
-        for ax, source in zip(axes[0], sources, strict=True):
+        for ax, source in zip(axes, sources, strict=True):
             part = group[group["source"].astype(str) == source]
             y = part["row"].map(positions).to_numpy()
             left = np.zeros(len(part))
@@ -273,7 +339,6 @@ def phase_figures(data: ReportData) -> list[Figure]:
             ax.set_ylim(len(labels) - 0.5, -0.5)
             ax.set_title(style.wrap(source), fontsize=9)
             ax.set_xlabel("median time per step (ms)")
-        names = [p.split("_")[1] for p in phases]
         title = f"Where the step goes: {suffix}"
         _title_and_legend(fig, title, dict(zip(names, style.PHASE_COLOURS, strict=True)), names,
                           "phase")
@@ -281,7 +346,7 @@ def phase_figures(data: ReportData) -> list[Figure]:
             f"phases-{_slug(suffix)}", title,
             "The dark segment is the optimizer step; where it is a large share of the bar, the "
             "optimizer implementation decides the speed.",
-            _png(fig),
+            _png(fig, tight=False),
         ))
     return figures
 
@@ -328,41 +393,94 @@ def step_time_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figu
     ok = ok[ok["step_times_s"].map(len) > 0]
     if ok.empty:
         return []
-    steps = ok[["source", "model", "config_in_model", "opt_label", "step_times_s"]].explode(
-        "step_times_s"
+    # One row per (source, cell) with every step of every repeat pooled, in ms; no explode of
+    # hundreds of thousands of steps into a long frame.
+    ok = ok.assign(row=_row_labels(ok))
+    pooled = (
+        ok.groupby(["source", "model", "config_in_model", "row", "opt_label"], observed=True,
+                   sort=False)["step_times_s"]
+        .agg(lambda times: np.concatenate([np.asarray(t, dtype=float) for t in times]) * 1e3)
+        .rename("step_ms")
+        .reset_index()
     )
-    steps["step_ms"] = steps.pop("step_times_s").astype(float) * 1e3
-    steps["row"] = _row_labels(steps)
+    pooled["source"] = pooled["source"].astype(str)
     figures = []
-    for suffix, group in _model_groups(steps, per_row=max(1, steps["opt_label"].nunique())):
+    for suffix, group in _model_groups(pooled, per_row=max(1, pooled["opt_label"].nunique())):
         sources = _sources_in(data, group)
-        labels = sorted(group["row"].unique())
-        height = 1.8 + 0.26 * len(labels)
-        width = style.label_width_in(labels) + 4.0 * len(sources)
-        fig, axes = plt.subplots(
-            1, len(sources), figsize=(width, max(2.2, height)), sharey=True, squeeze=False
-        )
-        log = _needs_log(group["step_ms"])
-        for ax, source in zip(axes[0], sources, strict=True):
-            part = group[group["source"].astype(str) == source]
-            sns.boxplot(
-                data=part, x="step_ms", y="row", hue="opt_label", order=labels, palette=palette,
-                dodge=False, orient="h", ax=ax, log_scale=log, legend=False, width=0.7,
-                fliersize=1.5, linewidth=0.8,
-            )
+        labels = sorted(group["row"].unique(), key=style.natural_key)
+        opts = sorted(group["opt_label"].unique())
+        fig, axes = _panel_figure(labels, len(sources), 0.26 * len(labels), opts)
+        everything = np.concatenate(group["step_ms"].tolist())
+        log = _needs_log(pd.Series(everything))
+        for ax, source in zip(axes, sources, strict=True):
+            part = group[group["source"] == source]
+            _boxes(ax, part, labels, palette)
+            if log:
+                steps = np.concatenate(part["step_ms"].tolist())
+                _log_axis(ax, decades=_decades(pd.Series(steps)))
             ax.set_title(style.wrap(source), fontsize=9)
             ax.set_xlabel("step time (ms" + (", log scale)" if log else ")"))
-            ax.set_ylabel("")
-        opts = sorted(group["opt_label"].unique())
         title = f"Step-time distribution: {suffix}"
         _title_and_legend(fig, title, palette, opts, "optimizer")
         figures.append(Figure(
             f"step-times-{_slug(suffix)}", title,
             "Each box spans the middle half of the measured steps, whiskers 1.5 IQR, dots outliers; "
             "wide or overlapping boxes mean a difference is within noise.",
-            _png(fig),
+            _png(fig, tight=False),
         ))
     return figures
+
+
+def box_stats(values: np.ndarray) -> dict[str, Any]:
+    """Quartiles, Tukey whiskers (the furthest point within 1.5 IQR of the box) and outliers."""
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    reach = 1.5 * (q3 - q1)
+    inside = values[(values >= q1 - reach) & (values <= q3 + reach)]
+    return {
+        "q1": q1, "median": median, "q3": q3,
+        "low": float(inside.min()) if inside.size else q1,
+        "high": float(inside.max()) if inside.size else q3,
+        "fliers": values[(values < q1 - reach) | (values > q3 + reach)],
+    }
+
+
+def _boxes(ax: Any, part: pd.DataFrame, labels: Sequence[str], palette: Mapping[str, str]) -> None:
+    """One horizontal box per row label, coloured by optimizer.
+
+    Drawn as one bar container plus three line collections and one marker line per panel, not
+    six artists per box: a 500-cell report has thousands of boxes and this keeps them cheap.
+    """
+    from matplotlib.collections import LineCollection
+
+    half = 0.35
+    ys, stats, colours = [], [], []
+    for label, opt, steps_ms in zip(part["row"], part["opt_label"], part["step_ms"], strict=True):
+        ys.append(labels.index(label))
+        stats.append(box_stats(np.asarray(steps_ms, dtype=float)))
+        colours.append(palette.get(opt, "#888888"))
+    if stats:
+        q1 = np.array([b["q1"] for b in stats])
+        q3 = np.array([b["q3"] for b in stats])
+        ax.barh(ys, q3 - q1, left=q1, height=2 * half, color=colours, edgecolor="#222222",
+                linewidth=0.6, zorder=2)
+        whiskers, medians, caps = [], [], []
+        for y, b in zip(ys, stats, strict=True):
+            whiskers += [[(b["low"], y), (b["q1"], y)], [(b["q3"], y), (b["high"], y)]]
+            medians.append([(b["median"], y - half), (b["median"], y + half)])
+            caps += [[(b["low"], y - half / 2), (b["low"], y + half / 2)],
+                     [(b["high"], y - half / 2), (b["high"], y + half / 2)]]
+        ax.add_collection(LineCollection(whiskers + caps, colors="#222222", linewidths=0.8,
+                                         zorder=1))
+        ax.add_collection(LineCollection(medians, colors="black", linewidths=1.4, zorder=3))
+        flier_x = np.concatenate([b["fliers"] for b in stats])
+        flier_y = np.concatenate([np.full(len(b["fliers"]), y) for y, b in zip(ys, stats,
+                                                                                strict=True)])
+        ax.plot(flier_x, flier_y, linestyle="none", marker=".", markersize=2.5, color="#444444",
+                alpha=0.6, zorder=3)
+        ax.autoscale_view()
+    ax.set_yticks(range(len(labels)), labels)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_ylabel("")
 
 
 # -- NVML timelines ----------------------------------------------------------------------------
@@ -493,23 +611,28 @@ def _opt_label(record: Any) -> str:
     return record.optimizer if impl.lower() in PLAIN_IMPLS else f"{record.optimizer} [{impl}]"
 
 
+#: Figure builders in reading order; each takes (data, palette) and returns its figures.
+BUILDERS: dict[str, Callable[[ReportData, Mapping[str, str]], list[Figure]]] = {
+    "throughput": throughput_figures,
+    "speedup": lambda data, palette: speedup_figures(data),
+    "memory": memory_figures,
+    "efficiency": efficiency_figures,
+    "phases": lambda data, palette: phase_figures(data),
+    "optimizer_floor": optimizer_floor_figure,
+    "step_times": step_time_figures,
+    "timelines": timeline_figures,
+}
+def _build(name: str, data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
+    style.apply_theme()
+    return BUILDERS[name](data, palette)
+
+
 def all_figures(data: ReportData) -> list[Figure]:
     """Every figure of the report, in reading order, without those the runs have no data for."""
-    style.apply_theme()
     palette = style.optimizer_palette(data.frame["opt_label"]) if not data.frame.empty else {}
-    builders: list[Callable[[], list[Figure]]] = [
-        lambda: throughput_figures(data, palette),
-        lambda: speedup_figures(data),
-        lambda: memory_figures(data, palette),
-        lambda: efficiency_figures(data, palette),
-        lambda: phase_figures(data),
-        lambda: optimizer_floor_figure(data, palette),
-        lambda: step_time_figures(data, palette),
-        lambda: timeline_figures(data, palette),
-    ]
     figures: list[Figure] = []
-    for build in builders:
-        figures += build()
+    for name in BUILDERS:
+        figures += _build(name, data, palette)
     return figures
 
 

@@ -7,6 +7,7 @@ every figure of that report.
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterable
 
@@ -59,6 +60,11 @@ def label_width_in(labels: Iterable[str], font_pt: float = 9.0) -> float:
     """Roughly how wide, in inches, the longest tick label is (for sizing the figure)."""
     longest = max((len(str(x)) for x in labels), default=8)
     return 0.55 * font_pt / 72 * longest + 0.3
+
+
+def natural_key(label: object) -> list:
+    """Sort key that orders numbers inside labels by value: `bs 8` before `bs 16` before `bs 128`."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(label))]
 
 
 def chunk(items: list, size: int) -> list[list]:

@@ -50,7 +50,9 @@ def index_axes(summary: pd.DataFrame) -> list[str]:
 
 
 def _pretty_axes(frame: pd.DataFrame) -> pd.DataFrame:
-    return frame.rename(columns={"opt_label": "optimizer", "batch_norm": "batch norm"})
+    return frame.rename(
+        columns={"opt_label": "optimizer", "batch_norm": "batch norm", "batch_size": "batch size"}
+    )
 
 
 # -- header -----------------------------------------------------------------------------------
