@@ -276,7 +276,9 @@ def speedup_figures(data: ReportData) -> list[Figure]:
         # Fixed margins in inches (no tight bounding box: one draw less per figure).
         left_in, top_in, bottom_in, right_in = style.label_width_in(grid.index), 0.55, 1.05, 1.9
         cells_w = 1.7 * len(grid.columns)
-        width = left_in + cells_w + right_in
+        title = f"Speedup: {suffix}"
+        # wide enough for the title too (about 0.1 in per character at 11 pt bold)
+        width = max(left_in + cells_w + right_in, 0.11 * len(title) + 0.6)
         height = top_in + 0.28 * len(grid) + bottom_in
         fig, ax = plt.subplots(figsize=(width, max(2.4, height)))
         fig.subplots_adjust(left=left_in / width, right=1 - right_in / width,
@@ -286,21 +288,23 @@ def speedup_figures(data: ReportData) -> list[Figure]:
         sns.heatmap(
             logs, ax=ax, cmap=style.SPEEDUP_CMAP, center=0, vmin=-span, vmax=span,
             annot=annotations.to_numpy(), fmt="", linewidths=0.5, linecolor="white",
-            cbar_kws={"label": style.wrap(f"speedup vs {data.baseline or ''}", 34),
+            cbar_kws={"label": "speedup vs baseline",
                       "fraction": 0.6 / width * 2, "pad": 0.25 / width * 2},
             annot_kws={"fontsize": 8},
         )
         # The colour scale is log2 of the ratio; label its ticks as ratios (0.5×, 1×, 2×).
         colorbar = ax.collections[0].colorbar
-        ticks = [t for t in range(-math.ceil(span), math.ceil(span) + 1) if abs(t) <= span] or [0]
+        step = max(1, math.ceil(2 * span / 6))  # at most about seven ticks
+        ticks = [t for t in range(-math.ceil(span), math.ceil(span) + 1) if abs(t) <= span
+                 and t % step == 0] or [0]
         if len(ticks) < 3:
             ticks = [-span, 0.0, span]
         colorbar.set_ticks(ticks, labels=[f"{2 ** t:.2g}×" for t in ticks])
         ax.set_xticklabels([style.wrap(s, 24) for s in grid.columns], rotation=0, fontsize=8)
         ax.set_ylabel("")
         ax.set_xlabel("machine / run")
-        title = f"Speedup against the baseline: {suffix}"
-        ax.set_title(title, fontsize=11)
+        fig.suptitle(title, fontsize=11, fontweight="bold", y=1 - 0.12 / fig.get_figheight(),
+                     va="top")
         figures.append(Figure(
             f"speedup-{_slug(suffix)}", title,
             f"Red is faster than the baseline {data.baseline}, blue slower; numbers are ratios of "

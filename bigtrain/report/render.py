@@ -83,7 +83,8 @@ def format_value(column: str, value: object) -> str:
         return f"{value:,}" if abs(value) >= 10000 else str(value)
     if isinstance(value, float):
         if column.endswith(RATIO_MARK):
-            return f"{value:.2f}{RATIO_MARK}"
+            # two decimals, but never round a real ratio down to 0.00x
+            return f"{value:.2f}{RATIO_MARK}" if abs(value) >= 0.1 else f"{value:.2g}{RATIO_MARK}"
         if value.is_integer() and abs(value) < 1e15 and "(" not in column:
             return f"{int(value)}"
         magnitude = abs(value)
