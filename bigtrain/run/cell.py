@@ -86,18 +86,6 @@ def run_cell(job: CellJob) -> CellRecord:
             ended_at=now_iso(),
             worker_pid=os.getpid(),
         )
-    finally:
-        _release(job.device)
-
-
-def _release(device: str) -> None:
-    import gc
-
-    import torch
-
-    gc.collect()
-    if device.startswith("cuda") and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def _measure(job: CellJob, started: str) -> CellRecord:

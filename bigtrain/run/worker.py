@@ -10,6 +10,7 @@ a sweep killed with -9 leaves no orphan burning the GPU.
 from __future__ import annotations
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -53,6 +54,10 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
     import torch  # noqa: F401  (paid once per worker, before the first cell's clock starts)
 
     load_plugins()
+    # Everything imported so far lives as long as the worker: keep it out of the collector's
+    # scans, so the full collection before each cell costs milliseconds instead of ~0.1 s.
+    gc.collect()
+    gc.freeze()
     conn.send((MSG_READY, os.getpid()))
     while True:
         try:
