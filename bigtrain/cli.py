@@ -28,13 +28,17 @@ class BadInputExit(click.ClickException):
 
 
 class BigbenchGroup(click.Group):
-    """Turns our BadInput into exit code 2 with a clean message, for every subcommand."""
+    """Turns our BadInput into exit code 2 with a clean message, and Ctrl-C into 130."""
 
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:
             return super().invoke(ctx)
         except BadInput as exc:
             raise BadInputExit(str(exc)) from None
+        except (KeyboardInterrupt, click.Abort):
+            # Ctrl-C before a command installed its own handling (e.g. during torch's import).
+            click.echo("bigbench: interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
 
 
 @click.group(cls=BigbenchGroup, context_settings={"help_option_names": ["-h", "--help"]})

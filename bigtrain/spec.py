@@ -189,41 +189,55 @@ def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = No
                     f"{_where(path, text, key, table_name)}: unknown key {key!r} in "
                     f"[{table_name}]; valid keys: {', '.join(valid)}"
                 )
-    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
-
     axes: dict[str, tuple] = {}
     for key in AXIS_KEYS:
-        if key in overrides:
-            raw, where = _split(overrides[key]), f"--{key.replace('_', '-')}"
-        elif key in axes_table:
-            raw, where = axes_table[key], _where(path, text, key, "axes")
-            if not isinstance(raw, list):
-                raise BadInput(f"{where}: {key} must be a list, got {raw!r}")
-        else:
+        if key not in axes_table:
             raise BadInput(f"{path}: [axes] lacks {key!r}; every axis must be listed")
+        raw, where = axes_table[key], _where(path, text, key, "axes")
+        if not isinstance(raw, list):
+            raise BadInput(f"{where}: {key} must be a list, got {raw!r}")
         axes[key] = _validate_axis(key, raw, where)
 
     measure_values: dict[str, Any] = {}
-    for key in _MEASURE_KEYS:
-        if key in overrides:
-            measure_values[key] = overrides[key]
-            where = f"--{key.removesuffix('_s').replace('_', '-')}"
-        elif key in measure_table:
-            measure_values[key] = measure_table[key]
-            where = _where(path, text, key, "measure")
-        else:
-            continue
-        expected = int if key in ("min_steps", "repeats", "seed") else (int, float)
-        value = measure_values[key]
-        if isinstance(value, bool) or not isinstance(value, expected):
-            raise BadInput(f"{where}: {key} must be a number, got {value!r}")
+    for key, value in measure_table.items():
+        where = _where(path, text, key, "measure")
+        _check_number(key, value, where)
+        measure_values[key] = value
     try:
         measure = MeasureSettings(**measure_values)
     except BadInput as exc:
         raise BadInput(f"{path}: {exc}") from None
 
-    description = data.get("description", "")
-    return SweepSpec(preset=str(name_or_path), description=str(description), measure=measure, **axes)
+    spec = SweepSpec(preset=str(name_or_path), description=str(data.get("description", "")),
+                     measure=measure, **axes)
+    return apply_overrides(spec, overrides or {})
+
+
+def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
+    """A copy of `spec` with command-line overrides applied; errors name the flag."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    axes = {key: _validate_axis(key, _split(given[key]), _flag(key))
+            for key in AXIS_KEYS if key in given}
+    measure = spec.measure
+    for key in _MEASURE_KEYS:
+        if key in given:
+            _check_number(key, given[key], _flag(key))
+            try:
+                measure = dataclasses.replace(measure, **{key: given[key]})
+            except BadInput as exc:
+                raise BadInput(f"{_flag(key)}: {exc}") from None
+    return dataclasses.replace(spec, measure=measure, **axes)
+
+
+def _flag(key: str) -> str:
+    """The command-line flag that sets `key` (`duration_s` -> `--duration`)."""
+    return f"--{key.removesuffix('_s').replace('_', '-')}"
+
+
+def _check_number(key: str, value: Any, where: str) -> None:
+    expected = int if key in ("min_steps", "repeats", "seed") else (int, float)
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise BadInput(f"{where}: {key} must be a number, got {value!r}")
 
 
 def _split(value: str | Sequence[Any]) -> list[Any]:

@@ -40,6 +40,12 @@ class _Faulty(nn.Module):
             os._exit(0)
         elif self.mode == "oom":
             _allocate_until_out_of_memory()
+        elif self.mode == "flaky":
+            # Fails until the marker file exists: the first attempt fails, a retry succeeds.
+            marker = os.environ["BIGTRAIN_FLAKY_MARKER"]
+            if not os.path.exists(marker):
+                open(marker, "w").close()
+                raise RuntimeError("flaky failure, first attempt")
         out = self.linear(x)
         if self.mode == "nan" and self.steps > 3:
             out = out * float("nan")
@@ -71,7 +77,7 @@ class _Ballast(nn.Module):
         return self.linear(x)
 
 
-MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy")
+MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky")
 
 
 def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:

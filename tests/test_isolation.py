@@ -165,6 +165,35 @@ def test_resume_runs_missing_cells_and_retry_failed_reruns_failures(tmp_path: Pa
     assert retried.exit_code == 1  # it failed again, deterministically
 
 
+def test_a_retry_that_succeeds_makes_the_sweep_succeed(tmp_path: Path, faults: None,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BIGTRAIN_FLAKY_MARKER", str(tmp_path / "attempted"))
+    preset = write_preset(tmp_path, ["fault:flaky", "mlp:seed"])
+    spec = spec_from_preset(str(preset))
+    first = run_sweep(spec, SweepOptions(out_dir=tmp_path, run_id="r"))
+    assert [r.status for r in first.records] == ["error", "ok"] and first.exit_code == 1
+    retried = run_sweep(spec, SweepOptions(out_dir=tmp_path, resume="r", retry_failed=True))
+    assert [(r.model, r.status) for r in retried.records] == [("fault:flaky", "ok"),
+                                                            ("mlp:seed", "ok")]
+    assert retried.exit_code == 0
+    assert load_run(tmp_path / "r").manifest.state == "complete"
+
+
+def test_resume_with_a_flag_compares_against_the_runs_own_spec(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from bigtrain.cli import main
+
+    preset = write_preset(tmp_path, ["mlp:seed"])
+    run_sweep(spec_from_preset(str(preset)), SweepOptions(out_dir=tmp_path, run_id="r"))
+    result = CliRunner().invoke(main, ["sweep", "--resume", "r", "--out", str(tmp_path),
+                                       "--duration", "2", "--no-report"])
+    assert result.exit_code == 2
+    # Only the flag's change is named, not the differences from some other preset.
+    assert "measure:" in result.output and "duration_s': 2" in result.output
+    assert "model:" not in result.output and "optimizer:" not in result.output
+
+
 # -- signals and kills (real processes) --------------------------------------------------------
 def _sweep_process(tmp_path: Path, preset: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS_DIR), str(REPO)]),

@@ -46,7 +46,7 @@ def sweep(preset, model, optimizer, impl, batch_norm, precision, device, batch_s
           retry_failed, force, fresh_workers, dry_run, no_report) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
-    from bigtrain.spec import spec_from_json, spec_from_preset
+    from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
 
     overrides = {
         "model": model, "optimizer": optimizer, "impl": impl, "batch_norm": batch_norm,
@@ -62,11 +62,8 @@ def sweep(preset, model, optimizer, impl, batch_norm, precision, device, batch_s
         from bigtrain.results.store import read_manifest
 
         manifest = read_manifest(out_dir / resume)
-        given = {k: v for k, v in overrides.items() if v is not None}
-        spec = spec_from_json(manifest.spec)
-        if given:
-            # Flags on resume describe a different spec; build it so the check names the change.
-            spec = spec_from_preset(preset, overrides)
+        # Flags given with --resume change the run's own spec; the resume check names the change.
+        spec = apply_overrides(spec_from_json(manifest.spec), overrides)
     else:
         spec = spec_from_preset(preset, overrides)
 

@@ -21,7 +21,13 @@ from bigtrain import __version__
 from bigtrain.errors import BadInput
 from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
-from bigtrain.results.store import RunWriter, is_disk_full, load_run, read_manifest
+from bigtrain.results.store import (
+    RunWriter,
+    is_disk_full,
+    latest_records,
+    load_run,
+    read_manifest,
+)
 from bigtrain.run.cell import CellJob, base_record, now_iso
 from bigtrain.run.executor import LocalPoolExecutor, slots_for
 from bigtrain.spec import SweepSpec
@@ -176,7 +182,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             recorded_ids.add(record.cell_id)
             if record.status not in FAILED_STATUSES or not options.retry_failed:
                 done.add((record.cell_id, record.repeat))
-        manifest = replace(manifest, state="running", ended_at=None)
+        manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None)
     else:
         run_id = options.run_id or default_run_id()
         run_dir = Path(options.out_dir) / run_id
@@ -188,7 +194,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
 
     rounds = plan_jobs(manifest.run_id, spec, cells, done)
     records: list[CellRecord] = list(previous)
-    interrupted, error = False, None
+    interrupted, finished, error = False, False, None
     executor = LocalPoolExecutor(
         slots_for(sorted({c.device for c in cells if c.status == PENDING}), inventory.cuda_count)
         or ["cpu"],
@@ -203,7 +209,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
         def record(result: CellRecord) -> None:
             with _signals_deferred():
                 writer.append(result)
-            records.append(result)
+                records.append(result)
             progress.cell_finished(result)
 
         progress.begin(run_dir, cells, sum(len(r) for r in rounds))
@@ -218,6 +224,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                     if index:
                         executor.retire_all()  # each repeat round starts in fresh workers
                     executor.run(jobs, record, progress.cell_started)
+            finished = True
         except SweepInterrupted:
             interrupted = True
         except OSError as exc:
@@ -226,12 +233,15 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             error = f"disk full while writing {run_dir}; every record before it is intact"
         finally:
             executor.shutdown()
-            state = "interrupted" if interrupted or error else "complete"
+            # Only a sweep that got through every job is complete; an unexpected error is not.
+            state = "complete" if finished else "interrupted"
             try:
                 writer.write_manifest(replace(manifest, state=state, ended_at=now_iso()))
             except OSError:
                 pass  # the disk may be full; the cells file is what must stay valid
-    outcome = SweepOutcome(run_dir=run_dir, records=tuple(records), interrupted=interrupted,
+    # A retried cell's new record supersedes its old one, here as in every reader.
+    outcome = SweepOutcome(run_dir=run_dir, records=tuple(latest_records(records)),
+                           interrupted=interrupted,
                            error=error, workers_started=executor.workers_started)
     progress.end(outcome)
     return outcome
