@@ -81,6 +81,35 @@ def test_resume_after_truncation_starts_on_a_fresh_line(tmp_path: Path) -> None:
     assert [r.cell_id for r in run.records] == ["a", "b"]
 
 
+def test_resume_after_a_cut_that_ends_in_a_brace_still_reads(tmp_path: Path) -> None:
+    run_dir = _new_run(tmp_path, [_record("a")])
+    cells = run_dir / CELLS_NAME
+    cut = _record("z").to_json()
+    text = json.dumps(cut)
+    cells.write_bytes(cells.read_bytes() + text[: text.index("}") + 1].encode())  # ends in }
+    with RunWriter(run_dir, resume=True) as writer:
+        writer.append(_record("b"))
+    with RunWriter(run_dir, resume=True) as writer:  # a second resume repairs nothing more
+        writer.append(_record("c"))
+    with pytest.warns(TruncatedLineWarning, match=":2: truncated"):
+        run = load_run(run_dir)
+    assert run.manifest.repaired_lines == (2,)
+    assert [r.cell_id for r in run.records] == ["a", "b", "c"]
+
+
+def test_unreadable_run_folder_is_bad_input_not_a_traceback(tmp_path: Path) -> None:
+    run_dir = _new_run(tmp_path, [_record("a")])
+    with pytest.raises(BadInput, match="no such file"):
+        load_run(run_dir / CELLS_NAME)  # a file where a folder was expected
+    (run_dir / CELLS_NAME).write_text(json.dumps({**_record("b").to_json(),
+                                                  "step_times_s": ["fast"]}) + "\n")
+    with pytest.raises(BadInput, match=r":1: malformed field"):
+        load_run(run_dir)
+    (run_dir / CELLS_NAME).write_text(json.dumps({**_record("b").to_json(), "extra": [1]}) + "\n")
+    with pytest.raises(BadInput, match=r":1: extra must be an object"):
+        load_run(run_dir)
+
+
 def test_corrupt_line_in_the_middle_is_an_error_naming_file_and_line(tmp_path: Path) -> None:
     run_dir = _new_run(tmp_path, [_record("a"), _record("b"), _record("c")])
     cells = run_dir / CELLS_NAME

@@ -142,6 +142,8 @@ class CellRecord:
     optimizer_floor_ratio: float | None = None
     calibration_id: str | None = None
     hardware_reasons: Mapping[str, str] | None = None  # why a hardware metric above is null
+    # every measured step's phases, {forward, backward, optimizer}: lists in step order
+    phase_times_s: Mapping[str, Sequence[float]] | None = None
     # anything else a workload or a later version wants to say
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -193,6 +195,9 @@ class CellRecord:
         if missing:
             raise SchemaError(f"record lacks required keys: {', '.join(missing)}")
         kwargs = {k: v for k, v in data.items() if k in names}
+        for key in ("extra", "telemetry", "hardware_reasons", "phase_times_s"):
+            if kwargs.get(key) is not None and not isinstance(kwargs[key], Mapping):
+                raise SchemaError(f"{key} must be an object, got {kwargs[key]!r:.60}")
         # Keys a newer minor writer added stay readable: keep them in `extra` rather than drop them.
         unknown = {k: v for k, v in data.items() if k not in names}
         if unknown:
@@ -202,9 +207,9 @@ class CellRecord:
                 kwargs["step_time_s"] = StepTimeStats(**kwargs["step_time_s"])
             if kwargs.get("phase_time_s") is not None:
                 kwargs["phase_time_s"] = PhaseTimes(**kwargs["phase_time_s"])
-        except TypeError as exc:
-            raise SchemaError(f"malformed nested field: {exc}") from None
-        kwargs["step_times_s"] = tuple(float(x) for x in kwargs.get("step_times_s") or ())
+            kwargs["step_times_s"] = tuple(float(x) for x in kwargs.get("step_times_s") or ())
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"malformed field: {exc}") from None
         for key in ("run_id", "cell_id", "model", "optimizer", "impl", "precision", "device"):
             if not isinstance(kwargs[key], str):
                 raise SchemaError(f"{key} must be a string, got {kwargs[key]!r}")
@@ -239,6 +244,8 @@ class Manifest:
     ended_at: str | None = None
     state: str = "running"
     cells_total: int | None = None
+    # lines of cells.jsonl cut short by a kill and closed with a newline on resume: skipped
+    repaired_lines: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if self.state not in RUN_STATES:
@@ -263,6 +270,8 @@ class Manifest:
             )
         names = {f.name for f in dataclasses.fields(cls)}
         try:
-            return cls(**{k: v for k, v in data.items() if k in names})
-        except TypeError as exc:
+            kwargs = {k: v for k, v in data.items() if k in names}
+            kwargs["repaired_lines"] = tuple(int(n) for n in kwargs.get("repaired_lines") or ())
+            return cls(**kwargs)
+        except (TypeError, ValueError) as exc:
             raise SchemaError(f"malformed manifest: {exc}") from None

@@ -9,6 +9,7 @@ the same run folder and names the holder.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import fcntl
 import json
@@ -148,17 +149,20 @@ class RunWriter:
     def _repair_truncated_tail(self) -> None:
         """On resume, end a cut-short last line so the next record starts on a line of its own.
 
-        The partial line stays in the file (append-only: nothing recorded is removed); readers
-        skip it with a warning as they would any truncated tail.
+        The partial line stays in the file (append-only: nothing recorded is removed). Its number
+        goes into the manifest first, so readers skip exactly that line with a warning, even if
+        this process is killed right after.
         """
         path = self.run_dir / CELLS_NAME
-        size = path.stat().st_size
-        if size == 0:
+        data = path.read_bytes()
+        if not data or data.endswith(b"\n"):
             return
-        with open(path, "rb") as fh:
-            fh.seek(size - 1)
-            if fh.read(1) != b"\n":
-                self._write_bytes(b"\n")
+        line = data.count(b"\n") + 1
+        manifest = read_manifest(self.run_dir)
+        if line not in manifest.repaired_lines:
+            self.write_manifest(dataclasses.replace(
+                manifest, repaired_lines=(*manifest.repaired_lines, line)))
+        self._write_bytes(b"\n")
 
     # -- writing ---------------------------------------------------------------------------
     def write_manifest(self, manifest: Manifest) -> None:
@@ -202,16 +206,19 @@ def is_disk_full(exc: BaseException) -> bool:
 
 # -- reading -------------------------------------------------------------------------------
 def iter_records(
-    path: Path, on_truncated: Callable[[int], None] | None = None
+    path: Path,
+    on_truncated: Callable[[int], None] | None = None,
+    repaired_lines: Iterable[int] = (),
 ) -> Iterator[tuple[int, CellRecord]]:
     """Yield (line number, record) from a cells file, validating each line.
 
-    A truncated last line (no newline, not valid JSON) is skipped with a TruncatedLineWarning
-    (and reported to `on_truncated`); any other bad line raises BadInput naming file and line.
+    A truncated last line (no newline, not valid JSON), or a cut line that a resume closed
+    (`repaired_lines`, from the manifest), is skipped with a TruncatedLineWarning (and reported
+    to `on_truncated`); any other bad line raises BadInput naming file and line.
     """
     path = Path(path)
-    with open(path, "rb") as fh:
-        raw_lines = fh.read().split(b"\n")
+    repaired = set(repaired_lines)
+    raw_lines = _read_bytes(path).split(b"\n")
     # split leaves '' after a final newline; any other last element had no newline: maybe cut.
     last_index = len(raw_lines) - 1
     for index, raw in enumerate(raw_lines):
@@ -221,8 +228,7 @@ def iter_records(
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            cut_short = index == last_index or _is_repaired_tail(raw_lines, index)
-            if cut_short:
+            if index == last_index or lineno in repaired:
                 warnings.warn(
                     f"{path}:{lineno}: truncated record set aside (the writer was stopped "
                     f"mid-line)",
@@ -239,10 +245,12 @@ def iter_records(
             raise BadInput(f"{path}:{lineno}: {exc}") from None
 
 
-def _is_repaired_tail(raw_lines: list[bytes], index: int) -> bool:
-    """A cut line that a resumed writer closed with a newline looks like unterminated JSON."""
-    text = raw_lines[index].rstrip()
-    return text.startswith(b"{") and not text.endswith(b"}")
+def _read_bytes(path: Path) -> bytes:
+    """A file's bytes; an unreadable path is BadInput naming it."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_manifest(run_dir: Path) -> Manifest:
@@ -251,8 +259,12 @@ def read_manifest(run_dir: Path) -> Manifest:
     try:
         with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise BadInput(f"{path}: no such file; is {run_dir} a bigbench run folder?") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise BadInput(f"{path}: not a text file") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
     try:
@@ -269,7 +281,8 @@ def load_run(run_dir: Path) -> LoadedRun:
     records: list[CellRecord] = []
     truncated: list[int] = []
     if cells.exists():
-        records = [record for _, record in iter_records(cells, on_truncated=truncated.append)]
+        records = [record for _, record in iter_records(
+            cells, on_truncated=truncated.append, repaired_lines=manifest.repaired_lines)]
     return LoadedRun(
         path=run_dir,
         manifest=manifest,
