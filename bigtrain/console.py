@@ -17,7 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from bigtrain.matrix import Cell
-from bigtrain.results.schema import FAILED_STATUSES, CellRecord
+from bigtrain.results.schema import CellRecord
 from bigtrain.run.cell import CellJob
 from bigtrain.run.sweep import SweepOutcome
 
@@ -66,6 +66,8 @@ class RichProgress:
             TextColumn("{task.description}"),
             console=self.console,
             transient=False,
+            # No redraw thread: on a small CPU box it would steal time from the timed window.
+            auto_refresh=False,
         )
         self._task = None
         self._cells: dict[str, Cell] = {}
@@ -80,12 +82,13 @@ class RichProgress:
 
     def cell_started(self, job: CellJob) -> None:
         repeat = f" #{job.repeat}" if job.repeat else ""
-        self._progress.update(self._task, description=f"{job.cell.label}{repeat}")
+        self._progress.update(self._task, description=f"{job.cell.label}{repeat}", refresh=True)
 
     def cell_finished(self, record: CellRecord) -> None:
         if record.status in ("skipped", "unsupported"):
             return
         self._progress.advance(self._task)
+        self._progress.refresh()
         if record.status != "ok":
             self._progress.console.print(
                 f"[{STATUS_STYLE.get(record.status, 'red')}]{record.status}[/] "

@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import platform
 import re
 import statistics
 import tempfile
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bigtrain import __version__
+from bigtrain.envinfo import cpu_model
 from bigtrain.errors import BadInput
 
 log = logging.getLogger(__name__)
@@ -105,17 +105,6 @@ def resolve_device(device: str) -> str:
     raise BadInput(f"--device: unknown or absent device {device!r}; valid choices: {', '.join(choices)}")
 
 
-def cpu_model() -> str:
-    """The CPU's model name, from /proc/cpuinfo where there is one."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
-
-
 def device_fingerprint(device: str) -> dict[str, Any]:
     """What a calibration is valid for: device name, driver, torch (and CPU threads)."""
     import torch
@@ -123,7 +112,7 @@ def device_fingerprint(device: str) -> dict[str, Any]:
     if device == "cpu":
         return {
             "device_type": "cpu",
-            "device_name": cpu_model(),
+            "device_name": cpu_model() or "unknown CPU",
             "torch_version": torch.__version__,
             "torch_num_threads": torch.get_num_threads(),
         }
@@ -159,10 +148,11 @@ def calibration_dir() -> Path:
 
 
 def _synchronize(device: str) -> None:
-    if device.startswith("cuda"):
-        import torch
+    import torch
 
-        torch.cuda.synchronize(device)
+    from bigtrain.measure.step_loop import synchronize
+
+    synchronize(torch.device(device))
 
 
 def time_op(op: Callable[[], object], device: str, *, repeats: int, warmup: int) -> list[float]:

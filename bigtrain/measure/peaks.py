@@ -142,8 +142,3 @@ def lookup_peak(device_name: str | None, precision: str) -> Peak | None:
                 return None
             return Peak(tflops=tflops, source=entry.source, matched_name=entry.name)
     return None
-
-
-def known_gpus() -> list[str]:
-    """The model names the table knows, for documentation and `bigbench list`."""
-    return [entry.name for entry in _TABLE]

@@ -7,7 +7,6 @@ window; losses are read and statistics computed after it closes.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
@@ -93,20 +92,26 @@ class TrainingStep:
 
 
 class _Clock:
-    """Timestamps for the window: perf_counter on the CPU, CUDA events on a GPU."""
+    """Timestamps for the window: perf_counter on the CPU, CUDA events on a GPU.
+
+    CUDA events are created before the window opens (`reserve`), so the window only records
+    them; more are created only if the window runs longer than the warm-up rate predicted.
+    """
 
     def __init__(self, device: torch.device) -> None:
         self.device = device
         self.cuda = device.type == "cuda"
         self.marks: list[Any] = []
+        self._pool: list[Any] = []
 
-    def synchronize(self) -> None:
+    def reserve(self, marks: int) -> None:
         if self.cuda:
-            torch.cuda.synchronize(self.device)
+            self._pool = [torch.cuda.Event(enable_timing=True) for _ in range(marks)]
+            self._pool.reverse()  # pop() from the end hands them out in creation order
 
     def mark(self) -> None:
         if self.cuda:
-            event = torch.cuda.Event(enable_timing=True)
+            event = self._pool.pop() if self._pool else torch.cuda.Event(enable_timing=True)
             event.record()
             self.marks.append(event)
         else:
@@ -119,34 +124,48 @@ class _Clock:
         return [b - a for a, b in zip(self.marks, self.marks[1:])]
 
 
-def _synchronize(device: torch.device) -> None:
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, whose work is synchronous)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def warm_up(step: TrainingStep, device: torch.device, budget_s: float) -> tuple[int, float, bool, float]:
+@dataclass(frozen=True, kw_only=True)
+class WarmUp:
+    """What warm-up did: steps, seconds, whether step time settled, the first loss, the last
+    steps' median time."""
+
+    steps: int
+    seconds: float
+    settled: bool
+    loss_first: float
+    recent_step_s: float
+
+
+def warm_up(step: TrainingStep, device: torch.device, budget_s: float) -> WarmUp:
     """Run steps until the budget is spent and step time has settled (or a cap is hit).
 
     The first step (allocator growth, cuDNN autotuning, compilation) is not counted against the
-    budget. Returns (steps, seconds, settled, loss of the first step).
+    budget.
     """
     start = time.perf_counter()
     loss_first = float(step().detach().float().item())
-    _synchronize(device)
+    synchronize(device)
     after_first = time.perf_counter()
     times: list[float] = []
     settled = False
     while True:
         t0 = time.perf_counter()
         step()
-        _synchronize(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
         spent = time.perf_counter() - after_first
         if spent >= budget_s and len(times) >= MIN_WARMUP_STEPS - 1:
             settled = _settled(times)
             if settled or spent >= WARMUP_CAP_FACTOR * budget_s:
                 break
-    return len(times) + 1, time.perf_counter() - start, settled, loss_first
+    return WarmUp(steps=len(times) + 1, seconds=time.perf_counter() - start, settled=settled,
+                  loss_first=loss_first, recent_step_s=statistics.median(times[-5:]))
 
 
 def _settled(times: list[float]) -> bool:
@@ -165,13 +184,18 @@ def measure_window(
     settings: LoopSettings,
     on_window_open: Callable[[], None] = lambda: None,
     on_window_close: Callable[[], None] = lambda: None,
+    expected_step_s: float | None = None,
 ) -> tuple[list[float], list[float], list[float], list[float], float, torch.Tensor]:
     """Run the timed window; returns per-step total/forward/backward/optimizer seconds, the
     window's wall seconds and the last loss tensor (not yet read, so nothing syncs inside)."""
     clock = _Clock(device)
+    expected_steps = settings.min_steps
+    if expected_step_s:
+        expected_steps = max(expected_steps, int(1.25 * settings.duration_s / expected_step_s))
+    clock.reserve(3 * min(expected_steps, 100_000) + 1)
     steps = 0
     loss = None
-    clock.synchronize()
+    synchronize(device)
     on_window_open()
     window_start = time.perf_counter()
     clock.mark()
@@ -181,7 +205,7 @@ def measure_window(
         steps += 1
         if steps >= settings.min_steps and time.perf_counter() - window_start >= settings.duration_s:
             break
-    clock.synchronize()
+    synchronize(device)
     window_s = time.perf_counter() - window_start
     on_window_close()
     intervals = clock.intervals_s()
@@ -200,9 +224,10 @@ def run_loop(
     on_window_close: Callable[[], None] = lambda: None,
 ) -> LoopResult:
     """Warm up, then measure one window."""
-    warmup_steps, warmup_s, settled, loss_first = warm_up(step, device, settings.warmup_s)
+    warm = warm_up(step, device, settings.warmup_s)
     totals, forward, backward, optimizer, window_s, last_loss = measure_window(
-        step, device, settings, on_window_open, on_window_close
+        step, device, settings, on_window_open, on_window_close,
+        expected_step_s=warm.recent_step_s,
     )
     loss_last = float(last_loss.detach().float().item())
     return LoopResult(
@@ -210,15 +235,11 @@ def run_loop(
         forward_s=tuple(forward),
         backward_s=tuple(backward),
         optimizer_s=tuple(optimizer),
-        warmup_steps=warmup_steps,
-        warmup_s=warmup_s,
-        warmup_settled=settled,
+        warmup_steps=warm.steps,
+        warmup_s=warm.seconds,
+        warmup_settled=warm.settled,
         window_s=window_s,
-        loss_first=loss_first,
+        loss_first=warm.loss_first,
         loss_last=loss_last,
     )
 
-
-def is_finite(value: float) -> bool:
-    """True for a finite float (not NaN or infinity)."""
-    return math.isfinite(value)

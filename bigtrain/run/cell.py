@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import math
 import os
 import statistics
 import traceback
@@ -92,7 +93,7 @@ def _measure(job: CellJob, started: str) -> CellRecord:
     import torch
 
     from bigtrain.measure.memory import PeakMemoryTracker
-    from bigtrain.measure.step_loop import LoopSettings, TrainingStep, is_finite, run_loop
+    from bigtrain.measure.step_loop import LoopSettings, TrainingStep, run_loop
     from bigtrain.optim import build_optimizer, resolve_optimizer
     from bigtrain.precision import resolve_precision
     from bigtrain.workloads import resolve_model
@@ -149,7 +150,7 @@ def _measure(job: CellJob, started: str) -> CellRecord:
     flops = _count_flops(step, cell)
 
     status, reason = "ok", None
-    if not (is_finite(loop.loss_first) and is_finite(loop.loss_last)):
+    if not (math.isfinite(loop.loss_first) and math.isfinite(loop.loss_last)):
         status = "diverged"
         reason = f"non-finite loss: first {loop.loss_first}, last {loop.loss_last}"
     extra: dict[str, Any] = {"warmup_settled": loop.warmup_settled,
@@ -169,6 +170,8 @@ def _measure(job: CellJob, started: str) -> CellRecord:
             backward=statistics.median(loop.backward_s),
             optimizer=statistics.median(loop.optimizer_s),
         ),
+        phase_times_s={"forward": loop.forward_s, "backward": loop.backward_s,
+                       "optimizer": loop.optimizer_s},
         warmup_steps=loop.warmup_steps,
         warmup_s=loop.warmup_s,
         window_s=loop.window_s,
@@ -191,8 +194,6 @@ def _measure(job: CellJob, started: str) -> CellRecord:
 
 def _json_float(value: float) -> float | None:
     """JSON has no NaN: a non-finite loss is stored as null (the status says diverged)."""
-    import math
-
     return value if math.isfinite(value) else None
 
 
@@ -217,7 +218,7 @@ def _telemetry_sampler(job: CellJob) -> Any:
 #: FLOPs per (model, batch, BN, precision, compile) in this worker. What FlopCounterMode counts
 #: (matmuls, convolutions, attention) does not depend on the optimizer, so a reused worker counts
 #: each model shape once instead of paying a slow dispatch-mode step for every optimizer.
-_FLOPS_CACHE: dict[tuple, float | None] = {}
+_FLOPS_CACHE: dict[tuple, float] = {}
 
 
 def _count_flops(step: Any, cell: Cell) -> float | None:
@@ -225,9 +226,12 @@ def _count_flops(step: Any, cell: Cell) -> float | None:
     from bigtrain.measure.flops import count_flops
 
     key = (cell.model, cell.batch_size, cell.batch_norm, cell.precision, cell.compile)
-    if key not in _FLOPS_CACHE:
-        flops = count_flops(step)
-        _FLOPS_CACHE[key] = float(flops) if flops is not None else None
+    if key in _FLOPS_CACHE:
+        return _FLOPS_CACHE[key]
+    flops = count_flops(step)
+    if flops is None:
+        return None  # not cached: another implementation of the same shape may count fine
+    _FLOPS_CACHE[key] = float(flops)
     return _FLOPS_CACHE[key]
 
 

@@ -192,8 +192,7 @@ class LocalPoolExecutor:
                 continue  # keep the given order: an earlier CPU cell goes first
             pending.pop(index)
             worker = worker or self._start_worker(slot)
-            concrete = slot if slot != "cpu" else "cpu"
-            job = dataclasses.replace(job, device=concrete)
+            job = dataclasses.replace(job, device=slot)  # `cuda` becomes the GPU that runs it
             worker.job = job
             if worker.ready:
                 worker.deadline = time.monotonic() + self.cell_timeout_s
