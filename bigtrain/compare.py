@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bigtrain.envinfo import fingerprint_differences
 from bigtrain.errors import BadInput
 from bigtrain.results.schema import AXES, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun, load_run
@@ -54,6 +55,8 @@ class Metric:
     higher_is_better: bool
     value: Callable[[CellRecord], float | None]
     steps: Callable[[CellRecord], tuple[float, ...]] = field(default=lambda record: ())
+    # Steady from run to run (memory): one value a side may gate on the threshold alone.
+    steady: bool = False
 
 
 def _step_median(record: CellRecord) -> float | None:
@@ -71,27 +74,26 @@ def _optimizer_time(record: CellRecord) -> float | None:
 
 
 def _energy_per_step(record: CellRecord) -> float | None:
-    """Energy per step in joules, from the telemetry's own per-step figure or its window total."""
+    """Energy per step in joules from the telemetry; None for a window NVML could not resolve."""
     telemetry = record.telemetry or {}
-    for key in ("joules_per_step", "energy_per_step_j"):
-        per_step = telemetry.get(key)
-        if isinstance(per_step, (int, float)):
-            return float(per_step)
-    total = telemetry.get("energy_j")
-    steps = record.step_time_s.n if record.step_time_s else 0
-    if isinstance(total, (int, float)) and steps:
-        return float(total) / steps
-    return None
+    per_step = telemetry.get("joules_per_step")
+    if telemetry.get("valid") is False or not isinstance(per_step, (int, float)):
+        return None
+    return float(per_step)
+
+
+def _optimizer_steps(record: CellRecord) -> tuple[float, ...]:
+    return tuple((record.phase_times_s or {}).get("optimizer", ()))
 
 
 METRICS: tuple[Metric, ...] = (
     Metric("step_time", "step time", "s", False, _step_median, lambda r: r.step_times_s),
     Metric("items_per_s", "throughput", "items/s", True, lambda r: r.items_per_s,
            _per_step_throughput),
-    Metric("optimizer_time", "optimizer step", "s", False, _optimizer_time),
+    Metric("optimizer_time", "optimizer step", "s", False, _optimizer_time, _optimizer_steps),
     Metric("peak_mem", "peak memory allocated", "bytes", False,
-           lambda r: r.peak_mem_allocated_bytes),
-    Metric("peak_rss", "peak host RSS", "bytes", False, lambda r: r.peak_rss_bytes),
+           lambda r: r.peak_mem_allocated_bytes, steady=True),
+    Metric("peak_rss", "peak host RSS", "bytes", False, lambda r: r.peak_rss_bytes, steady=True),
     Metric("energy_per_step", "energy per step", "J", False, _energy_per_step),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
@@ -145,27 +147,11 @@ def _parse_pct(text: str, spec: str) -> float:
 
 
 # -- hardware ------------------------------------------------------------------------------------
-def hardware_fingerprint(environment: Mapping[str, Any]) -> dict[str, Any]:
-    """The parts of a run's environment that make its timings comparable to another's."""
-    gpus = environment.get("gpus") or []
-    return {
-        "gpus": sorted(str(g.get("name", "?")) for g in gpus),
-        "driver_version": environment.get("driver_version"),
-        "torch_version": environment.get("torch_version"),
-        "cuda_version": environment.get("cuda_version"),
-        "cpu_model": environment.get("cpu_model"),
-    }
-
-
 def hardware_differences(
     baseline_env: Mapping[str, Any], candidate_env: Mapping[str, Any]
 ) -> tuple[str, ...]:
     """Human lines naming each fingerprint field that differs, `field: baseline -> candidate`."""
-    base = hardware_fingerprint(baseline_env)
-    cand = hardware_fingerprint(candidate_env)
-    return tuple(
-        f"{key}: {base[key]!r} -> {cand[key]!r}" for key in base if base[key] != cand[key]
-    )
+    return tuple(fingerprint_differences(baseline_env, candidate_env))
 
 
 # -- the comparison ------------------------------------------------------------------------------
@@ -292,6 +278,7 @@ def compare_cell(
             higher_is_better=metric.higher_is_better,
             threshold_pct=thresholds_pct.get(metric.name, DEFAULT_THRESHOLD_PCT),
             alpha=alpha,
+            gate_without_test=metric.steady,
         )
         metrics.append(MetricComparison(metric, verdict))
     outcomes = {m.outcome for m in metrics}
@@ -342,6 +329,13 @@ def compare_runs(
                             f"{', '.join(map(str, run.truncated_lines))}")
     base_cells = group_repeats(baseline.records)
     cand_cells = group_repeats(candidate.records)
+    if base_cells and cand_cells and not set(base_cells) & set(cand_cells):
+        # Every cell "missing" and "new" would pass the gate while comparing nothing.
+        raise BadInput(
+            f"no cell of {candidate.path} matches a cell of {baseline.path}: cells match by "
+            f"their axes (model, optimizer, impl, batch norm, precision, device, batch size, "
+            f"compile); were they swept with different presets or devices?"
+        )
     cells = tuple(
         compare_cell(cell_id, base_cells.get(cell_id, []), cand_cells.get(cell_id, []),
                      thresholds, alpha)

@@ -7,13 +7,16 @@ import platform
 import socket
 import subprocess
 from functools import lru_cache
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bigtrain import __version__
 
-#: Fields whose change makes two runs incomparable (resume refuses; compare warns).
-FINGERPRINT_KEYS = ("gpu_names", "driver_version", "torch_version", "cuda_version", "cpu_model")
+#: Fields whose change makes two runs' timings incomparable: resume and compare refuse (unless
+#: forced) when any differs. The CPU thread count is one: it sets every CPU cell's speed.
+FINGERPRINT_KEYS = ("gpus", "driver_version", "torch_version", "cuda_version", "cpu_model",
+                    "torch_num_threads")
 
 
 @lru_cache(maxsize=1)
@@ -86,10 +89,16 @@ def collect_environment() -> dict[str, Any]:
     }
 
 
-def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Human-readable differences in the fields that make runs incomparable."""
-    return [
-        f"{key}: {old.get(key)!r} -> {new.get(key)!r}"
-        for key in FINGERPRINT_KEYS
-        if old.get(key) != new.get(key)
-    ]
+def hardware_fingerprint(environment: Mapping[str, Any]) -> dict[str, Any]:
+    """The parts of a run's environment that make its timings comparable to another's
+    (GPU names with their count, driver, torch, CUDA, CPU model, CPU threads)."""
+    fingerprint = {key: environment.get(key) for key in FINGERPRINT_KEYS}
+    fingerprint["gpus"] = sorted(str(g.get("name", "?")) for g in environment.get("gpus") or [])
+    return fingerprint
+
+
+def fingerprint_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Human-readable `field: old -> new` for each fingerprint field that differs."""
+    before, after = hardware_fingerprint(old), hardware_fingerprint(new)
+    return [f"{key}: {before[key]!r} -> {after[key]!r}" for key in FINGERPRINT_KEYS
+            if before[key] != after[key]]

@@ -33,6 +33,8 @@ UNCHANGED = "unchanged"
 METHOD_REPEATS = "welch-t on log per-repeat values"
 METHOD_STEPS = "mann-whitney-u on step samples (1 repeat: between-process noise not measured)"
 METHOD_THRESHOLD_ONLY = "threshold only (one value a side: noise not measured)"
+METHOD_NO_NOISE_ESTIMATE = ("not gated: one value a side and this metric is noisy; "
+                            "use --repeats 2 or more")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -58,6 +60,7 @@ class RatioTest:
     p_value: float
     ratio_low: float | None = None
     ratio_high: float | None = None
+    ratio: float | None = None  # the point estimate the test is about, where it has one
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +68,7 @@ class Verdict:
     """The decision for one metric of one cell."""
 
     outcome: str  # regressed | improved | unchanged
-    ratio: float  # median(candidate) / median(baseline)
+    ratio: float  # candidate / baseline: geometric-mean ratio with repeats, else of medians
     change_pct: float  # (ratio - 1) * 100, signed: the raw direction of the number
     threshold_pct: float
     higher_is_better: bool
@@ -158,6 +161,7 @@ def welch_log_ratio_test(
         p_value=p_value,
         ratio_low=math.exp(diff - half_width),
         ratio_high=math.exp(diff + half_width),
+        ratio=math.exp(diff),
     )
 
 
@@ -168,13 +172,17 @@ def decide(
     higher_is_better: bool,
     threshold_pct: float,
     alpha: float = DEFAULT_ALPHA,
+    gate_without_test: bool = True,
 ) -> Verdict:
     """Regressed, improved or unchanged: beyond the threshold AND beyond the noise, or unchanged.
 
     The size of the change is the ratio of the medians of the per-repeat values. The noise test is
     chosen by what the samples allow: between repeats (Welch on logs) when both sides have at least
     two repeats, else within the single repeat (Mann-Whitney U on the steps) when both sides have
-    step samples, else none (the threshold alone decides, and the verdict says so).
+    step samples, else none: the threshold alone decides when `gate_without_test` (for steady
+    metrics such as memory), otherwise the metric cannot regress, and the verdict says why.
+    With repeats, the change is the geometric-mean ratio the Welch test is about, so the size
+    and the evidence always describe the same quantity.
     """
     if threshold_pct < 0:
         raise ValueError(f"threshold must not be negative, got {threshold_pct}")
@@ -191,13 +199,15 @@ def decide(
         test = mann_whitney_test(baseline.within, candidate.within)
         n_base, n_cand = len(baseline.within), len(candidate.within)
     else:
-        method = METHOD_THRESHOLD_ONLY
+        method = METHOD_THRESHOLD_ONLY if gate_without_test else METHOD_NO_NOISE_ESTIMATE
         test = None
         n_base, n_cand = len(baseline.per_repeat), len(candidate.per_repeat)
+    if test is not None and test.ratio is not None:
+        ratio = test.ratio
 
     change_pct = (ratio - 1.0) * 100.0 if math.isfinite(ratio) else math.copysign(math.inf, ratio)
     worse_pct = -change_pct if higher_is_better else change_pct
-    significant = test is None or test.p_value < alpha
+    significant = test.p_value < alpha if test is not None else gate_without_test
     if worse_pct > threshold_pct and significant:
         outcome = REGRESSED
     elif -worse_pct > threshold_pct and significant:

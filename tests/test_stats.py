@@ -74,9 +74,12 @@ def test_decide_regression_needs_threshold_and_significance():
     slow = _repeats(1.10, 1.11, 1.09, 1.10, 1.10)  # +10%, tiny spread
     verdict = decide(base, slow, higher_is_better=False, threshold_pct=5)
     assert verdict.outcome == stats.REGRESSED
-    assert verdict.ratio == pytest.approx(1.10)
-    assert verdict.change_pct == pytest.approx(10.0)
-    assert verdict.worse_pct == pytest.approx(10.0)
+    # With repeats the change is the geometric-mean ratio the Welch test is about:
+    # (1.10*1.11*1.09*1.10*1.10)^(1/5) / (1.00*1.01*0.99*1.00*1.00)^(1/5)
+    expected = ((1.10 * 1.11 * 1.09 * 1.10 * 1.10) / (1.00 * 1.01 * 0.99)) ** (1 / 5)
+    assert verdict.ratio == pytest.approx(expected, rel=1e-12)
+    assert verdict.change_pct == pytest.approx((expected - 1) * 100, rel=1e-12)
+    assert verdict.worse_pct == pytest.approx((expected - 1) * 100, rel=1e-12)
     assert verdict.method == stats.METHOD_REPEATS
     assert verdict.p_value < 1e-6
     assert verdict.ratio_low < 1.10 < verdict.ratio_high
@@ -95,7 +98,8 @@ def test_decide_over_threshold_but_within_noise_is_unchanged():
     base = _repeats(1.0, 0.7, 1.3, 1.0, 0.8)
     cand = _repeats(1.1, 0.8, 1.4, 1.1, 0.9)  # medians +10%, but repeats spread by +-30%
     verdict = decide(base, cand, higher_is_better=False, threshold_pct=5)
-    assert verdict.change_pct == pytest.approx(10.0)
+    geometric = ((1.1 * 0.8 * 1.4 * 1.1 * 0.9) / (1.0 * 0.7 * 1.3 * 1.0 * 0.8)) ** (1 / 5)
+    assert verdict.change_pct == pytest.approx((geometric - 1) * 100, rel=1e-12)
     assert verdict.p_value > 0.01
     assert verdict.outcome == stats.UNCHANGED
 

@@ -80,12 +80,11 @@ def record_row(record: CellRecord) -> dict[str, Any]:
     for key, value in telemetry.items():
         if _is_scalar(value):
             row[f"telemetry_{key}"] = value
-        elif isinstance(value, Mapping):
-            # One level of nesting ({"power_w": {"mean": .., "max": ..}}) becomes power_w_mean ...
-            for sub, sub_value in value.items():
-                if _is_scalar(sub_value):
-                    row[f"telemetry_{key}_{sub}"] = sub_value
+        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            row[f"telemetry_{key}"] = ", ".join(value)  # e.g. throttle_reasons_seen
     row["telemetry_reason"] = record.telemetry_reason
+    for key, reason in (record.hardware_reasons or {}).items():
+        row[f"hw_reason_{key}"] = reason  # why mfu_pct (or another hardware metric) is blank
     for key, value in (record.extra or {}).items():
         if _is_scalar(value):
             row[f"extra_{key}"] = value
