@@ -94,11 +94,16 @@ class SweepSpec:
 
 # -- presets -----------------------------------------------------------------------------------
 def presets_dir() -> Path:
-    """Where named presets live: $BIGTRAIN_PRESETS, else bench/presets beside the package."""
+    """Where named presets live: $BIGTRAIN_PRESETS, else bench/presets of the checkout the
+    package runs from (an editable install), else bench/presets under the current folder (a
+    regular install run from a checkout, as tox does)."""
     override = os.environ.get(PRESETS_ENV)
     if override:
         return Path(override)
-    return Path(__file__).resolve().parent.parent / "bench" / "presets"
+    beside_package = Path(__file__).resolve().parent.parent / "bench" / "presets"
+    if beside_package.is_dir():
+        return beside_package
+    return Path.cwd() / "bench" / "presets"
 
 
 def preset_names() -> list[str]:
