@@ -88,6 +88,26 @@ def seeded_generator(seed: int) -> torch.Generator:
     return generator
 
 
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of every position's prediction of the next token."""
+    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+def language_model_workload(
+    model: nn.Module, *, vocab: int, seq: int, batch_size: int, device: torch.device, seed: int
+) -> Workload:
+    """A next-token workload: one random token stream, inputs and targets shifted by one."""
+    stream = torch.randint(0, vocab, (batch_size, seq + 1), generator=seeded_generator(seed))
+    return Workload(
+        model=model.to(device),
+        inputs=stream[:, :-1].contiguous().to(device),
+        targets=stream[:, 1:].contiguous().to(device),
+        loss_fn=next_token_loss,
+        items_per_step=batch_size * seq,
+        item_unit="tokens",
+    )
+
+
 def norm_or_identity(kind: type[nn.Module], channels: int, enabled: bool) -> nn.Module:
     """A batch-norm slot: the norm when enabled, identity when switched off."""
     return kind(channels) if enabled else nn.Identity()

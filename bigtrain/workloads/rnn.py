@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, seeded_generator
+from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, language_model_workload
 
 
 def _size(name: str, cell: str, vocab: int, embed: int, hidden: int, layers: int, seq: int,
@@ -43,22 +43,10 @@ class RecurrentLM(nn.Module):
         return self.head(hidden)
 
 
-def _lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
-
-
 def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
     p = config.params
-    generator = seeded_generator(seed)
-    stream = torch.randint(0, p["vocab"], (batch_size, p["seq"] + 1), generator=generator)
-    return Workload(
-        model=RecurrentLM(dict(p)).to(device),
-        inputs=stream[:, :-1].contiguous().to(device),
-        targets=stream[:, 1:].contiguous().to(device),
-        loss_fn=_lm_loss,
-        items_per_step=batch_size * p["seq"],
-        item_unit="tokens",
-    )
+    return language_model_workload(RecurrentLM(dict(p)), vocab=p["vocab"], seq=p["seq"],
+                                   batch_size=batch_size, device=device, seed=seed)
 
 
 FAMILY = WorkloadFamily(

@@ -5,8 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, seeded_generator
-from bigtrain.workloads.rnn import _lm_loss
+from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, language_model_workload
 
 
 def _size(name: str, vocab: int, width: int, layers: int, heads: int, seq: int, batch: int,
@@ -86,16 +85,8 @@ class GPT(nn.Module):
 
 def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
     p = config.params
-    generator = seeded_generator(seed)
-    stream = torch.randint(0, p["vocab"], (batch_size, p["seq"] + 1), generator=generator)
-    return Workload(
-        model=GPT(dict(p)).to(device),
-        inputs=stream[:, :-1].contiguous().to(device),
-        targets=stream[:, 1:].contiguous().to(device),
-        loss_fn=_lm_loss,
-        items_per_step=batch_size * p["seq"],
-        item_unit="tokens",
-    )
+    return language_model_workload(GPT(dict(p)), vocab=p["vocab"], seq=p["seq"],
+                                   batch_size=batch_size, device=device, seed=seed)
 
 
 FAMILY = WorkloadFamily(
