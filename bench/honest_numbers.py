@@ -98,12 +98,17 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=float, default=2.0, help="seconds measured per side")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--only", default=None, metavar="MODEL/OPT,..",
+                        help="just these pairs, e.g. transformer:tiny/adam")
     args = parser.parse_args()
+    pairs = PAIRS
+    if args.only:
+        pairs = [tuple(p.split("/")) for p in args.only.split(",")]
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="bigtrain-honest-") as tmp:
         workdir = Path(tmp)
-        for model, optimizer in PAIRS:
+        for model, optimizer in pairs:
             ours, hand = [], []
             for round_index in range(args.rounds):
                 tag = f"{model.replace(':', '-')}-{optimizer}-{round_index}"
