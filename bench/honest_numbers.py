@@ -23,6 +23,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from bigtrain.spec import preset_toml  # noqa: E402
 PAIRS = [(m, o) for m in ("mlp:seed", "cnn:tiny", "transformer:tiny") for o in ("sgd", "adam")]
 
 HAND_LOOP = r"""
@@ -52,30 +55,13 @@ while time.perf_counter() < end or len(times) < 10:
 print(json.dumps({"median_s": statistics.median(times), "n": len(times)}))
 """
 
-PRESET = """\
-description = "honest-numbers benchmark"
-[axes]
-model = ["{model}"]
-optimizer = ["{optimizer}"]
-impl = ["foreach"]
-batch_norm = ["on"]
-precision = ["fp32"]
-device = ["cpu"]
-batch_size = ["default"]
-compile = ["off"]
-[measure]
-warmup_s = 0.5
-duration_s = {duration}
-min_steps = 10
-repeats = 1
-cell_timeout_s = 300
-"""
-
-
 def bigbench_median(model: str, optimizer: str, duration_s: float, workdir: Path, tag: str) -> float:
     """Median step time that `bigbench sweep` records for one cell."""
     preset = workdir / f"{tag}.toml"
-    preset.write_text(PRESET.format(model=model, optimizer=optimizer, duration=duration_s))
+    preset.write_text(preset_toml(
+        description="honest-numbers benchmark", model=[model], optimizer=[optimizer],
+        measure={"warmup_s": 0.5, "duration_s": duration_s, "min_steps": 10, "repeats": 1,
+                 "cell_timeout_s": 300}))
     subprocess.run(
         [sys.executable, "-m", "bigtrain.cli", "sweep", "--preset", str(preset), "--out",
          str(workdir), "--run-id", tag, "--no-report"],

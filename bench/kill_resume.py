@@ -24,25 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bigtrain.results.store import CELLS_NAME, MANIFEST_NAME, load_run  # noqa: E402
+from bigtrain.spec import preset_toml  # noqa: E402
 
-PRESET = """\
-description = "kill/resume benchmark"
-[axes]
-model = ["mlp:seed", "mlp:small", "cnn:tiny", "rnn:lstm-tiny", "transformer:tiny"]
-optimizer = ["sgd", "adam"]
-impl = ["foreach"]
-batch_norm = ["on"]
-precision = ["fp32"]
-device = ["cpu"]
-batch_size = ["default"]
-compile = ["off"]
-[measure]
-warmup_s = 0.05
-duration_s = 0.2
-min_steps = 5
-repeats = 1
-cell_timeout_s = 120
-"""
+PRESET = preset_toml(
+    description="kill/resume benchmark",
+    model=["mlp:seed", "mlp:small", "cnn:tiny", "rnn:lstm-tiny", "transformer:tiny"],
+    optimizer=["sgd", "adam"],
+    measure={"warmup_s": 0.05, "duration_s": 0.2, "min_steps": 5, "repeats": 1,
+             "cell_timeout_s": 120},
+)
 EXPECTED_CELLS = 10
 
 

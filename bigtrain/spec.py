@@ -26,6 +26,7 @@ the valid choices. Unknown keys are rejected, not ignored.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import tomllib
@@ -300,6 +301,25 @@ def _batch_size(value: Any, where: str) -> int | None:
     if number <= 0:
         raise BadInput(f"{where}: batch size must be > 0, got {number}")
     return number
+
+
+#: Axes a generated preset gets unless told otherwise: one plain CPU configuration.
+PRESET_TOML_DEFAULTS: Mapping[str, Sequence[Any]] = {
+    "impl": ["foreach"], "batch_norm": ["on"], "precision": ["fp32"], "device": ["cpu"],
+    "batch_size": ["default"], "compile": ["off"],
+}
+
+
+def preset_toml(*, model: Sequence[str], optimizer: Sequence[str], measure: Mapping[str, Any],
+                description: str = "", **axes: Sequence[Any]) -> str:
+    """A preset file's text (for scripts and tests): the given models and optimizers, the other
+    axes from `axes` or PRESET_TOML_DEFAULTS, and `measure` settings."""
+    values = {**PRESET_TOML_DEFAULTS, **axes, "model": model, "optimizer": optimizer}
+    lines = [f"description = {json.dumps(description)}", "[axes]"]
+    lines += [f"{key} = {json.dumps(list(values[key]))}" for key in AXIS_KEYS]
+    lines.append("[measure]")
+    lines += [f"{key} = {json.dumps(value)}" for key, value in measure.items()]
+    return "\n".join(lines) + "\n"
 
 
 def spec_from_json(data: Mapping[str, Any]) -> SweepSpec:

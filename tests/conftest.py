@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from bigtrain.spec import preset_toml
+
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
 
@@ -16,38 +18,15 @@ REPO = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-TINY_PRESET = """\
-description = "test preset"
-[axes]
-model = {models}
-optimizer = {optimizers}
-impl = ["foreach"]
-batch_norm = ["on"]
-precision = ["fp32"]
-device = ["cpu"]
-batch_size = ["default"]
-compile = ["off"]
-[measure]
-warmup_s = 0.02
-duration_s = 0.05
-min_steps = 3
-repeats = 1
-cell_timeout_s = {timeout}
-"""
-
-
 def write_preset(folder: Path, models: list[str], optimizers: list[str] | None = None,
                  timeout: float = 60, name: str = "tiny.toml") -> Path:
     """Write a small preset TOML and return its path."""
     path = folder / name
-    path.write_text(TINY_PRESET.format(models=_toml_list(models),
-                                       optimizers=_toml_list(optimizers or ["sgd"]),
-                                       timeout=timeout))
+    path.write_text(preset_toml(
+        description="test preset", model=models, optimizer=optimizers or ["sgd"],
+        measure={"warmup_s": 0.02, "duration_s": 0.05, "min_steps": 3, "repeats": 1,
+                 "cell_timeout_s": timeout}))
     return path
-
-
-def _toml_list(values: list[str]) -> str:
-    return "[" + ", ".join(f'"{v}"' for v in values) + "]"
 
 
 @pytest.fixture

@@ -41,15 +41,14 @@ def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+def cell_record(run_id: str, cell: Cell, repeat: int, **fields: Any) -> CellRecord:
+    """A record carrying a cell's identity and axes plus `fields`."""
+    return CellRecord(run_id=run_id, cell_id=cell.cell_id, repeat=repeat, **cell.axes(), **fields)
+
+
 def base_record(job: CellJob, **fields: Any) -> CellRecord:
     """A record carrying the job's identity and axes plus `fields`."""
-    return CellRecord(
-        run_id=job.run_id,
-        cell_id=job.cell.cell_id,
-        repeat=job.repeat,
-        **job.cell.axes(),
-        **fields,
-    )
+    return cell_record(job.run_id, job.cell, job.repeat, **fields)
 
 
 def classify_exception(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from bigtrain.results.store import (
     load_run,
     read_manifest,
 )
-from bigtrain.run.cell import CellJob, base_record, now_iso
+from bigtrain.run.cell import CellJob, cell_record, now_iso
 from bigtrain.run.executor import LocalPoolExecutor, slots_for
 from bigtrain.spec import SweepSpec
 
@@ -217,7 +217,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             with _interrupts_raise():
                 for cell in cells:
                     if cell.status != PENDING and cell.cell_id not in recorded_ids:
-                        record(base_record(_job_for(manifest.run_id, cell), status=cell.status,
+                        record(cell_record(manifest.run_id, cell, 0, status=cell.status,
                                            reason=cell.reason, started_at=now_iso(),
                                            ended_at=now_iso()))
                 for index, jobs in enumerate(rounds):
@@ -246,7 +246,3 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     progress.end(outcome)
     return outcome
 
-
-def _job_for(run_id: str, cell: Cell) -> CellJob:
-    return CellJob(run_id=run_id, cell=cell, repeat=0, device=cell.device, warmup_s=0,
-                   duration_s=0, min_steps=1)
