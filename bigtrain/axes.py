@@ -165,6 +165,13 @@ class Axis:
     #: The first axes are required; one added later can be optional so old presets keep loading.
     required_in_preset: bool = True
 
+    def __post_init__(self) -> None:
+        # A bad entry is a bug in this table (or a plugin's): say which entry and why, at import.
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", self.name):
+            raise ValueError(f"axis name {self.name!r} must be lower_snake_case")
+        if not self.required_in_preset and not self.default:
+            raise ValueError(f"axis {self.name!r} may be left out of presets, so needs a default")
+
     @property
     def flag(self) -> str:
         """The command-line flag that overrides this axis (`batch_norm` -> `--batch-norm`)."""
