@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from bigtrain.axes import AXIS_NAMES, PROGRESS_STYLE, cell_label
 from bigtrain.spec import SweepSpec
 
 PENDING = "pending"
@@ -16,7 +17,10 @@ PENDING = "pending"
 
 @dataclass(frozen=True, kw_only=True)
 class Cell:
-    """One point of the matrix. `status` is pending, skipped or unsupported (with a reason)."""
+    """One point of the matrix. `status` is pending, skipped or unsupported (with a reason).
+
+    The axis fields mirror `bigtrain.axes.AXIS_TABLE` (tests/test_axes.py checks they agree).
+    """
 
     cell_id: str
     model: str
@@ -31,20 +35,13 @@ class Cell:
     reason: str | None = None
 
     def axes(self) -> dict[str, Any]:
-        """The axis values, keyed by axis name."""
-        return {
-            "model": self.model, "optimizer": self.optimizer, "impl": self.impl,
-            "batch_norm": self.batch_norm, "precision": self.precision, "device": self.device,
-            "batch_size": self.batch_size, "compile": self.compile,
-        }
+        """The axis values, keyed by axis name, in table order."""
+        return {name: getattr(self, name) for name in AXIS_NAMES}
 
     @property
     def label(self) -> str:
         """A compact one-line name for progress bars and tables."""
-        bn = "" if self.batch_norm == "n/a" else f" bn={self.batch_norm}"
-        compiled = " compiled-model" if self.compile == "on" else ""
-        return (f"{self.model} {self.optimizer}/{self.impl} {self.precision}{bn} "
-                f"bs={self.batch_size} {self.device}{compiled}")
+        return cell_label(self.axes(), PROGRESS_STYLE)
 
 
 def cell_id_for(axes: dict[str, Any]) -> str:
@@ -105,25 +102,22 @@ def expand(spec: SweepSpec, inventory: DeviceInventory) -> list[Cell]:
     cells: list[Cell] = []
     seen: set[str] = set()
     devices = resolve_devices(spec.device, inventory)
-    for model_name, optimizer, impl, batch_norm, precision, device, batch_size, compiled in (
-        itertools.product(spec.model, spec.optimizer, spec.impl, spec.batch_norm, spec.precision,
-                          devices, spec.batch_size, spec.compile)
-    ):
-        model = resolve_model(model_name)
-        axes = {
-            "model": model.name,
-            "optimizer": optimizer,
-            "impl": impl,
-            "batch_norm": batch_norm if model.size.has_batch_norm else "n/a",
-            "precision": precision,
-            "device": device,
-            "batch_size": batch_size or model.size.default_batch_size,
-            "compile": compiled,
-        }
+    # The product runs over the table's axes in table order (the order cells have always had).
+    values = [devices if name == "device" else getattr(spec, name) for name in AXIS_NAMES]
+    for combination in itertools.product(*values):
+        axes = dict(zip(AXIS_NAMES, combination, strict=True))
+        model = resolve_model(axes["model"])
+        # Axis values that depend on the model: no BN slots, or the model's own batch size.
+        axes["model"] = model.name
+        if not model.size.has_batch_norm:
+            axes["batch_norm"] = "n/a"
+        axes["batch_size"] = axes["batch_size"] or model.size.default_batch_size
         cell_id = cell_id_for(axes)
         if cell_id in seen:
             continue
         seen.add(cell_id)
+        optimizer, impl, precision, device = (
+            axes["optimizer"], axes["impl"], axes["precision"], axes["device"])
         device_type = device.split(":")[0]
         status, reason = PENDING, None
         device_reason = _device_skip(device, inventory)

@@ -35,14 +35,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bigtrain.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
 from bigtrain.errors import BadInput, unknown_choice
 
-AXIS_KEYS = ("model", "optimizer", "impl", "batch_norm", "precision", "device", "batch_size",
-             "compile")
-BATCH_NORM_CHOICES = ("on", "off")
-COMPILE_CHOICES = ("off", "on")
-DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+# The axes themselves (names, parsing, choices, defaults) live in bigtrain.axes.
+AXIS_KEYS = AXIS_NAMES
 PRESETS_ENV = "BIGTRAIN_PRESETS"
 
 
@@ -89,7 +86,9 @@ class SweepSpec:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the manifest's `spec`)."""
         out = dataclasses.asdict(self)
-        out["batch_size"] = ["default" if b is None else b for b in self.batch_size]
+        # None stands for an axis's "default" (the model's own batch size), written as in presets.
+        for name in AXIS_NAMES:
+            out[name] = ["default" if v is None else v for v in getattr(self, name)]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
@@ -196,9 +195,13 @@ def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = No
                     f"[{table_name}]; valid keys: {', '.join(valid)}"
                 )
     axes: dict[str, tuple] = {}
-    for key in AXIS_KEYS:
+    for axis in AXIS_TABLE:
+        key = axis.name
         if key not in axes_table:
-            raise BadInput(f"{path}: [axes] lacks {key!r}; every axis must be listed")
+            if axis.required_in_preset:
+                raise BadInput(f"{path}: [axes] lacks {key!r}; every axis must be listed")
+            axes[key] = axis.parse_values(list(axis.default or ()), f"{path}: default {key}")
+            continue
         raw, where = axes_table[key], _where(path, text, key, "axes")
         if not isinstance(raw, list):
             raise BadInput(f"{where}: {key} must be a list, got {raw!r}")
@@ -222,8 +225,8 @@ def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = No
 def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
     """A copy of `spec` with command-line overrides applied; errors name the flag."""
     given = {k: v for k, v in overrides.items() if v is not None}
-    axes = {key: _validate_axis(key, _split(given[key]), _flag(key))
-            for key in AXIS_KEYS if key in given}
+    axes = {axis.name: _validate_axis(axis.name, _split(given[axis.name]), axis.flag)
+            for axis in AXIS_TABLE if axis.name in given}
     measure = spec.measure
     for key in _MEASURE_KEYS:
         if key in given:
@@ -236,7 +239,7 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
 
 
 def _flag(key: str) -> str:
-    """The command-line flag that sets `key` (`duration_s` -> `--duration`)."""
+    """The command-line flag that sets measure setting `key` (`duration_s` -> `--duration`)."""
     return f"--{key.removesuffix('_s').replace('_', '-')}"
 
 
@@ -253,60 +256,13 @@ def _split(value: str | Sequence[Any]) -> list[Any]:
 
 
 def _validate_axis(key: str, raw: Sequence[Any], where: str) -> tuple:
-    # Imports here keep `bigbench list presets` and friends from paying for torch.
-    from bigtrain.optim import check_impl, resolve_optimizer
-    from bigtrain.precision import resolve_precision
-    from bigtrain.workloads import resolve_model
-
-    values = [v for v in raw if not (isinstance(v, str) and v == "")]
-    if not values:
-        raise BadInput(f"{where}: the {key} axis is empty; give at least one value")
-    out: list[Any] = []
-    for value in values:
-        if key == "model":
-            out.append(resolve_model(str(value), where).name)
-        elif key == "optimizer":
-            out.append(resolve_optimizer(str(value), where).name)
-        elif key == "impl":
-            out.append(check_impl(str(value), where))
-        elif key == "precision":
-            out.append(resolve_precision(str(value), where).name)
-        elif key == "batch_norm":
-            if value not in BATCH_NORM_CHOICES:
-                raise unknown_choice("batch-norm setting", value, BATCH_NORM_CHOICES, where)
-            out.append(value)
-        elif key == "compile":
-            if value not in COMPILE_CHOICES:
-                raise unknown_choice("compile setting", value, COMPILE_CHOICES, where)
-            out.append(value)
-        elif key == "device":
-            if not isinstance(value, str) or not DEVICE_PATTERN.match(value):
-                raise unknown_choice("device", value, DEVICE_CHOICES, where)
-            out.append(value)
-        elif key == "batch_size":
-            out.append(_batch_size(value, where))
-    # Keep first occurrence order; a repeated value would make two cells with one cell_id.
-    return tuple(dict.fromkeys(out))
-
-
-def _batch_size(value: Any, where: str) -> int | None:
-    if value == "default":
-        return None
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise BadInput(f"{where}: batch size {value!r} is not a whole number or 'default'") from None
-    if isinstance(value, float) and value != number:
-        raise BadInput(f"{where}: batch size {value!r} is not a whole number")
-    if number <= 0:
-        raise BadInput(f"{where}: batch size must be > 0, got {number}")
-    return number
+    """Parse one axis's values with the table's parser; errors name `where`, value and choices."""
+    return AXIS_BY_NAME[key].parse_values(raw, where)
 
 
 #: Axes a generated preset gets unless told otherwise: one plain CPU configuration.
 PRESET_TOML_DEFAULTS: Mapping[str, Sequence[Any]] = {
-    "impl": ["foreach"], "batch_norm": ["on"], "precision": ["fp32"], "device": ["cpu"],
-    "batch_size": ["default"], "compile": ["off"],
+    axis.name: list(axis.default) for axis in AXIS_TABLE if axis.default is not None
 }
 
 
@@ -324,7 +280,11 @@ def preset_toml(*, model: Sequence[str], optimizer: Sequence[str], measure: Mapp
 
 def spec_from_json(data: Mapping[str, Any]) -> SweepSpec:
     """Rebuild a SweepSpec from a manifest's `spec` (used by --resume)."""
-    axes = {key: tuple(None if v == "default" else v for v in data[key]) for key in AXIS_KEYS}
+    axes = {}
+    for axis in AXIS_TABLE:
+        # An axis added after the run was made is absent from its manifest: the default applies.
+        values = data[axis.name] if axis.required_in_preset else data.get(axis.name, axis.default)
+        axes[axis.name] = tuple(None if v == "default" else v for v in values)
     return SweepSpec(
         preset=str(data.get("preset", "")),
         description=str(data.get("description", "")),

@@ -7,24 +7,23 @@ from pathlib import Path
 
 import click
 
+from bigtrain.axes import AXIS_TABLE
+
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
 
-def _axis_option(name: str, help_text: str):  # noqa: ANN202 - click decorator
-    return click.option(f"--{name}", default=None, metavar="LIST", help=f"{help_text} ({AXIS_HELP})")
+def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
+    """One `--flag LIST` per axis of the table, in table order; values arrive by axis name."""
+    for axis in reversed(AXIS_TABLE):  # click lists options in the reverse order they are added
+        command = click.option(axis.flag, axis.name, default=None, metavar="LIST",
+                               help=f"{axis.help} ({AXIS_HELP})")(command)
+    return command
 
 
 @click.command()
 @click.option("--preset", default="quick", show_default=True,
               help="preset name in bench/presets/ or a path to a TOML file")
-@_axis_option("model", "models as family[:size], e.g. mlp:seed,cnn:resnet50")
-@_axis_option("optimizer", "sgd, adam, adamw, rmsprop")
-@_axis_option("impl", "forloop, foreach, fused, compiled")
-@_axis_option("batch-norm", "on, off")
-@_axis_option("precision", "fp32, tf32, fp16, bf16")
-@_axis_option("device", "auto, cpu, cuda, cuda:N")
-@_axis_option("batch-size", "positive integers or 'default'")
-@_axis_option("compile", "torch.compile the model: off, on")
+@_axis_options
 @click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
 @click.option("--duration", type=float, default=None, help="measured window per cell, seconds")
 @click.option("--min-steps", type=int, default=None, help="at least this many measured steps")
@@ -41,16 +40,14 @@ def _axis_option(name: str, help_text: str):  # noqa: ANN202 - click decorator
               help="start a new worker process for every cell (slower; for comparison)")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
-def sweep(preset, model, optimizer, impl, batch_norm, precision, device, batch_size, compile,
-          warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, dry_run, no_report) -> None:
+def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
+          retry_failed, force, fresh_workers, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
 
     overrides = {
-        "model": model, "optimizer": optimizer, "impl": impl, "batch_norm": batch_norm,
-        "precision": precision, "device": device, "batch_size": batch_size, "compile": compile,
+        **axis_values,  # one entry per axis flag, keyed by axis name
         "warmup_s": warmup, "duration_s": duration, "min_steps": min_steps, "repeats": repeats,
         "cell_timeout_s": cell_timeout,
     }
@@ -103,13 +100,11 @@ def _print_cells(spec) -> None:  # noqa: ANN001
 
     cells = expand(spec, DeviceInventory.detect())
     table = Table(title=f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)")
-    for column in ("cell_id", "model", "optimizer", "impl", "bn", "precision", "device", "bs",
-                   "compile", "status"):
+    for column in ("cell_id", *(axis.column or axis.name for axis in AXIS_TABLE), "status"):
         table.add_column(column)
     for c in cells:
         status = c.status if c.status == "pending" else f"{c.status}: {c.reason}"
-        table.add_row(c.cell_id, c.model, c.optimizer, c.impl, c.batch_norm, c.precision,
-                      c.device, str(c.batch_size), c.compile, status)
+        table.add_row(c.cell_id, *(str(value) for value in c.axes().values()), status)
     console = Console(width=200)
     console.print(table)
     runnable = sum(1 for c in cells if c.status == "pending")

@@ -15,16 +15,24 @@ from pathlib import Path
 
 import pandas as pd
 
+from bigtrain.axes import (
+    AXIS_NAMES,
+    OPTIMIZER_ALONE_STYLE,
+    OPTIMIZER_STYLE,
+    cell_label,
+    value_label,
+)
 from bigtrain.errors import BadInput
 from bigtrain.report.style import natural_key
 from bigtrain.results.frame import frame_of_runs
 from bigtrain.results.schema import AXES
 from bigtrain.results.store import LoadedRun, load_run
 
-#: Implementation names that add nothing to an optimizer's label.
-PLAIN_IMPLS = frozenset({"", "default", "auto", "none"})
-#: Axes shown in a config label, in this order, when they vary within the report.
-CONFIG_AXES = ("model", "precision", "batch_norm", "batch_size", "compile", "device")
+#: Axes shown in a config label, in this order, when they vary within the report; an axis the
+#: table gains later follows these (the optimizer and its implementation are the colour instead).
+_CONFIG_ORDER = ("model", "precision", "batch_norm", "batch_size", "compile", "device")
+CONFIG_AXES = (*_CONFIG_ORDER,
+               *(a for a in AXIS_NAMES if a not in _CONFIG_ORDER and a not in ("optimizer", "impl")))
 
 
 @dataclass(frozen=True)
@@ -95,8 +103,9 @@ def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
     frame["match_key"] = frame[match_axes].astype(str).agg("|".join, axis=1)
     # The implementation joins the optimizer's name only when the report holds more than one.
     several_impls = frame["impl"].astype(str).nunique() > 1
+    style = OPTIMIZER_STYLE if several_impls else OPTIMIZER_ALONE_STYLE
     frame["opt_label"] = [
-        opt if not several_impls or str(impl).lower() in PLAIN_IMPLS else f"{opt} [{impl}]"
+        cell_label({"optimizer": opt, "impl": impl}, style)
         for opt, impl in zip(frame["optimizer"], frame["impl"], strict=True)
     ]
     varying = [
@@ -124,14 +133,8 @@ def _config_labels(frame: pd.DataFrame, axes: Sequence[str]) -> pd.Series:
 
 
 def axis_value_label(axis: str, value: object) -> str:
-    """A short readable label for one axis value (`BN on`, `bs 32`)."""
-    if axis == "batch_norm":
-        return f"BN {value}"
-    if axis == "batch_size":
-        return f"bs {value}"
-    if axis == "compile":
-        return "compiled" if str(value) == "on" else "eager"
-    return str(value)
+    """A short readable label for one axis value (`BN on`, `bs 32`), as the axis table words it."""
+    return value_label(axis, value)
 
 
 def cell_summary(data: ReportData) -> pd.DataFrame:

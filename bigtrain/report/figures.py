@@ -609,10 +609,9 @@ def _sources(data: ReportData) -> list[str]:
 
 
 def _opt_label(record: Any) -> str:
-    from bigtrain.report.data import PLAIN_IMPLS
+    from bigtrain.axes import OPTIMIZER_STYLE, cell_label
 
-    impl = str(record.impl)
-    return record.optimizer if impl.lower() in PLAIN_IMPLS else f"{record.optimizer} [{impl}]"
+    return cell_label({"optimizer": record.optimizer, "impl": record.impl}, OPTIMIZER_STYLE)
 
 
 #: Figure builders in reading order; each takes (data, palette) and returns its figures.

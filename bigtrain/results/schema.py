@@ -4,7 +4,8 @@ Pure Python on purpose: both the measuring side and the analysing side import th
 analysing side must not pull in torch or pynvml.
 
 Units live in the key names (`_s`, `_bytes`, `_w`, `_j`, `_pct`, `_per_s`). Adding a key keeps
-`SCHEMA_VERSION`; renaming or removing one bumps it, and `from_json` keeps reading older versions.
+`SCHEMA_VERSION`; renaming or removing one bumps it and registers the upgrade step in
+`bigtrain.results.migrations`, through which `from_json` reads every older version.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bigtrain.axes import AXIS_NAMES, AXIS_TABLE
+
 SCHEMA_VERSION = 1
 
 STATUS_OK = "ok"
@@ -26,12 +29,19 @@ FAILED_STATUSES = frozenset({"oom", "error", "timeout", "crashed", "diverged"})
 #: Statuses decided by the matrix, not by running anything.
 NOT_RUN_STATUSES = frozenset({"skipped", "unsupported"})
 
-AXES = ("model", "optimizer", "impl", "batch_norm", "precision", "device", "batch_size", "compile")
+#: The axis columns of a record, in table order (see bigtrain.axes).
+AXES = AXIS_NAMES
 RUN_STATES = ("running", "complete", "interrupted")
 
 
 class SchemaError(ValueError):
     """A record or manifest that does not match the result contract."""
+
+
+class SchemaVersionError(SchemaError):
+    """A record or manifest whose schema_version this bigtrain cannot read."""
+
+    key = "schema_version"  # the key at fault, for pointing at its line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -89,7 +99,7 @@ class CellRecord:
     run_id: str
     cell_id: str
     repeat: int = 0
-    # the axes
+    # the axes: one field per entry of bigtrain.axes.AXIS_TABLE (tests/test_axes.py checks)
     model: str
     optimizer: str
     impl: str
@@ -177,14 +187,7 @@ class CellRecord:
         """Parse and validate a record; raises SchemaError naming the problem."""
         if not isinstance(data, Mapping):
             raise SchemaError(f"a record must be a JSON object, not {type(data).__name__}")
-        version = data.get("schema_version")
-        if not isinstance(version, int):
-            raise SchemaError("record has no integer schema_version")
-        if version > SCHEMA_VERSION:
-            raise SchemaError(
-                f"record has schema_version {version}, newer than this bigtrain reads "
-                f"({SCHEMA_VERSION}); upgrade bigtrain to read it"
-            )
+        data = _upgrade(data, "record")
         names = {f.name for f in dataclasses.fields(cls)}
         required = {
             f.name
@@ -210,12 +213,31 @@ class CellRecord:
             kwargs["step_times_s"] = tuple(float(x) for x in kwargs.get("step_times_s") or ())
         except (TypeError, ValueError) as exc:
             raise SchemaError(f"malformed field: {exc}") from None
-        for key in ("run_id", "cell_id", "model", "optimizer", "impl", "precision", "device"):
+        for key in ("run_id", "cell_id"):
             if not isinstance(kwargs[key], str):
                 raise SchemaError(f"{key} must be a string, got {kwargs[key]!r}")
-        if not isinstance(kwargs["batch_size"], int):
-            raise SchemaError(f"batch_size must be an integer, got {kwargs['batch_size']!r}")
+        for axis in AXIS_TABLE:
+            if axis.name in kwargs:  # a missing required axis was refused above
+                _check_axis_type(axis.name, kwargs[axis.name], axis.record_type)
         return cls(**kwargs)
+
+
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
+
+
+def _check_axis_type(name: str, value: Any, expected: type) -> None:
+    # bool is an int to Python, but never a valid batch size or count.
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        word = _TYPE_WORDS.get(expected, expected.__name__)
+        raise SchemaError(f"{name} must be {word}, got {value!r}")
+
+
+def _upgrade(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """The data checked and brought to SCHEMA_VERSION by the migration steps."""
+    # Imported here: migrations reads this module's SCHEMA_VERSION and error types.
+    from bigtrain.results.migrations import upgrade
+
+    return upgrade(data, kind)
 
 
 def _plain(value: Any) -> Any:
@@ -260,14 +282,7 @@ class Manifest:
         """Parse and validate a manifest; raises SchemaError naming the problem."""
         if not isinstance(data, Mapping):
             raise SchemaError("a manifest must be a JSON object")
-        version = data.get("schema_version")
-        if not isinstance(version, int):
-            raise SchemaError("manifest has no integer schema_version")
-        if version > SCHEMA_VERSION:
-            raise SchemaError(
-                f"manifest has schema_version {version}, newer than this bigtrain reads "
-                f"({SCHEMA_VERSION}); upgrade bigtrain to read it"
-            )
+        data = _upgrade(data, "manifest")
         names = {f.name for f in dataclasses.fields(cls)}
         try:
             kwargs = {k: v for k, v in data.items() if k in names}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from bigtrain.errors import BadInput
-from bigtrain.results.schema import CellRecord, Manifest, SchemaError
+from bigtrain.results.schema import CellRecord, Manifest, SchemaError, SchemaVersionError
 
 MANIFEST_NAME = "manifest.json"
 CELLS_NAME = "cells.jsonl"
@@ -240,6 +240,7 @@ def iter_records(
                 continue
             raise BadInput(f"{path}:{lineno}: corrupt record: {exc}") from None
         try:
+            # CellRecord.from_json checks the version and upgrades an older record (migrations.py).
             yield lineno, CellRecord.from_json(data)
         except SchemaError as exc:
             raise BadInput(f"{path}:{lineno}: {exc}") from None
@@ -258,7 +259,8 @@ def read_manifest(run_dir: Path) -> Manifest:
     path = Path(run_dir) / MANIFEST_NAME
     try:
         with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
+            text = fh.read()
+        data = json.loads(text)
     except (FileNotFoundError, NotADirectoryError):
         raise BadInput(f"{path}: no such file; is {run_dir} a bigbench run folder?") from None
     except OSError as exc:
@@ -268,9 +270,22 @@ def read_manifest(run_dir: Path) -> Manifest:
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
     try:
+        # Manifest.from_json checks the version and upgrades an older manifest (migrations.py).
         return Manifest.from_json(data)
+    except SchemaVersionError as exc:
+        line = _line_of_key(text, exc.key)
+        raise BadInput(f"{path}:{line}: {exc}" if line else f"{path}: {exc}") from None
     except SchemaError as exc:
         raise BadInput(f"{path}: {exc}") from None
+
+
+def _line_of_key(text: str, key: str) -> int | None:
+    """The 1-based line where a JSON document first names `key`, for error messages."""
+    needle = json.dumps(key) + ":"
+    for number, line in enumerate(text.splitlines(), start=1):
+        if needle in line.replace('" :', '":'):
+            return number
+    return None
 
 
 def load_run(run_dir: Path) -> LoadedRun:
