@@ -74,7 +74,8 @@ SIZES: Mapping[str, KeywordSize] = {
 }
 
 
-def _build(config: KeywordSize, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+def _build(config: KeywordSize, *, batch_size: int, batch_norm: bool, device,
+           seed: int) -> Workload:
     generator = seeded_generator(seed)
     input_ids = torch.randint(0, config.vocab, (batch_size, config.seq_len), generator=generator)
     attention_mask = torch.ones(batch_size, config.seq_len)

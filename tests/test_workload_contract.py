@@ -59,7 +59,7 @@ def _mlp(**changes: object) -> MLPSize:
     (lambda: RNNSize(name="r", default_batch_size=1, cell="rnn", vocab=10, embed=4, hidden=4,
                      layers=1, seq_len=4), "cell", "'rnn'"),
 ])
-def test_a_bad_size_field_fails_on_construction_naming_size_field_and_value(make, field, bad) -> None:  # noqa: ANN001
+def test_a_bad_size_field_fails_naming_it(make, field: str, bad: str) -> None:  # noqa: ANN001
     with pytest.raises(SizeConfigError) as caught:
         make()
     message = str(caught.value)
@@ -161,7 +161,7 @@ def test_moving_a_tensor_workload_moves_inputs_and_targets() -> None:
 def test_a_model_output_without_a_loss_is_a_clear_error() -> None:
     logits_only = Workload(model=nn.Linear(3, 2), inputs=torch.ones(4, 3), items_per_step=4,
                            item_unit="samples")
-    with pytest.raises(TypeError, match=r"shape \(4, 2\), not a scalar loss; give the Workload a loss_fn"):
+    with pytest.raises(TypeError, match=r"shape \(4, 2\), not a scalar loss; give the Workload"):
         logits_only.forward_loss()
 
 
@@ -179,7 +179,8 @@ def test_a_malformed_workload_fails_on_construction(changes: dict, message: str)
         Workload(**{**fields, **changes})
 
 
-def test_a_keyword_workload_runs_in_a_sweep(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_keyword_workload_runs_in_a_sweep(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
     from bigtrain.spec import spec_from_preset
 

@@ -73,7 +73,7 @@ class SizeConfig:
     # -- helpers for validate() ------------------------------------------------------------------
 
     def invalid(self, field_name: str, problem: str) -> SizeConfigError:
-        """The error for one bad field: `<Type> '<size>': field '<field>' <problem>, got <value>`."""
+        """The error naming one bad field: `<Type> '<size>': field '<f>' <problem>, got <value>`."""
         value = getattr(self, field_name, None)
         return SizeConfigError(f"{type(self).__name__} {self.name!r}: field {field_name!r} "
                                f"{problem}, got {value!r}")

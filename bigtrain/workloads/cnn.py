@@ -39,7 +39,7 @@ class CNNSize(SizeConfig):
         self.require_positive_ints("widths")
         self.require_positive_ints("depths")
         if len(self.widths) != len(self.depths):
-            raise self.invalid("depths", f"must have one entry per stage width ({len(self.widths)})")
+            raise self.invalid("depths", f"must have one entry per width ({len(self.widths)})")
 
 
 SIZES = {
