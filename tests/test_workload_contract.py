@@ -265,3 +265,21 @@ def test_the_stamp_changes_when_code_the_builder_reaches_changes(
         assert stamp("2.50") != first  # a change in the model class, not in the builder itself
     finally:
         sys.modules.pop("stamp_probe", None)
+
+
+def test_the_readme_plugin_example_builds_and_trains(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (REPO / "README.md").read_text()
+    start = text.index("# mypkg/bench.py")
+    (tmp_path / "readme_plugin.py").write_text(text[start:text.index("```", start)])
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        plugin = importlib.import_module("readme_plugin")
+        plugin.register_workloads()
+        ref = resolve_model("linear:wide")
+        assert ref.size.hyperparameters() == {"width": 4096}
+        workload = ref.family.build("wide", batch_size=8)
+        assert workload.forward_loss().dim() == 0 and len(workload_version("linear:wide")) == 12
+    finally:
+        sys.modules.pop("readme_plugin", None)
+        FAMILIES._items.pop("linear", None)  # leave the registry as the other tests expect it
