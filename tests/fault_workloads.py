@@ -10,6 +10,7 @@ import os
 import resource
 import signal
 import time
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -80,8 +81,18 @@ class _Ballast(nn.Module):
 MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky")
 
 
-def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
-    mode = config.params["mode"]
+@dataclass(frozen=True, kw_only=True)
+class FaultSize(SizeConfig):
+    """A size of the fault family: which misbehaviour it injects."""
+
+    mode: str
+
+    def validate(self) -> None:
+        self.require_choice("mode", MODES)
+
+
+def _build(config: FaultSize, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+    mode = config.mode
     model = _Ballast(400) if mode == "ballast" else _Faulty(mode)
     generator = seeded_generator(seed)
     inputs = torch.randn(batch_size, 4, generator=generator)
@@ -94,10 +105,11 @@ def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, see
 register_family(
     WorkloadFamily(
         name="fault",
-        sizes={m: SizeConfig(name=m, default_batch_size=8, params={"mode": m}) for m in MODES},
+        sizes={m: FaultSize(name=m, default_batch_size=8, mode=m) for m in MODES},
         default_size="healthy",
         item_unit="samples",
         build_fn=_build,
+        size_type=FaultSize,
         description="test-only fault injection",
     ),
     replace=True,

@@ -27,6 +27,8 @@ def _models() -> list[str]:
             bn = "BN slots" if size.has_batch_norm else "no BN"
             lines.append(f"{family_name}:{size_name:<12} {size.description}; batch "
                          f"{size.default_batch_size}; {bn}; {family.item_unit}{default}")
+            if size.hyperparameters():
+                lines.append(f"    {size.hyperparameters_text()}")
     return lines
 
 

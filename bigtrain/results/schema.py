@@ -154,6 +154,8 @@ class CellRecord:
     hardware_reasons: Mapping[str, str] | None = None  # why a hardware metric above is null
     # every measured step's phases, {forward, backward, optimizer}: lists in step order
     phase_times_s: Mapping[str, Sequence[float]] | None = None
+    # the measured workload definition's stamp (bigtrain.workloads.workload_version); null if older
+    workload_version: str | None = None
     # anything else a workload or a later version wants to say
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -7,7 +7,12 @@ from dataclasses import dataclass
 from bigtrain.errors import unknown_choice
 from bigtrain.registry import Registry
 from bigtrain.workloads import cnn, mlp, rnn, transformer
-from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily
+from bigtrain.workloads.base import SizeConfig, SizeConfigError, Workload, WorkloadFamily
+from bigtrain.workloads.cnn import CNNSize
+from bigtrain.workloads.mlp import MLPSize
+from bigtrain.workloads.rnn import RNNSize
+from bigtrain.workloads.transformer import TransformerSize
+from bigtrain.workloads.version import definition_version, workload_version
 
 FAMILIES: Registry[WorkloadFamily] = Registry("workload family")
 for _family in (mlp.FAMILY, cnn.FAMILY, rnn.FAMILY, transformer.FAMILY):
@@ -44,5 +49,6 @@ def resolve_model(name: str, where: str = "") -> ModelRef:
     return ModelRef(family=family, size=family.sizes[size_name])
 
 
-__all__ = ["FAMILIES", "ModelRef", "SizeConfig", "Workload", "WorkloadFamily", "register_family",
-           "resolve_model"]
+__all__ = ["CNNSize", "FAMILIES", "MLPSize", "ModelRef", "RNNSize", "SizeConfig", "SizeConfigError",
+           "TransformerSize", "Workload", "WorkloadFamily", "definition_version", "register_family",
+           "resolve_model", "workload_version"]

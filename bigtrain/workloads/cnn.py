@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,37 +15,59 @@ from bigtrain.workloads.base import (
     seeded_generator,
 )
 
+BLOCKS = ("basic", "bottleneck")
+
+
+@dataclass(frozen=True, kw_only=True)
+class CNNSize(SizeConfig):
+    """A residual net on `image_px` x `image_px` RGB images into `classes` classes: a stem of
+    `stem_width` channels, then one stage per entry of `widths`/`depths` (`depths[i]` blocks of
+    width `widths[i]`). Images of 128 px or more get the ImageNet 7x7 stem and max-pool."""
+
+    image_px: int
+    classes: int
+    block: str
+    stem_width: int
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    has_batch_norm: bool = True
+
+    def validate(self) -> None:
+        for name in ("image_px", "classes", "stem_width"):
+            self.require_positive_int(name)
+        self.require_choice("block", BLOCKS)
+        self.require_positive_ints("widths")
+        self.require_positive_ints("depths")
+        if len(self.widths) != len(self.depths):
+            raise self.invalid("depths", f"must have one entry per width ({len(self.widths)})")
+
+
 SIZES = {
-    "tiny": SizeConfig(
+    "tiny": CNNSize(
         name="tiny",
         default_batch_size=32,
-        params={"image": 32, "classes": 10, "block": "basic", "stem": 16,
-                "widths": [16, 32], "depths": [1, 1]},
-        has_batch_norm=True,
+        image_px=32, classes=10, block="basic", stem_width=16, widths=(16, 32), depths=(1, 1),
         description="2-stage basic-block net on 32x32 images (CPU-friendly)",
     ),
-    "small": SizeConfig(
+    "small": CNNSize(
         name="small",
         default_batch_size=64,
-        params={"image": 32, "classes": 10, "block": "basic", "stem": 32,
-                "widths": [32, 64, 128], "depths": [2, 2, 2]},
-        has_batch_norm=True,
+        image_px=32, classes=10, block="basic", stem_width=32,
+        widths=(32, 64, 128), depths=(2, 2, 2),
         description="CIFAR-style ResNet-20-like net on 32x32 images",
     ),
-    "resnet18": SizeConfig(
+    "resnet18": CNNSize(
         name="resnet18",
         default_batch_size=64,
-        params={"image": 224, "classes": 1000, "block": "basic", "stem": 64,
-                "widths": [64, 128, 256, 512], "depths": [2, 2, 2, 2]},
-        has_batch_norm=True,
+        image_px=224, classes=1000, block="basic", stem_width=64,
+        widths=(64, 128, 256, 512), depths=(2, 2, 2, 2),
         description="ResNet-18 shapes on 224x224 images",
     ),
-    "resnet50": SizeConfig(
+    "resnet50": CNNSize(
         name="resnet50",
         default_batch_size=64,
-        params={"image": 224, "classes": 1000, "block": "bottleneck", "stem": 64,
-                "widths": [64, 128, 256, 512], "depths": [3, 4, 6, 3]},
-        has_batch_norm=True,
+        image_px=224, classes=1000, block="bottleneck", stem_width=64,
+        widths=(64, 128, 256, 512), depths=(3, 4, 6, 3),
         description="ResNet-50 shapes (bottleneck blocks) on 224x224 images",
     ),
 }
@@ -104,11 +128,11 @@ def _shortcut(cin: int, cout: int, stride: int, batch_norm: bool) -> nn.Module:
 class ResidualNet(nn.Module):
     """A ResNet-shaped classifier; ImageNet-sized inputs get the 7x7 stem and max-pool."""
 
-    def __init__(self, params: dict, batch_norm: bool) -> None:
+    def __init__(self, config: CNNSize, batch_norm: bool) -> None:
         super().__init__()
-        block = BasicBlock if params["block"] == "basic" else Bottleneck
-        stem = params["stem"]
-        if params["image"] >= 128:
+        block = BasicBlock if config.block == "basic" else Bottleneck
+        stem = config.stem_width
+        if config.image_px >= 128:
             self.stem = nn.Sequential(
                 _conv(3, stem, 7, 2, batch_norm),
                 norm_or_identity(nn.BatchNorm2d, stem, batch_norm),
@@ -123,39 +147,34 @@ class ResidualNet(nn.Module):
             )
         stages: list[nn.Module] = []
         cin = stem
-        for index, (width, depth) in enumerate(zip(params["widths"], params["depths"])):
+        for index, (width, depth) in enumerate(zip(config.widths, config.depths)):
             for block_index in range(depth):
                 stride = 2 if index > 0 and block_index == 0 else 1
                 stages.append(block(cin, width, stride, batch_norm))
                 cin = width * block.expansion
         self.stages = nn.Sequential(*stages)
-        self.head = nn.Linear(cin, params["classes"])
+        self.head = nn.Linear(cin, config.classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.stages(self.stem(x))
         return self.head(torch.flatten(nn.functional.adaptive_avg_pool2d(features, 1), 1))
 
 
-def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
-    p = config.params
-    model = ResidualNet(dict(p), batch_norm)
+def _build(config: CNNSize, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+    model = ResidualNet(config, batch_norm)
     generator = seeded_generator(seed)
-    inputs = torch.randn(batch_size, 3, p["image"], p["image"], generator=generator)
-    targets = torch.randint(0, p["classes"], (batch_size,), generator=generator)
-    model = model.to(device)
-    inputs = inputs.to(device)
-    if device.type == "cuda":
-        # NHWC lets cuDNN pick tensor-core convolution kernels.
-        model = model.to(memory_format=torch.channels_last)
-        inputs = inputs.contiguous(memory_format=torch.channels_last)
-    return Workload(
+    inputs = torch.randn(batch_size, 3, config.image_px, config.image_px, generator=generator)
+    targets = torch.randint(0, config.classes, (batch_size,), generator=generator)
+    workload = Workload(
         model=model,
         inputs=inputs,
-        targets=targets.to(device),
+        targets=targets,
         loss_fn=nn.functional.cross_entropy,
         items_per_step=batch_size,
         item_unit="images",
     )
+    # NHWC on a GPU lets cuDNN pick tensor-core convolution kernels.
+    return workload.to(device, channels_last=device.type == "cuda")
 
 
 FAMILY = WorkloadFamily(
@@ -164,5 +183,6 @@ FAMILY = WorkloadFamily(
     default_size="tiny",
     item_unit="images",
     build_fn=_build,
+    size_type=CNNSize,
     description="residual conv nets with BatchNorm2d slots; channels_last on GPU",
 )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -13,42 +15,61 @@ from bigtrain.workloads.base import (
     seeded_generator,
 )
 
+TASKS = ("regression", "classification")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MLPSize(SizeConfig):
+    """An MLP: `in_features` -> each of `hidden` -> `out_features`; regression (MSE) or
+    classification (cross-entropy over `out_features` classes)."""
+
+    in_features: int
+    hidden: tuple[int, ...]
+    out_features: int
+    task: str = "classification"
+
+    def validate(self) -> None:
+        self.require_positive_int("in_features")
+        self.require_positive_ints("hidden")
+        self.require_positive_int("out_features")
+        self.require_choice("task", TASKS)
+
+
 SIZES = {
-    "seed": SizeConfig(
+    "seed": MLPSize(
         name="seed",
         default_batch_size=64,
-        params={"in": 10, "hidden": [20], "out": 1, "task": "regression"},
+        in_features=10, hidden=(20,), out_features=1, task="regression",
         description="10 -> 20 -> 1 ReLU regression net, MSE loss",
     ),
-    "small": SizeConfig(
+    "small": MLPSize(
         name="small",
         default_batch_size=128,
-        params={"in": 784, "hidden": [512, 512], "out": 10, "task": "classification"},
+        in_features=784, hidden=(512, 512), out_features=10, task="classification",
         has_batch_norm=True,
         description="784 -> 512 -> 512 -> 10 classifier",
     ),
-    "medium": SizeConfig(
+    "medium": MLPSize(
         name="medium",
         default_batch_size=256,
-        params={"in": 1024, "hidden": [2048] * 3, "out": 100, "task": "classification"},
+        in_features=1024, hidden=(2048,) * 3, out_features=100, task="classification",
         has_batch_norm=True,
         description="1024 -> 3x2048 -> 100 classifier",
     ),
-    "large": SizeConfig(
+    "large": MLPSize(
         name="large",
         default_batch_size=512,
-        params={"in": 4096, "hidden": [8192] * 4, "out": 1000, "task": "classification"},
+        in_features=4096, hidden=(8192,) * 4, out_features=1000, task="classification",
         has_batch_norm=True,
         description="4096 -> 4x8192 -> 1000 classifier",
     ),
 }
 
 
-def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
-    p = config.params
+def _build(config: MLPSize, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
     layers: list[nn.Module] = []
-    width = p["in"]
-    for hidden in p["hidden"]:
+    width = config.in_features
+    for hidden in config.hidden:
         # With its norm switched on the linear bias is redundant, as in the usual recipes.
         layers += [
             nn.Linear(width, hidden, bias=not batch_norm),
@@ -56,25 +77,26 @@ def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, see
             nn.ReLU(),
         ]
         width = hidden
-    layers.append(nn.Linear(width, p["out"]))
-    model = nn.Sequential(*layers).to(device)
+    layers.append(nn.Linear(width, config.out_features))
+    model = nn.Sequential(*layers)
     generator = seeded_generator(seed)
-    inputs = torch.randn(batch_size, p["in"], generator=generator)
-    if p["task"] == "regression":
-        true_weights = torch.randn(p["in"], p["out"], generator=generator)
-        targets = inputs @ true_weights + 0.1 * torch.randn(batch_size, p["out"], generator=generator)
+    inputs = torch.randn(batch_size, config.in_features, generator=generator)
+    if config.task == "regression":
+        true_weights = torch.randn(config.in_features, config.out_features, generator=generator)
+        noise = torch.randn(batch_size, config.out_features, generator=generator)
+        targets = inputs @ true_weights + 0.1 * noise
         loss_fn = nn.functional.mse_loss
     else:
-        targets = torch.randint(0, p["out"], (batch_size,), generator=generator)
+        targets = torch.randint(0, config.out_features, (batch_size,), generator=generator)
         loss_fn = nn.functional.cross_entropy
     return Workload(
         model=model,
-        inputs=inputs.to(device),
-        targets=targets.to(device),
+        inputs=inputs,
+        targets=targets,
         loss_fn=loss_fn,
         items_per_step=batch_size,
         item_unit="samples",
-    )
+    ).to(device)
 
 
 FAMILY = WorkloadFamily(
@@ -83,5 +105,6 @@ FAMILY = WorkloadFamily(
     default_size="seed",
     item_unit="samples",
     build_fn=_build,
+    size_type=MLPSize,
     description="fully connected nets; sizes above seed have BatchNorm1d slots",
 )

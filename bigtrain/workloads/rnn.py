@@ -2,20 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, language_model_workload
 
 
-def _size(name: str, cell: str, vocab: int, embed: int, hidden: int, layers: int, seq: int,
-          batch: int) -> SizeConfig:
-    return SizeConfig(
+CELLS = ("lstm", "gru")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RNNSize(SizeConfig):
+    """A recurrent LM: `vocab`-token embedding of width `embed`, `layers` stacked `cell`s of
+    `hidden` units, a linear head over the vocabulary; trained on `seq_len`-token sequences."""
+
+    cell: str
+    vocab: int
+    embed: int
+    hidden: int
+    layers: int
+    seq_len: int
+
+    def validate(self) -> None:
+        self.require_choice("cell", CELLS)
+        for name in ("vocab", "embed", "hidden", "layers", "seq_len"):
+            self.require_positive_int(name)
+
+
+def _size(name: str, cell: str, vocab: int, embed: int, hidden: int, layers: int, seq_len: int,
+          batch: int) -> RNNSize:
+    return RNNSize(
         name=name,
         default_batch_size=batch,
-        params={"cell": cell, "vocab": vocab, "embed": embed, "hidden": hidden,
-                "layers": layers, "seq": seq},
-        description=f"{cell.upper()} LM: vocab {vocab}, {layers}x{hidden} hidden, {seq} tokens",
+        cell=cell, vocab=vocab, embed=embed, hidden=hidden, layers=layers, seq_len=seq_len,
+        description=f"{cell.upper()} LM: vocab {vocab}, {layers}x{hidden} hidden, {seq_len} tokens",
     )
 
 
@@ -31,21 +53,21 @@ SIZES = {
 
 
 class RecurrentLM(nn.Module):
-    def __init__(self, p: dict) -> None:
+    def __init__(self, config: RNNSize) -> None:
         super().__init__()
-        recurrent = nn.LSTM if p["cell"] == "lstm" else nn.GRU
-        self.embed = nn.Embedding(p["vocab"], p["embed"])
-        self.recurrent = recurrent(p["embed"], p["hidden"], num_layers=p["layers"], batch_first=True)
-        self.head = nn.Linear(p["hidden"], p["vocab"])
+        recurrent = nn.LSTM if config.cell == "lstm" else nn.GRU
+        self.embed = nn.Embedding(config.vocab, config.embed)
+        self.recurrent = recurrent(config.embed, config.hidden, num_layers=config.layers,
+                                   batch_first=True)
+        self.head = nn.Linear(config.hidden, config.vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         hidden, _ = self.recurrent(self.embed(tokens))
         return self.head(hidden)
 
 
-def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
-    p = config.params
-    return language_model_workload(RecurrentLM(dict(p)), vocab=p["vocab"], seq=p["seq"],
+def _build(config: RNNSize, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
+    return language_model_workload(RecurrentLM(config), vocab=config.vocab, seq=config.seq_len,
                                    batch_size=batch_size, device=device, seed=seed)
 
 
@@ -55,5 +77,6 @@ FAMILY = WorkloadFamily(
     default_size="lstm-tiny",
     item_unit="tokens",
     build_fn=_build,
+    size_type=RNNSize,
     description="LSTM/GRU language models (no batch-norm slots)",
 )

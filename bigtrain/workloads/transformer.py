@@ -2,19 +2,40 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, language_model_workload
 
 
-def _size(name: str, vocab: int, width: int, layers: int, heads: int, seq: int, batch: int,
-          note: str = "") -> SizeConfig:
-    return SizeConfig(
+@dataclass(frozen=True, kw_only=True)
+class TransformerSize(SizeConfig):
+    """A GPT-style decoder: `layers` pre-norm blocks of width `width` with `heads` attention heads
+    (`width` divisible by `heads`), a `vocab`-token embedding tied to the head, trained on
+    `seq_len`-token sequences (also the number of learned positions)."""
+
+    vocab: int
+    width: int
+    layers: int
+    heads: int
+    seq_len: int
+
+    def validate(self) -> None:
+        for name in ("vocab", "width", "layers", "heads", "seq_len"):
+            self.require_positive_int(name)
+        if self.width % self.heads:
+            raise self.invalid("heads", f"must divide width {self.width}")
+
+
+def _size(name: str, vocab: int, width: int, layers: int, heads: int, seq_len: int, batch: int,
+          note: str = "") -> TransformerSize:
+    return TransformerSize(
         name=name,
         default_batch_size=batch,
-        params={"vocab": vocab, "width": width, "layers": layers, "heads": heads, "seq": seq},
-        description=note or f"{layers} layers, width {width}, {heads} heads, {seq} tokens",
+        vocab=vocab, width=width, layers=layers, heads=heads, seq_len=seq_len,
+        description=note or f"{layers} layers, width {width}, {heads} heads, {seq_len} tokens",
     )
 
 
@@ -67,13 +88,14 @@ def _gpt2_init(module: nn.Module) -> None:
 
 
 class GPT(nn.Module):
-    def __init__(self, p: dict) -> None:
+    def __init__(self, config: TransformerSize) -> None:
         super().__init__()
-        self.token_embed = nn.Embedding(p["vocab"], p["width"])
-        self.position_embed = nn.Embedding(p["seq"], p["width"])
-        self.blocks = nn.Sequential(*(Block(p["width"], p["heads"]) for _ in range(p["layers"])))
-        self.norm = nn.LayerNorm(p["width"])
-        self.head = nn.Linear(p["width"], p["vocab"], bias=False)
+        width = config.width
+        self.token_embed = nn.Embedding(config.vocab, width)
+        self.position_embed = nn.Embedding(config.seq_len, width)
+        self.blocks = nn.Sequential(*(Block(width, config.heads) for _ in range(config.layers)))
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, config.vocab, bias=False)
         self.head.weight = self.token_embed.weight  # tied, as in GPT-2: 124M parameters, not 163M
         self.apply(_gpt2_init)
 
@@ -83,9 +105,9 @@ class GPT(nn.Module):
         return self.head(self.norm(self.blocks(x)))
 
 
-def _build(config: SizeConfig, *, batch_size: int, batch_norm: bool, device, seed: int) -> Workload:
-    p = config.params
-    return language_model_workload(GPT(dict(p)), vocab=p["vocab"], seq=p["seq"],
+def _build(config: TransformerSize, *, batch_size: int, batch_norm: bool, device,
+           seed: int) -> Workload:
+    return language_model_workload(GPT(config), vocab=config.vocab, seq=config.seq_len,
                                    batch_size=batch_size, device=device, seed=seed)
 
 
@@ -95,5 +117,6 @@ FAMILY = WorkloadFamily(
     default_size="tiny",
     item_unit="tokens",
     build_fn=_build,
+    size_type=TransformerSize,
     description="GPT-style decoders (pre-norm, causal SDPA, tied embeddings; no batch-norm slots)",
 )
