@@ -10,12 +10,7 @@ import click
 
 from bigtrain import __version__
 from bigtrain.errors import BadInput
-
-#: Exit codes of the command-line contract.
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTERRUPTED = 130
+from bigtrain.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
 
 
 class BadInputExit(click.ClickException):

@@ -8,28 +8,31 @@
 - pytest-benchmark's saved-run JSON (what `--benchmark-autosave` writes): one benchmark per cell,
   its stats computed from every measured step time of the cell's ok repeats, so
   `pytest-benchmark compare` and `--benchmark-compare` read our runs.
-- CSV and Parquet: the tidy table of `bigtrain.results.frame`, one row per cell and repeat.
+- CSV and Parquet: the tidy table of `bigtrain.results.frame`, one row per cell and repeat
+  (Parquet through the one writer and schema of `bigtrain.results.parquet`).
+
+`EXPORT_FORMATS` is the one registry of formats: name -> producer and help text; the command's
+`--format` choices and help come from it.
 
 Analysing side of the wall: never imports torch or pynvml (pandas only for CSV/Parquet).
 """
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bigtrain.compare import METRICS, Metric, cell_label, group_repeats
-from bigtrain.errors import BadInput
+from bigtrain.compare.metrics import metric_names_text
+from bigtrain.errors import BadInput, unknown_choice
 from bigtrain.results.schema import STATUS_OK, CellRecord, quantile
 from bigtrain.results.store import LoadedRun
-
-FORMATS = ("github-action-benchmark", "pytest-benchmark", "csv", "parquet")
-#: Formats that are text and may go to stdout.
-TEXT_FORMATS = frozenset({"github-action-benchmark", "pytest-benchmark", "csv"})
 #: The pytest-benchmark release whose saved-run layout this export follows.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
 
@@ -172,33 +175,88 @@ def _key_with_unit(metric: Metric) -> str:
     return metric.name + suffix
 
 
+def _csv(run: LoadedRun, *, bigger_is_better: bool = False) -> str:
+    return _frame(run).to_csv(index=False)
+
+
+def _github_action_benchmark_json(run: LoadedRun, *, bigger_is_better: bool = False) -> str:
+    return json.dumps(github_action_benchmark(run, bigger_is_better=bigger_is_better),
+                      indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _pytest_benchmark_json(run: LoadedRun, *, bigger_is_better: bool = False) -> str:
+    return json.dumps(pytest_benchmark(run), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
+
+
+def _parquet_bytes(run: LoadedRun, *, bigger_is_better: bool = False) -> bytes:
+    buffer = io.BytesIO()
+    write_parquet(run, buffer)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExportFormat:
+    """One export format: its `--format` name, help text, and the function that produces it."""
+
+    name: str
+    help: str
+    #: run -> the export: text (str) that may go to stdout, or bytes that need a file.
+    produce: Callable[..., str | bytes]
+    binary: bool = False
+    #: Whether `--bigger-is-better` (the direction of the exported metrics) applies.
+    has_direction: bool = False
+
+
+EXPORT_FORMATS: dict[str, ExportFormat] = {
+    f.name: f for f in (
+        ExportFormat(
+            name="github-action-benchmark", produce=_github_action_benchmark_json,
+            has_direction=True,
+            help="github-action-benchmark's customSmallerIsBetter JSON ("
+                 + metric_names_text(bigger_is_better=False)
+                 + "; with --bigger-is-better, customBiggerIsBetter: "
+                 + metric_names_text(bigger_is_better=True) + ")",
+        ),
+        ExportFormat(name="pytest-benchmark", produce=_pytest_benchmark_json,
+                     help="pytest-benchmark's saved-run JSON (step time per cell)"),
+        ExportFormat(name="csv", produce=_csv,
+                     help="one row per cell and repeat, without the raw step times"),
+        ExportFormat(name="parquet", produce=_parquet_bytes, binary=True,
+                     help="one row per cell and repeat, raw step times included (needs -o)"),
+    )
+}
+FORMATS = tuple(EXPORT_FORMATS)
+#: Formats that are text and may go to stdout.
+TEXT_FORMATS = frozenset(name for name, f in EXPORT_FORMATS.items() if not f.binary)
+
+
+def export_format(name: str) -> ExportFormat:
+    """The registered format called `name`; BadInput listing the formats otherwise."""
+    try:
+        return EXPORT_FORMATS[name]
+    except KeyError:
+        raise unknown_choice("export format", name, FORMATS, where="--format") from None
+
+
 def export_text(run: LoadedRun, fmt: str, *, bigger_is_better: bool = False) -> str:
     """A text export of the run in `fmt` (github-action-benchmark, pytest-benchmark or csv)."""
-    if fmt == "github-action-benchmark":
-        return json.dumps(github_action_benchmark(run, bigger_is_better=bigger_is_better),
-                          indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    if fmt == "pytest-benchmark":
-        return json.dumps(pytest_benchmark(run), indent=2, allow_nan=False, ensure_ascii=False) + "\n"
-    if fmt == "csv":
-        return _frame(run).to_csv(index=False)
-    raise BadInput(f"format {fmt!r} is not a text format; text formats: "
-                   f"{', '.join(sorted(TEXT_FORMATS))}")
+    chosen = export_format(fmt)
+    if chosen.binary:
+        raise BadInput(f"format {fmt!r} is not a text format; text formats: "
+                       f"{', '.join(sorted(TEXT_FORMATS))}")
+    return chosen.produce(run, bigger_is_better=bigger_is_better)
 
 
-def write_parquet(run: LoadedRun, path: Path) -> None:
-    """The tidy table, raw step times included (a list column), as a Parquet file."""
-    frame = _frame(run, keep_step_times=True)
-    frame.to_parquet(path, index=False)
+def write_parquet(run: LoadedRun, path: Path | Any) -> None:
+    """The tidy table, raw step times included (a list column), as a Parquet file (or buffer)."""
+    from bigtrain.results.frame import run_frame
+    from bigtrain.results.parquet import write_parquet as write_frame
+
+    write_frame(run_frame(run), path)
 
 
-def _frame(run: LoadedRun, *, keep_step_times: bool = False):  # noqa: ANN202 - pandas, lazily
+def _frame(run: LoadedRun):  # noqa: ANN202 - pandas, lazily
     from bigtrain.results.frame import run_frame
 
-    frame = run_frame(run)
-    if "step_times_s" in frame:
-        if keep_step_times:
-            frame["step_times_s"] = frame["step_times_s"].map(list)
-        else:
-            # thousands of numbers per row make a CSV unreadable; Parquet keeps them
-            frame = frame.drop(columns=["step_times_s"])
-    return frame
+    # thousands of numbers per row make a CSV unreadable; Parquet keeps them
+    return run_frame(run).drop(columns=["step_times_s"], errors="ignore")

@@ -1,6 +1,8 @@
 """`bigbench export RUN --format ...`: a run in other tools' formats.
 
-Text formats go to stdout unless `-o FILE`; Parquet needs `-o`. Never imports torch.
+Text formats go to stdout unless `-o FILE`; binary ones (Parquet) need `-o`. The formats, their
+choices and help come from the one registry, `bigtrain.exports.EXPORT_FORMATS`. Never imports
+torch.
 """
 
 from __future__ import annotations
@@ -10,40 +12,40 @@ from pathlib import Path
 import click
 
 from bigtrain.errors import BadInput
+from bigtrain.exports import EXPORT_FORMATS, export_format
 
-_FORMATS = ("github-action-benchmark", "pytest-benchmark", "csv", "parquet")
+_FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()) + "."
 
 
 @click.command("export")
 @click.argument("run", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(_FORMATS), required=True,
-              help="github-action-benchmark (customSmallerIsBetter JSON), pytest-benchmark "
-              "(saved-run JSON), csv, or parquet.")
+@click.option("--format", "fmt", type=click.Choice(tuple(EXPORT_FORMATS)), required=True,
+              help=_FORMAT_HELP)
 @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-              help="Write here instead of stdout (required for parquet).")
+              help="Write here instead of stdout (required for "
+              f"{', '.join(f.name for f in EXPORT_FORMATS.values() if f.binary)}).")
 @click.option("--bigger-is-better", is_flag=True,
               help="github-action-benchmark only: export the higher-is-better metrics "
               "(throughput) for its customBiggerIsBetter tool instead of the lower-is-better ones.")
 def export(run: Path, fmt: str, output: Path | None, bigger_is_better: bool) -> None:
     """Export the run folder RUN for github-action-benchmark, pytest-benchmark, or as a table."""
-    from bigtrain.exports import export_text, write_parquet
     from bigtrain.results.store import load_run
 
-    if bigger_is_better and fmt != "github-action-benchmark":
-        raise BadInput(f"--bigger-is-better applies to --format github-action-benchmark, "
-                       f"not {fmt}")
-    if fmt == "parquet" and output is None:
-        raise BadInput("--format parquet is binary: give a file with -o/--output")
+    chosen = export_format(fmt)
+    if bigger_is_better and not chosen.has_direction:
+        directed = ", ".join(f.name for f in EXPORT_FORMATS.values() if f.has_direction)
+        raise BadInput(f"--bigger-is-better applies to --format {directed}, not {fmt}")
+    if chosen.binary and output is None:
+        raise BadInput(f"--format {fmt} is binary: give a file with -o/--output")
     loaded = load_run(run)
+    content = chosen.produce(loaded, bigger_is_better=bigger_is_better)
     try:
-        if fmt == "parquet":
-            write_parquet(loaded, output)
-            return
-        text = export_text(loaded, fmt, bigger_is_better=bigger_is_better)
         if output is None:
-            click.echo(text, nl=False)
+            click.echo(content, nl=False)
+        elif isinstance(content, bytes):
+            output.write_bytes(content)
         else:
-            output.write_text(text, encoding="utf-8")
+            output.write_text(content, encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write {exc.filename or output}: {exc.strerror}") from None
 

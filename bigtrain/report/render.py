@@ -187,18 +187,11 @@ def write_figures(folder: Path, figures: Sequence[Figure]) -> None:
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
-    """The whole frame; columns mixing types (a telemetry field a number here, text there) become
-    text so Parquet's one-type-per-column rule holds."""
-    frame = frame.copy()
-    for column in frame.columns:
-        if column == "step_times_s":
-            frame[column] = frame[column].map(list)
-            continue
-        if frame[column].dtype == object:
-            kinds = {type(v) for v in frame[column].dropna()}
-            if len(kinds) > 1:
-                frame[column] = frame[column].map(lambda v: None if v is None else str(v))
-    frame.to_parquet(path, index=False)
+    """frame.parquet: the whole frame, through the one Parquet writer and schema of the results
+    (`bigtrain.results.parquet`), so it reads together with exported runs."""
+    from bigtrain.results.parquet import write_parquet as write_frame
+
+    write_frame(frame, path)
 
 
 _TEMPLATES = jinja2.Environment(

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from bigtrain import __version__
 from bigtrain.errors import BadInput
+from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
@@ -31,8 +32,6 @@ from bigtrain.results.store import (
 from bigtrain.run.cell import CellJob, cell_record, now_iso
 from bigtrain.run.executor import LocalPoolExecutor, slots_for
 from bigtrain.spec import SweepSpec
-
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 class SweepInterrupted(Exception):

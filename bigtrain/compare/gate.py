@@ -1,0 +1,238 @@
+"""The regression gate: decide every cell and metric of a candidate against a baseline.
+
+Cells are matched by `cell_id`; records of one cell with different `repeat` numbers are repeats
+(independent worker processes). Each metric has its own direction and threshold; the decision
+itself (threshold AND noise) lives in `bigtrain.stats`. `compare_records` works on records in
+memory (what `bigbench ab` holds round by round); `compare_runs` and `compare_run_dirs` add the
+checks that need run folders (hardware fingerprint, incomplete runs) and call it.
+
+Analysing side of the wall: never imports torch, pynvml or pandas.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from bigtrain.compare.metrics import METRICS, Metric
+from bigtrain.compare.result import (
+    FAILED,
+    MISSING,
+    NEW,
+    REDEFINED,
+    CellComparison,
+    Comparison,
+    MetricComparison,
+)
+from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
+from bigtrain.envinfo import fingerprint_differences
+from bigtrain.errors import BadInput
+from bigtrain.results.schema import STATUS_OK, CellRecord
+from bigtrain.results.store import LoadedRun, load_run
+from bigtrain.stats import (
+    DEFAULT_ALPHA,
+    IMPROVED,
+    REGRESSED,
+    UNCHANGED,
+    MetricSamples,
+    decide,
+)
+
+
+def hardware_differences(
+    baseline_env: Mapping[str, Any], candidate_env: Mapping[str, Any]
+) -> tuple[str, ...]:
+    """Human lines naming each fingerprint field that differs, `field: baseline -> candidate`."""
+    return tuple(fingerprint_differences(baseline_env, candidate_env))
+
+
+def group_repeats(records: Iterable[CellRecord]) -> dict[str, list[CellRecord]]:
+    """Records by cell_id, one per repeat (a later line for the same repeat replaces an earlier)."""
+    by_cell: dict[str, dict[int, CellRecord]] = {}
+    for record in records:
+        by_cell.setdefault(record.cell_id, {})[record.repeat] = record
+    return {cell: [reps[k] for k in sorted(reps)] for cell, reps in by_cell.items()}
+
+
+def workload_version(record: CellRecord) -> str | None:
+    """The record's workload version, or None where it has none (records written before it)."""
+    # Read defensively: older records lack the field; a reader without the field keeps the key
+    # in `extra`.
+    version = getattr(record, "workload_version", None)
+    if version is None:
+        version = (record.extra or {}).get("workload_version")
+    return None if version is None else str(version)
+
+
+def _side_version(records: Sequence[CellRecord]) -> str | None:
+    """The workload version of one side's repeats (distinct versions joined, in order)."""
+    versions = sorted({v for v in map(workload_version, records) if v is not None})
+    return ", ".join(versions) if versions else None
+
+
+def compare_cell(
+    cell_id: str,
+    baseline: Sequence[CellRecord],
+    candidate: Sequence[CellRecord],
+    thresholds_pct: Mapping[str, float],
+    alpha: float = DEFAULT_ALPHA,
+) -> CellComparison:
+    """Decide one cell from its baseline and candidate repeats (either side may be empty)."""
+    any_record = (list(candidate) or list(baseline))[0]
+    axes = any_record.axes()
+    base_ok = [r for r in baseline if r.status == STATUS_OK]
+    cand_ok = [r for r in candidate if r.status == STATUS_OK]
+    cand_not_ok = [r for r in candidate if r.status != STATUS_OK]
+    base_version, cand_version = _side_version(baseline), _side_version(candidate)
+    common = {
+        "baseline_repeats": len(baseline),
+        "candidate_repeats": len(candidate),
+        "baseline_workload_version": base_version,
+        "candidate_workload_version": cand_version,
+    }
+    if not candidate:
+        return CellComparison(cell_id, axes, MISSING, note="not in the candidate run", **common)
+    if not baseline:
+        return CellComparison(cell_id, axes, NEW, note="not in the baseline run", **common)
+    if base_ok and cand_not_ok:
+        worst = cand_not_ok[0]
+        note = f"{worst.status} in the candidate (repeat {worst.repeat}): {worst.reason}"
+        return CellComparison(cell_id, axes, FAILED, note=note, **common)
+    if base_version is not None and cand_version is not None and base_version != cand_version:
+        note = (f"workload redefined (version {base_version} -> {cand_version}): the runs "
+                f"measured different work, so no metric is compared")
+        return CellComparison(cell_id, axes, REDEFINED, note=note, **common)
+    if not base_ok and not cand_ok:
+        note = f"not ok in either run ({baseline[0].status} -> {candidate[0].status})"
+        return CellComparison(cell_id, axes, UNCHANGED, note=note, **common)
+    if not base_ok:
+        note = f"{baseline[0].status} in the baseline ({baseline[0].reason}); ok now"
+        return CellComparison(cell_id, axes, NEW, note=note, **common)
+
+    metrics = []
+    for metric in METRICS:
+        base_samples = _samples(metric, base_ok)
+        cand_samples = _samples(metric, cand_ok)
+        if base_samples is None or cand_samples is None:
+            continue  # absent in either run: nothing to compare
+        verdict = decide(
+            base_samples,
+            cand_samples,
+            higher_is_better=metric.higher_is_better,
+            threshold_pct=thresholds_pct.get(metric.name, DEFAULT_THRESHOLD_PCT),
+            alpha=alpha,
+            gate_without_test=metric.steady,
+        )
+        metrics.append(MetricComparison(metric, verdict))
+    outcomes = {m.outcome for m in metrics}
+    outcome = REGRESSED if REGRESSED in outcomes else IMPROVED if IMPROVED in outcomes else UNCHANGED
+    note = None if metrics else "no metric present in both runs"
+    return CellComparison(cell_id, axes, outcome, tuple(metrics), note, **common)
+
+
+def _samples(metric: Metric, records: Sequence[CellRecord]) -> MetricSamples | None:
+    values = [metric.value(r) for r in records]
+    if any(v is None or not math.isfinite(v) for v in values):
+        return None
+    within: list[float] = []
+    for record in records:
+        within.extend(metric.steps(record))
+    return MetricSamples(per_repeat=tuple(float(v) for v in values), within=tuple(within))
+
+
+def compare_records(
+    baseline: Iterable[CellRecord],
+    candidate: Iterable[CellRecord],
+    *,
+    baseline_run: str = "baseline",
+    candidate_run: str = "candidate",
+    baseline_path: str | None = None,
+    candidate_path: str | None = None,
+    thresholds_pct: Mapping[str, float] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    hardware_differences: Sequence[str] = (),
+    warnings: Sequence[str] = (),
+) -> Comparison:
+    """Compare every cell of two sets of records (in memory or loaded from run folders).
+
+    Raises BadInput when both sides have cells but none in common: every cell "missing" and "new"
+    would pass the gate while comparing nothing.
+    """
+    thresholds = dict(thresholds_pct or parse_thresholds(None))
+    base_cells = group_repeats(baseline)
+    cand_cells = group_repeats(candidate)
+    if base_cells and cand_cells and not set(base_cells) & set(cand_cells):
+        raise BadInput(
+            f"no cell of {candidate_path or candidate_run} matches a cell of "
+            f"{baseline_path or baseline_run}: cells match by their axes (model, optimizer, "
+            f"impl, batch norm, precision, device, batch size, compile); were they swept with "
+            f"different presets or devices?"
+        )
+    cells = tuple(
+        compare_cell(cell_id, base_cells.get(cell_id, []), cand_cells.get(cell_id, []),
+                     thresholds, alpha)
+        for cell_id in sorted(set(base_cells) | set(cand_cells))
+    )
+    return Comparison(
+        baseline_run=baseline_run,
+        candidate_run=candidate_run,
+        baseline_path=baseline_path,
+        candidate_path=candidate_path,
+        thresholds_pct=thresholds,
+        alpha=alpha,
+        cells=cells,
+        hardware_differences=tuple(hardware_differences),
+        warnings=tuple(warnings),
+    )
+
+
+def compare_runs(
+    baseline: LoadedRun,
+    candidate: LoadedRun,
+    *,
+    thresholds_pct: Mapping[str, float] | None = None,
+    alpha: float = DEFAULT_ALPHA,
+    allow_different_hardware: bool = False,
+) -> Comparison:
+    """Compare every cell of two loaded runs.
+
+    Raises BadInput listing what differs when the hardware fingerprints differ, unless
+    `allow_different_hardware` (then the differences are carried in the result and shown).
+    """
+    differences = hardware_differences(
+        baseline.manifest.environment, candidate.manifest.environment
+    )
+    if differences and not allow_different_hardware:
+        raise BadInput(
+            f"{baseline.path} and {candidate.path} were measured on different hardware or "
+            f"software: {'; '.join(differences)}. Timings would not be comparable; pass "
+            f"--allow-different-hardware to compare anyway"
+        )
+    warnings = []
+    for run in (baseline, candidate):
+        if run.manifest.state != "complete":
+            warnings.append(f"{run.path}: run is {run.manifest.state}, not complete")
+        if run.truncated_lines:
+            warnings.append(f"{run.path}: truncated record set aside at line(s) "
+                            f"{', '.join(map(str, run.truncated_lines))}")
+    return compare_records(
+        baseline.records,
+        candidate.records,
+        baseline_run=baseline.manifest.run_id,
+        candidate_run=candidate.manifest.run_id,
+        baseline_path=str(baseline.path),
+        candidate_path=str(candidate.path),
+        thresholds_pct=thresholds_pct,
+        alpha=alpha,
+        hardware_differences=differences,
+        warnings=warnings,
+    )
+
+
+def compare_run_dirs(
+    baseline_dir: Path | str, candidate_dir: Path | str, **options: Any
+) -> Comparison:
+    """Load two run folders and compare them (see compare_runs for the options)."""
+    return compare_runs(load_run(Path(baseline_dir)), load_run(Path(candidate_dir)), **options)

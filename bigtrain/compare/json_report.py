@@ -1,0 +1,67 @@
+"""The comparison as a JSON-ready dict, for machines (`bigbench compare --json`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bigtrain.compare.result import Comparison
+from bigtrain.results.schema import AXES
+
+JSON_FORMAT_VERSION = 1
+
+
+def to_json(comparison: Comparison) -> dict[str, Any]:
+    """The comparison as a JSON-ready dict (paths are null for records compared in memory)."""
+    cells = []
+    for cell in comparison.sorted_cells():
+        cells.append({
+            "cell_id": cell.cell_id,
+            "label": cell.label,
+            "axes": {k: cell.axes.get(k) for k in AXES},
+            "verdict": cell.outcome,
+            "note": cell.note,
+            "baseline_repeats": cell.baseline_repeats,
+            "candidate_repeats": cell.candidate_repeats,
+            "workload_version": {"baseline": cell.baseline_workload_version,
+                                 "candidate": cell.candidate_workload_version},
+            "metrics": [
+                {
+                    "metric": m.metric.name,
+                    "unit": m.metric.unit,
+                    "higher_is_better": m.metric.higher_is_better,
+                    "verdict": m.outcome,
+                    "baseline_median": m.verdict.baseline_median,
+                    "candidate_median": m.verdict.candidate_median,
+                    "ratio": _finite_or_none(m.verdict.ratio),
+                    "change_pct": _finite_or_none(m.verdict.change_pct),
+                    "threshold_pct": m.verdict.threshold_pct,
+                    "method": m.verdict.method,
+                    "p_value": m.verdict.p_value,
+                    "ratio_interval": (
+                        [m.verdict.ratio_low, m.verdict.ratio_high]
+                        if m.verdict.ratio_low is not None else None
+                    ),
+                    "confidence": 1 - m.verdict.alpha,
+                    "baseline_n": m.verdict.baseline_n,
+                    "candidate_n": m.verdict.candidate_n,
+                }
+                for m in cell.metrics
+            ],
+        })
+    return {
+        "format_version": JSON_FORMAT_VERSION,
+        "baseline": {"run_id": comparison.baseline_run, "path": comparison.baseline_path},
+        "candidate": {"run_id": comparison.candidate_run, "path": comparison.candidate_path},
+        "thresholds_pct": dict(comparison.thresholds_pct),
+        "alpha": comparison.alpha,
+        "gate_failed": comparison.gate_failed,
+        "counts": comparison.counts(),
+        "hardware_differences": list(comparison.hardware_differences),
+        "warnings": list(comparison.warnings),
+        "cells": cells,
+    }
+
+
+def _finite_or_none(value: float) -> float | None:
+    return value if math.isfinite(value) else None

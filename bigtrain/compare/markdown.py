@@ -1,0 +1,63 @@
+"""The comparison as Markdown for a CI summary or PR comment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bigtrain.compare.result import GATING_VERDICTS, REDEFINED, Comparison
+from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(rows: Sequence[Row]) -> list[str]:
+    lines = [
+        "| verdict | cell | metric | baseline | candidate | change | evidence |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        cells = (row.outcome, row.cell, row.metric, row.baseline, row.candidate, row.change,
+                 row.evidence)
+        lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
+    return lines
+
+
+def render_markdown(comparison: Comparison) -> str:
+    """Markdown: gating rows and redefined workloads in the open, the rest folded."""
+    rows = table_rows(comparison)
+    gating = [r for r in rows if r.outcome in GATING_VERDICTS]
+    redefined = [r for r in rows if r.outcome == REDEFINED]
+    rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != REDEFINED]
+    icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
+    lines = [
+        f"## {icon} bigbench compare: `{comparison.baseline_run}` -> `{comparison.candidate_run}`",
+        "",
+        f"**{summary_line(comparison)}**; {thresholds_line(comparison)}.",
+        "",
+    ]
+    for line in comparison.hardware_differences:
+        lines.append(f"> different hardware/software: {_md_escape(line)}")
+    for line in comparison.warnings:
+        lines.append(f"> warning: {_md_escape(line)}")
+    if comparison.hardware_differences or comparison.warnings:
+        lines.append("")
+    if gating:
+        lines += ["### Regressions and failures", "", *_md_table(gating), ""]
+    else:
+        lines += ["No regressions or failures.", ""]
+    if redefined:
+        # Not a failure, but nothing was compared for these cells: say so where it is seen.
+        lines += ["### Workloads redefined (not compared)", "", *_md_table(redefined), ""]
+    if rest:
+        lines += [
+            "<details>",
+            f"<summary>All other results ({len(rest)} rows)</summary>",
+            "",
+            *_md_table(rest),
+            "",
+            "</details>",
+            "",
+        ]
+    return "\n".join(lines)

@@ -1,0 +1,106 @@
+"""What a comparison produces: the verdict names and the decided cells and metrics.
+
+Pure data; the gate (gate.py) builds it and the renderers read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from bigtrain.compare.metrics import Metric
+from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, Verdict
+
+NEW = "new"
+MISSING = "missing"
+FAILED = "failed"
+#: The cell's workload was redefined between the runs (both record a `workload_version`, and
+#: they differ): its numbers measure different work, so no metric is compared.
+REDEFINED = "redefined"
+#: Every verdict a cell or metric can get, worst first: the order of tables and of the summary.
+VERDICT_ORDER = (REGRESSED, FAILED, REDEFINED, MISSING, NEW, IMPROVED, UNCHANGED)
+#: Verdicts that fail the gate (exit code 1).
+GATING_VERDICTS = frozenset({REGRESSED, FAILED})
+#: Verdicts counted only when some cell got them, so comparisons of runs that record no workload
+#: version keep the counts they always had.
+OCCASIONAL_VERDICTS = frozenset({REDEFINED})
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """One metric of one cell, decided."""
+
+    metric: Metric
+    verdict: Verdict
+
+    @property
+    def outcome(self) -> str:
+        return self.verdict.outcome
+
+
+@dataclass(frozen=True)
+class CellComparison:
+    """One cell: its overall verdict (the worst of its metrics, or a status verdict)."""
+
+    cell_id: str
+    axes: Mapping[str, Any]
+    outcome: str
+    metrics: tuple[MetricComparison, ...] = ()
+    note: str | None = None
+    baseline_repeats: int = 0
+    candidate_repeats: int = 0
+    baseline_workload_version: str | None = None
+    candidate_workload_version: str | None = None
+
+    @property
+    def label(self) -> str:
+        return cell_label(self.axes) if self.axes else self.cell_id
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The whole comparison of a candidate against a baseline (two runs, or two record sets).
+
+    The paths are None for records compared in memory (no run folder behind them).
+    """
+
+    baseline_run: str
+    candidate_run: str
+    baseline_path: str | None
+    candidate_path: str | None
+    thresholds_pct: Mapping[str, float]
+    alpha: float
+    cells: tuple[CellComparison, ...]
+    hardware_differences: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    def counts(self) -> dict[str, int]:
+        """How many cells got each verdict, in VERDICT_ORDER (`redefined` only when present)."""
+        counts = dict.fromkeys(VERDICT_ORDER, 0)
+        for cell in self.cells:
+            counts[cell.outcome] += 1
+        return {v: n for v, n in counts.items() if n or v not in OCCASIONAL_VERDICTS}
+
+    @property
+    def gate_failed(self) -> bool:
+        """True when any cell regressed or failed: the CI job should fail."""
+        return any(cell.outcome in GATING_VERDICTS for cell in self.cells)
+
+    def sorted_cells(self) -> list[CellComparison]:
+        """Cells worst first (regressed, failed, redefined, missing, new, improved, unchanged)."""
+        rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+        return sorted(self.cells, key=lambda c: (rank[c.outcome], c.label, c.cell_id))
+
+
+def cell_label(axes: Mapping[str, Any]) -> str:
+    """A short readable name of a cell from its axes."""
+    label = (
+        f"{axes.get('model')} {axes.get('optimizer')}/{axes.get('impl')} "
+        f"{axes.get('precision')} {axes.get('device')} bs{axes.get('batch_size')}"
+    )
+    if str(axes.get("batch_norm")) in ("on", "True", "true"):
+        label += " bn"
+    if str(axes.get("compile")) in ("on", "True", "true"):
+        label += " compiled"
+    return label

@@ -1,0 +1,85 @@
+"""What every rendering of a comparison shares: formatted values, the table rows, summary lines."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from bigtrain.compare.result import VERDICT_ORDER, Comparison
+from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT
+from bigtrain.stats import Verdict
+
+
+def format_value(value: float, unit: str) -> str:
+    """A metric value with a readable unit (ms for short times, MiB for memory)."""
+    if unit == "s":
+        if abs(value) < 1:
+            return f"{value * 1e3:.4g} ms"
+        return f"{value:.4g} s"
+    if unit == "bytes":
+        return f"{value / 2**20:.4g} MiB"
+    return f"{value:.4g} {unit}"
+
+
+def format_change(verdict: Verdict) -> str:
+    """Signed change of the raw number, e.g. `+10.2%`."""
+    if math.isinf(verdict.change_pct):
+        return "+inf%" if verdict.change_pct > 0 else "-inf%"
+    return f"{verdict.change_pct:+.1f}%"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the rendered table: a metric of a cell, or a cell without metrics."""
+
+    outcome: str
+    cell: str
+    metric: str
+    baseline: str
+    candidate: str
+    change: str
+    evidence: str
+
+
+def table_rows(comparison: Comparison) -> list[Row]:
+    """The rows of every rendering, worst first: regressed metrics before everything else."""
+    rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
+    rows: list[tuple[tuple[int, int], Row]] = []
+    for cell_index, cell in enumerate(comparison.sorted_cells()):
+        if not cell.metrics:
+            rows.append(((rank[cell.outcome], cell_index),
+                         Row(cell.outcome, cell.label, "-", "", "", "", cell.note or "")))
+            continue
+        for m in cell.metrics:
+            v = m.verdict
+            rows.append((
+                (rank[m.outcome], cell_index),
+                Row(
+                    outcome=m.outcome,
+                    cell=cell.label,
+                    metric=m.metric.name,
+                    baseline=format_value(v.baseline_median, m.metric.unit),
+                    candidate=format_value(v.candidate_median, m.metric.unit),
+                    change=f"{format_change(v)} (limit {v.threshold_pct:g}%)",
+                    evidence=v.explain(),
+                ),
+            ))
+    return [row for _, row in sorted(rows, key=lambda item: item[0])]
+
+
+def summary_line(comparison: Comparison) -> str:
+    """`2 regressed, 1 failed, ... (of N cells)` with only the non-zero verdicts."""
+    counts = comparison.counts()
+    parts = [f"{n} {verdict}" for verdict, n in counts.items() if n]
+    return f"{', '.join(parts) or 'nothing to compare'} (of {len(comparison.cells)} cells)"
+
+
+def thresholds_line(comparison: Comparison) -> str:
+    """`threshold 5% (peak_mem 2%)`: the common threshold and the exceptions."""
+    values = list(comparison.thresholds_pct.values())
+    common = max(set(values), key=values.count) if values else DEFAULT_THRESHOLD_PCT
+    others = [f"{k} {v:g}%" for k, v in comparison.thresholds_pct.items() if v != common]
+    line = f"threshold {common:g}%"
+    if others:
+        line += f" ({', '.join(others)})"
+    return f"{line}; noise test at alpha={comparison.alpha:g}"
