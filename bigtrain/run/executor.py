@@ -85,7 +85,7 @@ class ExecutorSettings:
     log_dir: Path | None = None
     #: Executor-specific settings from the command line (e.g. a cluster's address). An executor
     #: refuses, with BadInput, any it does not know.
-    options: Mapping[str, Any] = field(default_factory=dict)
+    options: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.slots:
