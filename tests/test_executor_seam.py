@@ -134,3 +134,12 @@ def test_cli_names_the_bad_executor_and_the_choices(tmp_path: Path) -> None:
 def test_local_is_the_default_and_listed_first() -> None:
     assert executor_names()[0] == "local"
     assert IN_PROCESS in executor_names()
+
+
+def test_a_manifest_written_before_the_executor_key_reads_as_local() -> None:
+    from bigtrain.results.schema import Manifest
+
+    old = {"schema_version": 1, "run_id": "old", "bigtrain_version": "0.1", "spec": {},
+           "environment": {}, "started_at": "2026-01-01T00:00:00+00:00", "state": "complete"}
+    assert Manifest.from_json(old).executor == "local"
+    assert Manifest.from_json({**old, "executor": "ray"}).executor == "ray"
