@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bigtrain.run.health import mark_unhealthy
 from bigtrain.workloads import register_family
 from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, seeded_generator
 
@@ -41,6 +42,10 @@ class _Faulty(nn.Module):
             os._exit(0)
         elif self.mode == "oom":
             _allocate_until_out_of_memory()
+        elif self.mode == "poison":
+            # Stands in for a sticky CUDA error on a machine without a GPU: the process must go.
+            mark_unhealthy("poisoned by the fault:poison workload")
+            raise RuntimeError("injected failure that leaves the process unhealthy")
         elif self.mode == "flaky":
             # Fails until the marker file exists: the first attempt fails, a retry succeeds.
             marker = os.environ["BIGTRAIN_FLAKY_MARKER"]
@@ -55,15 +60,19 @@ class _Faulty(nn.Module):
 
 def _allocate_until_out_of_memory() -> None:
     # Cap the address space a little above what is mapped now, so "out of memory" comes in
-    # milliseconds rather than after the test machine starts swapping. The worker is discarded
-    # after a failed cell, so the cap dies with it.
+    # milliseconds rather than after the test machine starts swapping. A healthy worker is kept
+    # after a failed cell, so the cap is lifted again on the way out.
     with open("/proc/self/statm") as fh:
         mapped = int(fh.read().split()[0]) * os.sysconf("SC_PAGE_SIZE")
     limit = mapped + 256 * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_AS, (limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    hoard = []
-    while True:
-        hoard.append(torch.ones(16 * 1024 * 1024))  # 64 MiB at a time
+    previous = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, previous[1]))
+    try:
+        hoard = []
+        while True:
+            hoard.append(torch.ones(16 * 1024 * 1024))  # 64 MiB at a time
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, previous)
 
 
 class _Ballast(nn.Module):
@@ -78,7 +87,8 @@ class _Ballast(nn.Module):
         return self.linear(x)
 
 
-MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky")
+MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky",
+         "poison")
 
 
 @dataclass(frozen=True, kw_only=True)

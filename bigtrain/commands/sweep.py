@@ -38,10 +38,13 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
 @click.option("--force", is_flag=True, help="with --resume: resume even if spec or machine changed")
 @click.option("--fresh-workers", is_flag=True,
               help="start a new worker process for every cell (slower; for comparison)")
+@click.option("--executor", default=None, metavar="NAME",
+              help="where cells run: local (worker processes on this machine) or a registered "
+                   "executor [default: local; on --resume, the run's own]")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, dry_run, no_report, **axis_values) -> None:
+          retry_failed, force, fresh_workers, executor, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
@@ -64,6 +67,10 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
     else:
         spec = spec_from_preset(preset, overrides)
 
+    if executor:
+        from bigtrain.run.executor import executor_factory
+
+        executor_factory(executor)  # an unknown name is exit 2, before anything runs
     if dry_run:
         _print_cells(spec)
         return
@@ -73,7 +80,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
                            retry_failed=retry_failed, force=force,
-                           reuse_workers=not fresh_workers)
+                           reuse_workers=not fresh_workers, executor=executor)
     outcome = run_sweep(spec, options, RichProgress())
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)

@@ -268,6 +268,8 @@ class Manifest:
     ended_at: str | None = None
     state: str = "running"
     cells_total: int | None = None
+    # where the cells ran (`bigbench sweep --executor`); runs written before the key ran locally
+    executor: str = "local"
     # lines of cells.jsonl cut short by a kill and closed with a newline on resume: skipped
     repaired_lines: tuple[int, ...] = ()
 

@@ -1,24 +1,30 @@
 """Running one cell inside a worker: build, warm up, measure, and turn the outcome into a record.
 
 Exceptions become records here (oom, error, diverged) so that the worker can report them; deaths
-by signal, hangs and silent exits are detected by the executor, which owns the results file.
+by signal, hangs and silent exits are detected by the executor. Every record not built by the
+measurement itself comes from `bigtrain.run.records`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
 import math
 import os
 import statistics
-import traceback
 from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.matrix import Cell
 from bigtrain.results.schema import CellRecord, PhaseTimes, StepTimeStats
-
-TRACEBACK_TAIL_CHARS = 4000
+# The record builders live in run/records.py; re-exported here, where callers have found them.
+from bigtrain.run.records import (  # noqa: F401
+    base_record,
+    cell_record,
+    classify_exception,
+    exception_record,
+    now_iso,
+    traceback_tail,
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,56 +42,13 @@ class CellJob:
     telemetry_interval_s: float = 0.1
 
 
-def now_iso() -> str:
-    """The current UTC time, ISO 8601 with seconds."""
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def cell_record(run_id: str, cell: Cell, repeat: int, **fields: Any) -> CellRecord:
-    """A record carrying a cell's identity and axes plus `fields`."""
-    return CellRecord(run_id=run_id, cell_id=cell.cell_id, repeat=repeat, **cell.axes(), **fields)
-
-
-def base_record(job: CellJob, **fields: Any) -> CellRecord:
-    """A record carrying the job's identity and axes plus `fields`."""
-    return cell_record(job.run_id, job.cell, job.repeat, **fields)
-
-
-def classify_exception(exc: BaseException) -> str:
-    """`oom` for CUDA or host out-of-memory, else `error`."""
-    import torch
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
-        return "oom"
-    text = str(exc).lower()
-    if "out of memory" in text or "can't allocate memory" in text or "cannot allocate memory" in text:
-        return "oom"
-    return "error"
-
-
-def traceback_tail(exc: BaseException) -> str:
-    """The last part of the formatted traceback."""
-    text = "".join(traceback.format_exception(exc))
-    return text[-TRACEBACK_TAIL_CHARS:]
-
-
 def run_cell(job: CellJob) -> CellRecord:
     """Run one cell end to end and return its record; never raises for a cell's own failure."""
     started = now_iso()
     try:
         return _measure(job, started)
     except Exception as exc:  # the cell failed; the record says how
-        status = classify_exception(exc)
-        first_line = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        return base_record(
-            job,
-            status=status,
-            reason=first_line[:500],
-            traceback_tail=traceback_tail(exc),
-            started_at=started,
-            ended_at=now_iso(),
-            worker_pid=os.getpid(),
-        )
+        return exception_record(job, exc, started_at=started, worker_pid=os.getpid())
 
 
 def _measure(job: CellJob, started: str) -> CellRecord:

@@ -1,54 +1,128 @@
-"""Executors: where cells run. Today a local pool of worker processes, one per device.
+"""The executor seam: where cells run, chosen by name (`bigbench sweep --executor NAME`).
 
-The sweep hands an executor a list of jobs and a callback; the executor calls the callback with a
-CellRecord for every job, whatever happened to it (a result, an exception turned into a record by
-the worker, a crash, a timeout, a silent exit). A cluster engine can implement the same
-`Executor` protocol without touching the measuring code, which lives in `run_cell`.
+The sweep driver hands an executor jobs and a callback; the executor calls the callback, in the
+driver's process, with one CellRecord for every job, whatever happened to it (a result, an
+exception the worker turned into a record, a crash, a timeout, a silent exit). Only the driver
+appends to `cells.jsonl`, whatever the executor, so resume, the run lock and kill -9 safety stay in
+one place. Records for outcomes an executor decides (death, timeout, its own failure) come from
+`bigtrain.run.records`, so they read the same from every executor.
 
-Scheduling rules of the local pool:
-- one worker per device slot (`cpu`, or `cuda:N` for every visible GPU); GPU slots run in
-  parallel; a CPU cell runs alone, since anything beside it would steal its cores (and a CPU
-  cell beside GPU cells would steal the cores that feed them);
-- a job for `cuda` goes to any free GPU; a job for `cuda:N` waits for that GPU;
-- a worker is reused for the next cell on its slot, except after a failed cell (its process state
-  is suspect) or when `reuse_workers` is off;
-- jobs run in the order given; the sweep interleaves repeats (A B C A B C) and asks for fresh
-  workers between rounds with `round_boundary`.
+Executors are registered by name with a factory that takes `ExecutorSettings` and returns an
+`Executor`; the factory imports its implementation lazily, so a cluster engine's package is
+imported only when it is chosen. `local` (one worker process per device slot on this machine,
+`bigtrain.run.local_pool`) is built in; another executor registers itself the same way, from a
+plugin module or a test:
+
+    register_executor("ray", lambda settings: RayExecutor(settings))
 """
 
 from __future__ import annotations
 
-import dataclasses
-import multiprocessing
-import os
-import signal
-import tempfile
-import time
-from collections.abc import Callable, Sequence
+import importlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from bigtrain.errors import BadInput, unknown_choice
+from bigtrain.registry import Registry
 from bigtrain.results.schema import CellRecord
-from bigtrain.run.cell import CellJob, base_record, now_iso
-from bigtrain.run.worker import MSG_READY, MSG_RESULT, worker_main
 
-STDERR_TAIL_CHARS = 4000
-#: A worker gets this long to start (import torch, initialize CUDA) before it counts as hung.
-WORKER_START_TIMEOUT_S = 180.0
+if TYPE_CHECKING:
+    from bigtrain.run.cell import CellJob
+
+DEFAULT_EXECUTOR = "local"
 
 ResultCallback = Callable[[CellRecord], None]
-StartCallback = Callable[[CellJob], None]
+StartCallback = Callable[["CellJob"], None]
 
 
 class Executor(Protocol):
-    """Runs jobs and reports one record per job through `on_result`."""
+    """Runs cells somewhere and reports one record per job, in the driver's process.
+
+    A factory builds an executor before the run folder is written, so it only validates its
+    settings (BadInput for bad ones); processes, connections and other resources are acquired by
+    the first `run`. The driver calls `run` once per repeat round and `retire_idle_workers`
+    between rounds, reads `workers_started` for the summary, and calls `shutdown` exactly once at
+    the end, also after an interrupt or an error.
+    """
+
+    #: Worker processes (local) or actors (a cluster) started so far: the start-up cost the
+    #: sweep paid.
+    workers_started: int
 
     def run(self, jobs: Sequence[CellJob], on_result: ResultCallback,
-            on_start: StartCallback | None = None) -> None: ...
+            on_start: StartCallback | None = None) -> None:
+        """Run every job and return when each has been reported through `on_result`, exactly
+        once, in completion order. `on_start` hears each job, with its concrete device, as it is
+        handed to a worker. Jobs are started in the order given, as far as devices allow."""
+        ...
 
-    def shutdown(self) -> None: ...
+    def retire_idle_workers(self) -> None:
+        """Let go of every idle worker, so the jobs of the next `run` start in fresh processes
+        (a new repeat round must not share process state with the previous one)."""
+        ...
+
+    def shutdown(self) -> None:
+        """Stop everything now, running cells included (an interrupt); nothing half-done
+        survives. Running cells get no record: resume runs them again."""
+        ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutorSettings:
+    """What the sweep tells any executor about where and how to run its cells."""
+
+    #: Device slots the sweep's cells need: `cpu` and/or `cuda:N` (see `slots_for`). A cluster
+    #: executor maps them to its own resources.
+    slots: tuple[str, ...]
+    cell_timeout_s: float
+    #: Reuse a worker for the next cell on its slot (off: a fresh worker per cell).
+    reuse_workers: bool = True
+    #: Extra environment for worker processes (e.g. one side of an A/B run).
+    worker_env: Mapping[str, str] = field(default_factory=dict)
+    #: Where worker stderr logs go; None: a temporary folder.
+    log_dir: Path | None = None
+    #: Executor-specific settings from the command line (e.g. a cluster's address). An executor
+    #: refuses, with BadInput, any it does not know.
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.slots:
+            raise ValueError("an executor needs at least one device slot")
+        if not self.cell_timeout_s > 0:
+            raise ValueError(f"cell_timeout_s must be > 0, got {self.cell_timeout_s}")
+
+    def refuse_options(self, executor: str, known: Sequence[str] = ()) -> None:
+        """Raise BadInput naming any option the executor `executor` does not take."""
+        unknown = sorted(set(self.options) - set(known))
+        if unknown:
+            takes = ", ".join(known) if known else "none"
+            raise BadInput(f"executor {executor!r} takes no option {', '.join(unknown)}; "
+                           f"its options: {takes}")
+
+
+ExecutorFactory = Callable[[ExecutorSettings], Executor]
+
+EXECUTORS: Registry[ExecutorFactory] = Registry("executor")
+
+
+def register_executor(name: str, factory: ExecutorFactory, *, replace: bool = False) -> None:
+    """Make `factory` available as `--executor NAME`."""
+    EXECUTORS.register(name, factory, replace=replace)
+
+
+def executor_names() -> list[str]:
+    """Registered executor names, built-in first."""
+    return EXECUTORS.names()
+
+
+def executor_factory(name: str) -> ExecutorFactory:
+    """The factory registered as `name`; BadInput naming the choices if there is none."""
+    factory = EXECUTORS.get(name)
+    if factory is None:
+        raise unknown_choice("executor", name, executor_names(), where="--executor")
+    return factory
 
 
 def slots_for(devices: Sequence[str], cuda_count: int) -> list[str]:
@@ -60,219 +134,22 @@ def slots_for(devices: Sequence[str], cuda_count: int) -> list[str]:
     return slots
 
 
-def _fits(job: CellJob, slot: str) -> bool:
-    axis = job.cell.device
-    return axis == slot or (axis == "cuda" and slot.startswith("cuda:"))
+def _lazy(module: str, attribute: str) -> ExecutorFactory:
+    """A factory that imports `module` only when an executor is actually built."""
+
+    def build(settings: ExecutorSettings) -> Executor:
+        return getattr(importlib.import_module(module), attribute)(settings)
+
+    return build
 
 
-@dataclass
-class _Worker:
-    slot: str
-    process: multiprocessing.process.BaseProcess
-    conn: Connection
-    log_path: str
-    ready: bool = False
-    job: CellJob | None = None
-    deadline: float = 0.0
-    started_at: float = field(default_factory=time.monotonic)
+register_executor(DEFAULT_EXECUTOR, _lazy("bigtrain.run.local_pool", "local_pool_executor"))
 
 
-class LocalPoolExecutor:
-    """One spawned worker process per device slot on this machine."""
+def __getattr__(name: str) -> Any:
+    # LocalPoolExecutor lived here before the seam was split out; keep that import path working.
+    if name == "LocalPoolExecutor":
+        from bigtrain.run.local_pool import LocalPoolExecutor
 
-    def __init__(
-        self,
-        slots: Sequence[str],
-        *,
-        cell_timeout_s: float,
-        reuse_workers: bool = True,
-        log_dir: Path | None = None,
-        worker_env: dict[str, str] | None = None,
-    ) -> None:
-        if not slots:
-            raise ValueError("an executor needs at least one device slot")
-        self.slots = list(slots)
-        self.cell_timeout_s = cell_timeout_s
-        self.reuse_workers = reuse_workers
-        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="bigtrain-workers-"))
-        self.worker_env = dict(worker_env or {})
-        self._context = multiprocessing.get_context("spawn")
-        self._workers: dict[str, _Worker] = {}
-        self.workers_started = 0
-
-    # -- worker lifecycle ------------------------------------------------------------------
-    def _start_worker(self, slot: str) -> _Worker:
-        parent_conn, child_conn = self._context.Pipe()
-        log_path = str(self.log_dir / f"worker-{slot.replace(':', '')}-{self.workers_started}.log")
-        saved = {k: os.environ.get(k) for k in self.worker_env}
-        os.environ.update(self.worker_env)
-        try:
-            process = self._context.Process(
-                target=worker_main, args=(child_conn, log_path, os.getpid()),
-                name=f"bigtrain-worker-{slot}",
-            )
-            # Not daemonic: torch.compile starts helper processes, which daemons may not have.
-            process.start()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
-        child_conn.close()
-        self.workers_started += 1
-        worker = _Worker(slot=slot, process=process, conn=parent_conn, log_path=log_path)
-        worker.deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        self._workers[slot] = worker
-        return worker
-
-    def _kill(self, worker: _Worker) -> None:
-        """Kill the worker's whole process group (its session), then reap it."""
-        try:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            worker.process.kill()
-        except (ProcessLookupError, AttributeError):
-            pass
-        worker.process.join(timeout=10)
-        worker.conn.close()
-        self._workers.pop(worker.slot, None)
-
-    def _stop_gracefully(self, worker: _Worker) -> None:
-        try:
-            worker.conn.send(None)
-        except (BrokenPipeError, OSError):
-            pass
-        worker.process.join(timeout=5)
-        if worker.process.is_alive():
-            self._kill(worker)
-        else:
-            worker.conn.close()
-            self._workers.pop(worker.slot, None)
-
-    def retire_all(self) -> None:
-        """Stop every idle worker so the next cells start in fresh processes."""
-        for worker in list(self._workers.values()):
-            if worker.job is None:
-                self._stop_gracefully(worker)
-
-    def shutdown(self) -> None:
-        """Kill every worker now (interrupts) — nothing half-done survives."""
-        for worker in list(self._workers.values()):
-            self._kill(worker)
-
-    # -- running ---------------------------------------------------------------------------
-    def run(self, jobs: Sequence[CellJob], on_result: ResultCallback,
-            on_start: StartCallback | None = None) -> None:
-        """Run every job, calling `on_result` exactly once per job, in completion order."""
-        pending = list(jobs)
-        while pending or any(w.job is not None for w in self._workers.values()):
-            self._dispatch(pending, on_start)
-            self._collect(on_result)
-
-    def _busy_cpu(self) -> bool:
-        return any(w.job is not None and w.slot == "cpu" for w in self._workers.values())
-
-    def _dispatch(self, pending: list[CellJob], on_start: StartCallback | None) -> None:
-        for slot in self.slots:
-            worker = self._workers.get(slot)
-            if worker is not None and worker.job is not None:
-                continue
-            if self._busy_cpu():
-                return
-            index = next((i for i, job in enumerate(pending) if _fits(job, slot)), None)
-            if index is None:
-                continue
-            job = pending[index]
-            if slot == "cpu" and any(w.job is not None for w in self._workers.values()):
-                continue  # a CPU cell waits until it has the machine to itself
-            if slot != "cpu" and any(j.cell.device == "cpu" for j in pending[:index]):
-                continue  # keep the given order: an earlier CPU cell goes first
-            pending.pop(index)
-            worker = worker or self._start_worker(slot)
-            job = dataclasses.replace(job, device=slot)  # `cuda` becomes the GPU that runs it
-            worker.job = job
-            if worker.ready:
-                worker.deadline = time.monotonic() + self.cell_timeout_s
-                worker.conn.send(job)
-            if on_start is not None:
-                on_start(job)
-
-    def _collect(self, on_result: ResultCallback) -> None:
-        busy = [w for w in self._workers.values() if w.job is not None]
-        if not busy:
-            return
-        timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
-        waitables = [w.conn for w in busy] + [w.process.sentinel for w in busy]
-        ready = wait(waitables, timeout=timeout)
-        now = time.monotonic()
-        for worker in busy:
-            job = worker.job
-            assert job is not None
-            if worker.conn in ready:
-                try:
-                    kind, payload = worker.conn.recv()
-                except (EOFError, OSError):
-                    kind, payload = None, None
-                if kind == MSG_READY:
-                    worker.ready = True
-                    worker.deadline = now + self.cell_timeout_s
-                    worker.conn.send(job)
-                    continue
-                if kind == MSG_RESULT:
-                    record = CellRecord.from_json(payload)
-                    worker.job = None
-                    if record.failed or not self.reuse_workers:
-                        self._stop_or_kill_after(worker, record)
-                    on_result(record)
-                    continue
-            if not worker.process.is_alive() or worker.process.sentinel in ready:
-                worker.process.join(timeout=5)
-                on_result(self._death_record(worker, job))
-                worker.job = None
-                self._kill(worker)
-            elif now >= worker.deadline:
-                what = "start" if not worker.ready else "cell"
-                limit = WORKER_START_TIMEOUT_S if not worker.ready else self.cell_timeout_s
-                self._kill(worker)
-                worker.job = None
-                on_result(base_record(
-                    job, status="timeout",
-                    reason=f"{what} exceeded the {limit:g} s limit; worker process tree killed",
-                    traceback_tail=_tail(worker.log_path) or None,
-                    ended_at=now_iso(), worker_pid=worker.process.pid,
-                ))
-
-    def _stop_or_kill_after(self, worker: _Worker, record: CellRecord) -> None:
-        if record.failed:
-            self._kill(worker)  # never reuse a worker after a failed cell
-        else:
-            self._stop_gracefully(worker)
-
-    def _death_record(self, worker: _Worker, job: CellJob) -> CellRecord:
-        code = worker.process.exitcode
-        stderr_tail = _tail(worker.log_path)
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            status, reason = "crashed", f"worker killed by {name}"
-        else:
-            status = "error"
-            reason = f"worker exited with code {code} without sending a result"
-        return base_record(job, status=status, reason=reason, traceback_tail=stderr_tail or None,
-                           ended_at=now_iso(), worker_pid=worker.process.pid)
-
-
-def _tail(path: str, chars: int = STDERR_TAIL_CHARS) -> str:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - chars))
-            return fh.read().decode("utf-8", errors="replace").strip()
-    except OSError:
-        return ""
+        return LocalPoolExecutor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

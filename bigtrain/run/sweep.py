@@ -12,7 +12,7 @@ import contextlib
 import datetime as _dt
 import signal
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,8 +29,15 @@ from bigtrain.results.store import (
     load_run,
     read_manifest,
 )
-from bigtrain.run.cell import CellJob, cell_record, now_iso
-from bigtrain.run.executor import LocalPoolExecutor, slots_for
+from bigtrain.run.cell import CellJob
+from bigtrain.run.executor import (
+    DEFAULT_EXECUTOR,
+    Executor,
+    ExecutorSettings,
+    executor_factory,
+    slots_for,
+)
+from bigtrain.run.records import not_run_record, now_iso
 from bigtrain.spec import SweepSpec
 
 
@@ -71,6 +78,11 @@ class SweepOptions:
     force: bool = False
     reuse_workers: bool = True
     worker_env: dict[str, str] = field(default_factory=dict)
+    #: Where cells run: a name registered with `register_executor`. None: `local` for a new
+    #: run, the run's own executor on resume.
+    executor: str | None = None
+    #: Executor-specific settings (e.g. a cluster's address), passed through ExecutorSettings.
+    executor_options: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,6 +170,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     from bigtrain.envinfo import collect_environment, fingerprint_differences
 
     progress = progress or SilentProgress()
+    executor_name = options.executor or DEFAULT_EXECUTOR
     inventory = DeviceInventory.detect()
     cells = expand(spec, inventory)
     environment = collect_environment()
@@ -168,12 +181,15 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     if options.resume:
         run_dir = Path(options.out_dir) / options.resume
         manifest = read_manifest(run_dir)
+        executor_name = options.executor or manifest.executor
         problems = _spec_differences(dict(manifest.spec), spec.to_json())
         problems += fingerprint_differences(dict(manifest.environment), environment)
+        if executor_name != manifest.executor:
+            problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
         if problems and not options.force:
             raise BadInput(
-                f"cannot resume {run_dir}: the spec or this machine differs from the run's "
-                f"({'; '.join(problems)}); use --force to resume anyway"
+                f"cannot resume {run_dir}: the spec, the executor or this machine differs from "
+                f"the run's ({'; '.join(problems)}); use --force to resume anyway"
             )
         loaded = load_run(run_dir)
         previous = list(loaded.records)
@@ -181,26 +197,29 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             recorded_ids.add(record.cell_id)
             if record.status not in FAILED_STATUSES or not options.retry_failed:
                 done.add((record.cell_id, record.repeat))
-        manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None)
+        manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None,
+                           executor=executor_name)
     else:
         run_id = options.run_id or default_run_id()
         run_dir = Path(options.out_dir) / run_id
         manifest = Manifest(
             run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
             environment=environment, started_at=now_iso(), state="running",
-            cells_total=len(cells) * spec.measure.repeats,
+            cells_total=len(cells) * spec.measure.repeats, executor=executor_name,
         )
 
+    make_executor = executor_factory(executor_name)  # an unknown name fails before any write
     rounds = plan_jobs(manifest.run_id, spec, cells, done)
     records: list[CellRecord] = list(previous)
     interrupted, finished, error = False, False, None
-    executor = LocalPoolExecutor(
-        slots_for(sorted({c.device for c in cells if c.status == PENDING}), inventory.cuda_count)
-        or ["cpu"],
+    executor: Executor = make_executor(ExecutorSettings(
+        slots=tuple(slots_for(sorted({c.device for c in cells if c.status == PENDING}),
+                              inventory.cuda_count) or ["cpu"]),
         cell_timeout_s=spec.measure.cell_timeout_s,
         reuse_workers=options.reuse_workers,
         worker_env=options.worker_env,
-    )
+        options=options.executor_options,
+    ))
 
     with RunWriter(run_dir, resume=bool(options.resume)) as writer:
         writer.write_manifest(manifest)
@@ -216,12 +235,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             with _interrupts_raise():
                 for cell in cells:
                     if cell.status != PENDING and cell.cell_id not in recorded_ids:
-                        record(cell_record(manifest.run_id, cell, 0, status=cell.status,
-                                           reason=cell.reason, started_at=now_iso(),
-                                           ended_at=now_iso()))
+                        record(not_run_record(manifest.run_id, cell))
                 for index, jobs in enumerate(rounds):
                     if index:
-                        executor.retire_all()  # each repeat round starts in fresh workers
+                        executor.retire_idle_workers()  # each repeat round: fresh workers
                     executor.run(jobs, record, progress.cell_started)
             finished = True
         except SweepInterrupted:

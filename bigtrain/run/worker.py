@@ -5,6 +5,11 @@ process tree (torch.compile's helpers included) and the terminal's Ctrl-C reache
 parent, which decides what to stop. Its stderr goes to a log file so that the tail of what a
 crashing kernel printed can be put in the record. It dies with its parent (PR_SET_PDEATHSIG), so
 a sweep killed with -9 leaves no orphan burning the GPU.
+
+Messages to the parent: `(MSG_READY, pid)` once started; `(MSG_RESULT, record_json)` after each
+cell; and after a cell that failed in Python (error, oom, diverged), `(MSG_HEALTH, WorkerHealth)`,
+sent after the result so that a health probe that hangs or kills the process never costs the
+record. The parent keeps a healthy worker and replaces an unhealthy one.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import Any
 
 MSG_READY = "ready"
 MSG_RESULT = "result"
+MSG_HEALTH = "health"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -50,6 +56,7 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
 
     from bigtrain.registry import load_plugins
     from bigtrain.run.cell import run_cell
+    from bigtrain.run.health import check_health
 
     import torch  # noqa: F401  (paid once per worker, before the first cell's clock starts)
 
@@ -69,5 +76,7 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
         record = run_cell(job)
         try:
             conn.send((MSG_RESULT, record.to_json()))
+            if record.failed:
+                conn.send((MSG_HEALTH, check_health(job.device)))
         except (BrokenPipeError, OSError):
             return

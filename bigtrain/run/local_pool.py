@@ -1,0 +1,275 @@
+"""The `local` executor: a pool of spawned worker processes, one per device slot on this machine.
+
+Scheduling rules:
+- one worker per device slot (`cpu`, or `cuda:N` for every visible GPU); GPU slots run in
+  parallel; a CPU cell runs alone, since anything beside it would steal its cores (and a CPU
+  cell beside GPU cells would steal the cores that feed them);
+- a job for `cuda` goes to any free GPU; a job for `cuda:N` waits for that GPU;
+- a worker is reused for the next cell on its slot (unless `reuse_workers` is off). After a cell
+  that failed in Python (error, oom, diverged) the worker checks its own health
+  (`bigtrain.run.health`) and is kept only if healthy; a worker that died or timed out is gone;
+- jobs run in the order given; the sweep interleaves repeats (A B C A B C) and asks for fresh
+  workers between rounds with `retire_idle_workers`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+import signal
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from bigtrain.results.schema import CellRecord, SchemaError
+from bigtrain.run.cell import CellJob
+from bigtrain.run.executor import (
+    DEFAULT_EXECUTOR,
+    ExecutorSettings,
+    ResultCallback,
+    StartCallback,
+)
+from bigtrain.run.health import WorkerHealth
+from bigtrain.run.records import death_record, executor_error_record, timeout_record
+from bigtrain.run.worker import MSG_HEALTH, MSG_READY, MSG_RESULT, worker_main
+
+STDERR_TAIL_CHARS = 4000
+#: A worker gets this long to start (import torch, initialize CUDA) before it counts as hung.
+WORKER_START_TIMEOUT_S = 180.0
+#: A worker gets this long to report its health after a failed cell before it is killed.
+HEALTH_CHECK_TIMEOUT_S = 60.0
+
+
+def local_pool_executor(settings: ExecutorSettings) -> LocalPoolExecutor:
+    """The `local` executor's factory."""
+    settings.refuse_options(DEFAULT_EXECUTOR)
+    return LocalPoolExecutor(settings.slots, cell_timeout_s=settings.cell_timeout_s,
+                             reuse_workers=settings.reuse_workers, log_dir=settings.log_dir,
+                             worker_env=dict(settings.worker_env))
+
+
+def _fits(job: CellJob, slot: str) -> bool:
+    axis = job.cell.device
+    return axis == slot or (axis == "cuda" and slot.startswith("cuda:"))
+
+
+@dataclass
+class _Worker:
+    slot: str
+    process: multiprocessing.process.BaseProcess
+    conn: Connection
+    log_path: str
+    ready: bool = False
+    job: CellJob | None = None
+    #: Reported a failed cell; its health report is pending, and it takes no job until then.
+    checking_health: bool = False
+    deadline: float = 0.0
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None or self.checking_health
+
+
+class LocalPoolExecutor:
+    """One spawned worker process per device slot on this machine."""
+
+    def __init__(
+        self,
+        slots: Sequence[str],
+        *,
+        cell_timeout_s: float,
+        reuse_workers: bool = True,
+        log_dir: Path | None = None,
+        worker_env: dict[str, str] | None = None,
+    ) -> None:
+        if not slots:
+            raise ValueError("an executor needs at least one device slot")
+        self.slots = list(slots)
+        self.cell_timeout_s = cell_timeout_s
+        self.reuse_workers = reuse_workers
+        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="bigtrain-workers-"))
+        self.worker_env = dict(worker_env or {})
+        self._context = multiprocessing.get_context("spawn")
+        self._workers: dict[str, _Worker] = {}
+        self.workers_started = 0
+
+    # -- worker lifecycle ------------------------------------------------------------------
+    def _start_worker(self, slot: str) -> _Worker:
+        parent_conn, child_conn = self._context.Pipe()
+        log_path = str(self.log_dir / f"worker-{slot.replace(':', '')}-{self.workers_started}.log")
+        saved = {k: os.environ.get(k) for k in self.worker_env}
+        os.environ.update(self.worker_env)
+        try:
+            process = self._context.Process(
+                target=worker_main, args=(child_conn, log_path, os.getpid()),
+                name=f"bigtrain-worker-{slot}",
+            )
+            # Not daemonic: torch.compile starts helper processes, which daemons may not have.
+            process.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
+        child_conn.close()
+        self.workers_started += 1
+        worker = _Worker(slot=slot, process=process, conn=parent_conn, log_path=log_path)
+        worker.deadline = time.monotonic() + WORKER_START_TIMEOUT_S
+        self._workers[slot] = worker
+        return worker
+
+    def _kill(self, worker: _Worker) -> None:
+        """Kill the worker's whole process group (its session), then reap it."""
+        try:
+            os.killpg(worker.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            worker.process.kill()
+        except (ProcessLookupError, AttributeError):
+            pass
+        worker.process.join(timeout=10)
+        worker.conn.close()
+        self._workers.pop(worker.slot, None)
+
+    def _stop_gracefully(self, worker: _Worker) -> None:
+        try:
+            worker.conn.send(None)
+        except (BrokenPipeError, OSError):
+            pass
+        worker.process.join(timeout=5)
+        if worker.process.is_alive():
+            self._kill(worker)
+        else:
+            worker.conn.close()
+            self._workers.pop(worker.slot, None)
+
+    def retire_idle_workers(self) -> None:
+        """Stop every idle worker so the next cells start in fresh processes."""
+        for worker in list(self._workers.values()):
+            if not worker.busy:
+                self._stop_gracefully(worker)
+
+    def shutdown(self) -> None:
+        """Kill every worker now (interrupts) — nothing half-done survives."""
+        for worker in list(self._workers.values()):
+            self._kill(worker)
+
+    # -- running ---------------------------------------------------------------------------
+    def run(self, jobs: Sequence[CellJob], on_result: ResultCallback,
+            on_start: StartCallback | None = None) -> None:
+        """Run every job, calling `on_result` exactly once per job, in completion order."""
+        pending = list(jobs)
+        while pending or any(w.busy for w in self._workers.values()):
+            self._dispatch(pending, on_start)
+            self._collect(on_result)
+
+    def _cpu_occupied(self) -> bool:
+        return any(w.busy and w.slot == "cpu" for w in self._workers.values())
+
+    def _dispatch(self, pending: list[CellJob], on_start: StartCallback | None) -> None:
+        for slot in self.slots:
+            worker = self._workers.get(slot)
+            if worker is not None and worker.busy:
+                continue
+            if self._cpu_occupied():
+                return
+            index = next((i for i, job in enumerate(pending) if _fits(job, slot)), None)
+            if index is None:
+                continue
+            job = pending[index]
+            if slot == "cpu" and any(w.busy for w in self._workers.values()):
+                continue  # a CPU cell waits until it has the machine to itself
+            if slot != "cpu" and any(j.cell.device == "cpu" for j in pending[:index]):
+                continue  # keep the given order: an earlier CPU cell goes first
+            pending.pop(index)
+            worker = worker or self._start_worker(slot)
+            job = dataclasses.replace(job, device=slot)  # `cuda` becomes the GPU that runs it
+            worker.job = job
+            if worker.ready:
+                worker.deadline = time.monotonic() + self.cell_timeout_s
+                worker.conn.send(job)
+            if on_start is not None:
+                on_start(job)
+
+    def _collect(self, on_result: ResultCallback) -> None:
+        busy = [w for w in self._workers.values() if w.busy]
+        if not busy:
+            return
+        timeout = max(0.0, min(w.deadline for w in busy) - time.monotonic())
+        waitables = [w.conn for w in busy] + [w.process.sentinel for w in busy]
+        ready = wait(waitables, timeout=timeout)
+        now = time.monotonic()
+        for worker in busy:
+            if worker.conn in ready and self._receive(worker, now, on_result):
+                continue
+            if not worker.process.is_alive() or worker.process.sentinel in ready:
+                worker.process.join(timeout=5)
+                if worker.job is not None:  # a death during a health check costs no record
+                    on_result(death_record(worker.job, exit_code=worker.process.exitcode,
+                                           stderr_tail=_tail(worker.log_path),
+                                           worker_pid=worker.process.pid))
+                self._kill(worker)
+            elif now >= worker.deadline:
+                self._kill(worker)
+                if worker.job is not None:
+                    starting = not worker.ready
+                    on_result(timeout_record(
+                        worker.job, what="start" if starting else "cell",
+                        limit_s=WORKER_START_TIMEOUT_S if starting else self.cell_timeout_s,
+                        stderr_tail=_tail(worker.log_path), worker_pid=worker.process.pid,
+                    ))
+
+    def _receive(self, worker: _Worker, now: float, on_result: ResultCallback) -> bool:
+        """Handle one message from `worker`; False when there was none (it died)."""
+        try:
+            kind, payload = worker.conn.recv()
+        except (EOFError, OSError):
+            return False
+        if kind == MSG_READY:
+            worker.ready = True
+            worker.deadline = now + self.cell_timeout_s
+            assert worker.job is not None
+            worker.conn.send(worker.job)
+        elif kind == MSG_RESULT:
+            job, worker.job = worker.job, None
+            assert job is not None
+            try:
+                record = CellRecord.from_json(payload)
+            except SchemaError as exc:
+                self._kill(worker)
+                on_result(executor_error_record(job, reason=f"the worker sent an invalid "
+                                                f"record: {exc}", worker_pid=worker.process.pid))
+                return True
+            if not self.reuse_workers and record.failed:
+                self._kill(worker)  # without reuse, its health report is not worth waiting for
+            elif not self.reuse_workers:
+                self._stop_gracefully(worker)
+            elif record.failed:
+                # The worker reports its health next; it takes no job until then.
+                worker.checking_health = True
+                worker.deadline = now + HEALTH_CHECK_TIMEOUT_S
+            on_result(record)
+        elif kind == MSG_HEALTH:
+            worker.checking_health = False
+            health: WorkerHealth = payload
+            if not health.healthy:
+                self._kill(worker)  # its next cell starts in a fresh process
+        return True
+
+
+def _tail(path: str, chars: int = STDERR_TAIL_CHARS) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - chars))
+            return fh.read().decode("utf-8", errors="replace").strip()
+    except OSError:
+        return ""

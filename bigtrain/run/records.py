@@ -1,0 +1,116 @@
+"""Every record the run machinery builds itself, in one place.
+
+A measured cell's record is built by the measuring code; every other outcome is decided by the
+worker, the executor or the sweep driver, and its record is built here, so that a status and the
+wording of its reason are the same whichever executor ran the cell:
+
+| outcome | decided by | builder | status |
+| --- | --- | --- | --- |
+| a Python exception in the cell | worker | `exception_record` | `oom` or `error` |
+| death by a signal | executor | `death_record` | `crashed` |
+| exit without a result | executor | `death_record` | `error` |
+| past the start or cell time limit | executor | `timeout_record` | `timeout` |
+| the executor lost the job (bad reply, lost task) | executor | `executor_error_record` | `error` |
+| skipped or unsupported by the matrix | sweep driver | `not_run_record` | the cell's status |
+
+A cell cut off by Ctrl-C or SIGTERM gets no record on purpose: `--resume` runs it again.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import signal
+import traceback
+from typing import TYPE_CHECKING, Any
+
+from bigtrain.results.schema import CellRecord
+
+if TYPE_CHECKING:  # cell.py imports this module; the type is only needed for annotations
+    from bigtrain.matrix import Cell
+    from bigtrain.run.cell import CellJob
+
+TRACEBACK_TAIL_CHARS = 4000
+REASON_CHARS = 500
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 with seconds."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def cell_record(run_id: str, cell: Cell, repeat: int, **fields: Any) -> CellRecord:
+    """A record carrying a cell's identity and axes plus `fields`."""
+    return CellRecord(run_id=run_id, cell_id=cell.cell_id, repeat=repeat, **cell.axes(), **fields)
+
+
+def base_record(job: CellJob, **fields: Any) -> CellRecord:
+    """A record carrying the job's identity and axes plus `fields`."""
+    return cell_record(job.run_id, job.cell, job.repeat, **fields)
+
+
+def classify_exception(exc: BaseException) -> str:
+    """`oom` for CUDA or host out-of-memory, else `error`."""
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return "oom"
+    text = str(exc).lower()
+    markers = ("out of memory", "can't allocate memory", "cannot allocate memory")
+    return "oom" if any(marker in text for marker in markers) else "error"
+
+
+def traceback_tail(exc: BaseException) -> str:
+    """The last part of the formatted traceback."""
+    text = "".join(traceback.format_exception(exc))
+    return text[-TRACEBACK_TAIL_CHARS:]
+
+
+def exception_record(job: CellJob, exc: BaseException, *, started_at: str,
+                     worker_pid: int | None) -> CellRecord:
+    """A cell that raised: `oom` or `error`, the exception's first line, its traceback tail."""
+    message = str(exc).strip()
+    first_line = f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
+    return base_record(job, status=classify_exception(exc), reason=first_line[:REASON_CHARS],
+                       traceback_tail=traceback_tail(exc), started_at=started_at,
+                       ended_at=now_iso(), worker_pid=worker_pid)
+
+
+def death_record(job: CellJob, *, exit_code: int | None, stderr_tail: str,
+                 worker_pid: int | None) -> CellRecord:
+    """A worker that ended without a result: `crashed` when a signal killed it (a negative exit
+    code, as multiprocessing reports it), else `error` naming the exit code."""
+    if exit_code is not None and exit_code < 0:
+        try:
+            name = signal.Signals(-exit_code).name
+        except ValueError:
+            name = f"signal {-exit_code}"
+        status, reason = "crashed", f"worker killed by {name}"
+    else:
+        status, reason = "error", f"worker exited with code {exit_code} without sending a result"
+    return base_record(job, status=status, reason=reason, traceback_tail=stderr_tail or None,
+                       ended_at=now_iso(), worker_pid=worker_pid)
+
+
+def timeout_record(job: CellJob, *, what: str, limit_s: float, stderr_tail: str,
+                   worker_pid: int | None) -> CellRecord:
+    """A worker past its limit (`what` is `start` or `cell`), whose process tree was killed."""
+    return base_record(
+        job, status="timeout",
+        reason=f"{what} exceeded the {limit_s:g} s limit; worker process tree killed",
+        traceback_tail=stderr_tail or None, ended_at=now_iso(), worker_pid=worker_pid,
+    )
+
+
+def executor_error_record(job: CellJob, *, reason: str, detail: str | None = None,
+                          worker_pid: int | None = None) -> CellRecord:
+    """The executor could not get a valid result for the job (a malformed reply, a lost task)."""
+    return base_record(job, status="error", reason=f"executor: {reason}"[:REASON_CHARS],
+                       traceback_tail=(detail or "")[-TRACEBACK_TAIL_CHARS:] or None,
+                       ended_at=now_iso(), worker_pid=worker_pid)
+
+
+def not_run_record(run_id: str, cell: Cell) -> CellRecord:
+    """A cell the matrix decided not to run (`skipped` or `unsupported`), with its reason."""
+    at = now_iso()
+    return cell_record(run_id, cell, 0, status=cell.status, reason=cell.reason, started_at=at,
+                       ended_at=at)
