@@ -8,7 +8,8 @@ that is the usual convention for MFU, where the peak is the tensor-core matmul r
 Two formulas torch lacks are added. On CUDA, LSTM and GRU layers run as one `aten._cudnn_rnn`
 kernel, which FlopCounterMode would count as zero (only the output layer would be counted, and the
 CPU and GPU counts of the same model would disagree); it is counted here as the matmuls the CPU runs
-for the same layers. And torch counts causal attention as full attention; a causal kernel skips the
+for the same layers. The CPU's oneDNN LSTM kernel (`aten.mkldnn_rnn_layer`) is uncounted by torch
+too and gets the same formula, so CPU and GPU counts of an RNN agree. And torch counts causal attention as full attention; a causal kernel skips the
 masked half of the score matrix, so with `causal_attention="unmasked"` (what cells use) only the
 unmasked (query, key) pairs are counted. `FLOPS_CONVENTION` says this in each record.
 
@@ -138,7 +139,20 @@ def _cudnn_rnn_formulas() -> dict[Any, Callable[..., int]]:
                                         _arg(args, kwargs, 18 - 2, "batch_sizes", ()),
                                         _arg(args, kwargs, 21 - 2, "output_mask"))
 
-    for name, formula in (("_cudnn_rnn", forward), ("_cudnn_rnn_backward", backward)):
+    # On the CPU, LSTM layers run as oneDNN kernels, one call per layer and direction, which
+    # FlopCounterMode does not count either. weight0/weight1 are the input and hidden matrices.
+    def mkldnn_forward(input_shape, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+        return cudnn_rnn_forward_flops(input_shape, [w_ih, w_hh],
+                                       _arg(args, kwargs, 8 - 3, "batch_sizes", ()))
+
+    def mkldnn_backward(input_shape, w_ih, w_hh, *args, out_shape=None, **kwargs) -> int:
+        # the oneDNN backward computes data and weight gradients together
+        return cudnn_rnn_backward_flops(input_shape, [w_ih, w_hh],
+                                        _arg(args, kwargs, 20 - 3, "batch_sizes", ()), None)
+
+    for name, formula in (("_cudnn_rnn", forward), ("_cudnn_rnn_backward", backward),
+                          ("mkldnn_rnn_layer", mkldnn_forward),
+                          ("mkldnn_rnn_layer_backward", mkldnn_backward)):
         op = getattr(aten, name, None)
         if op is not None:
             formulas[op] = formula
