@@ -38,11 +38,18 @@ class BuiltCell:
     notes: dict[str, Any]
 
 
-def build_cell(cell: Any, device_spec: str, seed: int) -> BuiltCell:
-    """Set the device up for `cell` and build its workload, optimizer and training step."""
+def select_device(device_spec: str) -> torch.device:
+    """The cell's device, made current (before anything touches CUDA, so that no context is
+    created on another GPU)."""
     device = torch.device(device_spec)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    return device
+
+
+def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
+    """Set the backend switches for `cell` and build its workload, optimizer and training step
+    on `device` (made current by `select_device`)."""
     recipe = resolve_precision(cell.precision)
     recipe.apply_backend_flags()
 

@@ -89,17 +89,16 @@ def run_cell(job: CellJob) -> CellRecord:
 
 def _measure(job: CellJob, started: str) -> CellRecord:
     """Build the cell, run its protocol, and turn both into a record."""
-    import torch
-
     from bigtrain.measure.memory import PeakMemoryTracker
     from bigtrain.measure.protocols import Instruments, resolve_protocol
-    from bigtrain.run.build import build_cell
+    from bigtrain.run.build import build_cell, select_device
 
     protocol = resolve_protocol(job.protocol)
+    device = select_device(job.device)
     # Peak memory covers the build too (parameters, optimizer state): start it first.
-    memory = PeakMemoryTracker(torch.device(job.device))
+    memory = PeakMemoryTracker(device)
     memory.start()
-    built = build_cell(job.cell, job.device, job.seed)
+    built = build_cell(job.cell, device, job.seed)
     result = protocol.run(built, job.settings,
                           Instruments(memory=memory, sampler=_telemetry_sampler(job)))
     return build_record(job, built, result, started)
@@ -111,6 +110,7 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
     from bigtrain.measure.flops import FLOPS_CONVENTION
 
     workload = built.workload
+    flops = _count_flops(built.step, job.cell)
     record = base_record(
         job,
         started_at=started,
@@ -120,7 +120,7 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
         item_unit=workload.item_unit,
         items_per_step=workload.items_per_step,
         param_count=built.param_count,
-        flops_per_step=_count_flops(built.step, job.cell),
+        flops_per_step=flops,
         extra={**result.extra(), **built.notes, "flops_convention": FLOPS_CONVENTION},
         **result.record_fields(built),
     )
