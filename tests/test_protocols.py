@@ -3,8 +3,8 @@ registry entry, the record built from build + protocol result, and issue 9's cor
 
 from __future__ import annotations
 
-import dataclasses
 import time
+import types
 
 import pytest
 import torch
@@ -141,21 +141,19 @@ def test_window_only_records_events_made_before_it(fake_cuda):
     assert window.clock_events_made_in_window == 0
 
 
-def test_events_beyond_the_reserve_are_counted(fake_cuda):
-    settings = StepTimeSettings(warmup_s=0.0, duration_s=1e-9, min_steps=1)
-    # the warm-up rate predicted 1 step, the window runs 1; then force a longer one
-    window = measure_window(_step, torch.device("cuda"), dataclasses.replace(settings, min_steps=4),
+def test_events_beyond_the_reserve_are_counted(fake_cuda, monkeypatch):
+    ticks = iter(range(1_000_000))
+    # a clock that moves 1 s per reading: the window's length in steps is exact
+    monkeypatch.setattr(step_loop, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    settings = StepTimeSettings(warmup_s=0.0, duration_s=10.0, min_steps=1)
+    window = measure_window(_step, torch.device("cuda"), settings,
                             on_window_open=lambda: setattr(fake_cuda, "window_open", True),
-                            expected_step_s=None)
-    assert window.clock_events_made_in_window == 0  # min_steps sizes the reserve
-    fake_cuda.log = []
-    fake_cuda.window_open = False
-    short = StepTimeSettings(warmup_s=0.0, duration_s=0.05, min_steps=1)
-    window = measure_window(_step, torch.device("cuda"), short,
-                            on_window_open=lambda: setattr(fake_cuda, "window_open", True),
-                            expected_step_s=1.0)  # predicts 1 step; runs for 50 ms
+                            expected_step_s=5.0)  # warm-up predicted 2 steps: 7 events made
+    steps = len(window.step_times_s)
+    assert steps == 10
     made = fake_cuda.log.count("create-in-window")
-    assert made > 0 and window.clock_events_made_in_window == made
+    assert made == (3 * steps + 1) - (3 * 2 + 1)
+    assert window.clock_events_made_in_window == made
 
 
 # -- issue 9b: cudnn.benchmark -------------------------------------------------------------------
