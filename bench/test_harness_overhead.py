@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from bigtrain.measure.step_loop import LoopSettings, measure_window
+from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.measure.step_loop import measure_window
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 STEPS = 1000
@@ -26,12 +27,12 @@ def _empty_step(mark=lambda: None) -> torch.Tensor:  # noqa: ANN001 - TrainingSt
 
 
 def test_harness_window_per_1000_steps(benchmark):
-    settings = LoopSettings(warmup_s=0.0, duration_s=1e-9, min_steps=STEPS)
+    settings = StepTimeSettings(warmup_s=0.0, duration_s=1e-9, min_steps=STEPS)
     benchmark.group = f"harness overhead ({DEVICE.type}, per {STEPS} steps)"
     benchmark.extra_info.update(steps=STEPS, device=DEVICE.type)
 
     def window() -> None:
-        totals, *_ = measure_window(_empty_step, DEVICE, settings)
+        totals = measure_window(_empty_step, DEVICE, settings).step_times_s
         assert len(totals) == STEPS
 
     benchmark(window)

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from bigtrain.compiling import make_room_for_compilation
 from bigtrain.errors import unknown_choice
 from bigtrain.registry import Registry
 
@@ -108,6 +109,9 @@ def build_optimizer(
     }[impl]
     optimizer = spec.cls(list(params), **dict(spec.hyperparams), **impl_kwargs)
     if impl == "compiled":
+        # dynamo guards the compiled step on this optimizer's identity: a new optimizer is a new
+        # compilation of the same code, counted against dynamo's recompile limit.
+        make_room_for_compilation()
         # Compile the step itself; GradScaler calls optimizer.step, so route it there too.
         optimizer.step = torch.compile(optimizer.step, fullgraph=False)  # type: ignore[method-assign]
     return optimizer, optimizer.step

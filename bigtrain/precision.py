@@ -33,6 +33,19 @@ class PrecisionRecipe:
             return contextlib.nullcontext()
         return torch.autocast(device_type=device_type, dtype=self.autocast_dtype)
 
+    def host_syncs(self, impl: str) -> tuple[int, str | None]:
+        """Host synchronizations this recipe adds to every training step with optimizer
+        implementation `impl`, and why (None when there are none).
+
+        GradScaler.step hands a fused optimizer the found-inf flag on the device, but for any
+        other implementation it reads the flag on the host before stepping: one device-to-host
+        sync per step, inside the timed window, exactly as in a user's own fp16 loop.
+        """
+        if not self.grad_scaler or impl == "fused":
+            return 0, None
+        return 1, ("GradScaler.step reads found_inf on the host before a non-fused optimizer "
+                   "step (a device sync each step, as in any fp16 training loop)")
+
     def make_scaler(self, device_type: str) -> torch.amp.GradScaler | None:
         """A GradScaler for fp16; None where the recipe needs no loss scaling."""
         return torch.amp.GradScaler(device_type) if self.grad_scaler else None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -130,3 +132,106 @@ def test_counting_leaves_no_dispatch_mode_behind():
 
     count_flops(broken)
     assert _get_current_dispatch_mode() is None
+
+
+# -- cuDNN RNN formula, checked against the CPU count of the same layers -------------------------
+from bigtrain.measure.flops import (  # noqa: E402
+    causal_pairs,
+    cudnn_rnn_backward_flops,
+    cudnn_rnn_forward_flops,
+)
+
+
+def _rnn_counts(kind: type[nn.RNNBase], *, t: int, b: int, n_in: int, hidden: int, layers: int,
+                bidirectional: bool) -> tuple[int, int, list]:
+    """CPU FLOPs of the forward alone, and of forward + backward (inputs and initial states
+    requiring grad, as cuDNN's data pass computes their gradients), and the weight shapes."""
+    torch.manual_seed(0)
+    rnn = kind(n_in, hidden, num_layers=layers, bidirectional=bidirectional)
+    x = torch.randn(t, b, n_in, requires_grad=True)
+    states = layers * (2 if bidirectional else 1)
+    h0 = torch.zeros(states, b, hidden, requires_grad=True)
+    state = (h0, torch.zeros(states, b, hidden, requires_grad=True)) if kind is nn.LSTM else h0
+
+    # oneDNN off: the native CPU implementation runs the layers as plain matmuls
+    with torch.backends.mkldnn.flags(enabled=False):
+        with torch.no_grad():
+            forward = count_flops(lambda: rnn(x, state))
+        total = count_flops(lambda: rnn(x, state)[0].sum().backward())
+    return forward, total, [tuple(w.shape) for w in rnn._flat_weights]
+
+
+@pytest.mark.parametrize("kind", [nn.LSTM, nn.GRU])
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (2, True)])
+def test_cudnn_rnn_formula_matches_the_cpu_count(kind, layers, bidirectional):
+    t, b, n_in, hidden = 5, 3, 4, 6
+    forward, total, weights = _rnn_counts(kind, t=t, b=b, n_in=n_in, hidden=hidden,
+                                          layers=layers, bidirectional=bidirectional)
+    assert cudnn_rnn_forward_flops((t, b, n_in), weights, ()) == forward
+    assert forward + cudnn_rnn_backward_flops((t, b, n_in), weights, (),
+                                              [True, True, True, True]) == total
+
+
+def test_onednn_lstm_on_the_cpu_counts_like_the_matmuls():
+    t, b, n_in, hidden = 5, 3, 4, 6
+    forward, total, _ = _rnn_counts(nn.LSTM, t=t, b=b, n_in=n_in, hidden=hidden, layers=2,
+                                    bidirectional=True)
+    torch.manual_seed(0)
+    rnn = nn.LSTM(n_in, hidden, num_layers=2, bidirectional=True)
+    x = torch.randn(t, b, n_in, requires_grad=True)
+    h0 = torch.zeros(4, b, hidden, requires_grad=True)
+    c0 = torch.zeros(4, b, hidden, requires_grad=True)
+    with torch.backends.mkldnn.flags(enabled=True):
+        with torch.no_grad():
+            assert count_flops(lambda: rnn(x, (h0, c0))) == forward
+        assert count_flops(lambda: rnn(x, (h0, c0))[0].sum().backward()) == total
+
+
+def test_cudnn_rnn_formula_by_hand_and_packed():
+    gates, hidden, n_in, t, b = 4, 6, 4, 5, 3
+    weights = [(gates * hidden, n_in), (gates * hidden, hidden), (gates * hidden,), (gates * hidden,)]
+    per_vector = 2 * gates * hidden * (n_in + hidden)
+    assert cudnn_rnn_forward_flops((t, b, n_in), weights, ()) == t * b * per_vector
+    # a packed sequence of lengths 5, 3, 2: batch_sizes per step, input (10, n_in)
+    assert cudnn_rnn_forward_flops((10, n_in), weights, [3, 3, 2, 1, 1]) == 10 * per_vector
+    # without weight gradients only the data pass runs
+    assert cudnn_rnn_backward_flops((t, b, n_in), weights, (), [True, True, True, False]) == \
+        t * b * per_vector
+
+
+def test_cudnn_rnn_op_is_registered_with_the_counter():
+    from bigtrain.measure.flops import _cudnn_rnn_formulas
+
+    formulas = _cudnn_rnn_formulas()
+    assert torch.ops.aten._cudnn_rnn in formulas and torch.ops.aten._cudnn_rnn_backward in formulas
+
+
+# -- causal attention ----------------------------------------------------------------------------
+def test_causal_pairs():
+    assert causal_pairs(5, 5) == 15
+    assert causal_pairs(3, 5) == 6  # top-left aligned: query i sees keys 0..i
+    assert causal_pairs(5, 2) == 1 + 2 * 4
+
+
+def test_causal_attention_counts_only_unmasked_pairs():
+    b, t, d, heads = 2, 5, 8, 2
+    dense = 24 * b * t * d * d
+    full_attention = 4 * b * t * t * d + 10 * b * t * t * d  # forward + fused backward
+    causal_attention = full_attention * causal_pairs(t, t) // (t * t)
+    step = block_step(b, t, d, heads, sdpa=True)
+    assert count_flops(step, causal_attention="unmasked") == 3 * dense + causal_attention
+    assert count_flops(step, causal_attention="full") == 3 * dense + full_attention
+
+
+def test_non_causal_attention_is_not_scaled():
+    q = torch.randn(1, 2, 4, 8, requires_grad=True)
+
+    def step() -> None:
+        F.scaled_dot_product_attention(q, q, q).sum().backward()
+
+    assert count_flops(step, causal_attention="unmasked") == count_flops(step, causal_attention="full")
+
+
+def test_bad_causal_convention_is_refused():
+    with pytest.raises(ValueError, match="unmasked"):
+        count_flops(lambda: None, causal_attention="half")

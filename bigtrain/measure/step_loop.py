@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.precision import PrecisionRecipe
 from bigtrain.workloads.base import Workload
 
@@ -26,17 +27,19 @@ MIN_WARMUP_STEPS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
-class LoopSettings:
-    """Time budgets for one cell."""
+class CompileActivity:
+    """What torch.compile did during warm-up: graphs compiled, warm-up steps that compiled (the
+    first included), their wall seconds, and whether the last warm-up steps were still compiling."""
 
-    warmup_s: float
-    duration_s: float
-    min_steps: int
+    graphs: int
+    compiling_steps: int
+    compiling_steps_s: float
+    still_compiling_at_end: bool
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoopResult:
-    """Raw figures from one measured window."""
+    """Raw figures from one warm-up and measured window."""
 
     step_times_s: tuple[float, ...]
     forward_s: tuple[float, ...]
@@ -48,6 +51,23 @@ class LoopResult:
     window_s: float
     loss_first: float
     loss_last: float
+    compile: CompileActivity | None = None
+    clock_events_made_in_window: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class WindowResult:
+    """One timed window: per-step total/forward/backward/optimizer seconds, the window's wall
+    seconds, the last loss tensor (not yet read, so nothing syncs inside the window), and how many
+    CUDA events had to be made inside the window because the warm-up's rate under-predicted it."""
+
+    step_times_s: tuple[float, ...]
+    forward_s: tuple[float, ...]
+    backward_s: tuple[float, ...]
+    optimizer_s: tuple[float, ...]
+    window_s: float
+    last_loss: Any
+    clock_events_made_in_window: int = 0
 
 
 class TrainingStep:
@@ -94,8 +114,10 @@ class TrainingStep:
 class _Clock:
     """Timestamps for the window: perf_counter on the CPU, CUDA events on a GPU.
 
-    CUDA events are created before the window opens (`reserve`), so the window only records
-    them; more are created only if the window runs longer than the warm-up rate predicted.
+    c10 makes a CUDA event lazily, at its first `record()`, so merely constructing events before
+    the window would still create them inside it. `reserve` therefore records every event once
+    before the window opens; inside it, only `record()` of existing events happens. More are made
+    only if the window runs longer than the warm-up rate predicted, and those are counted.
     """
 
     def __init__(self, device: torch.device) -> None:
@@ -103,15 +125,23 @@ class _Clock:
         self.cuda = device.type == "cuda"
         self.marks: list[Any] = []
         self._pool: list[Any] = []
+        self.made_in_window = 0
 
     def reserve(self, marks: int) -> None:
+        """Make `marks` events now (before the window): construct and record each once."""
         if self.cuda:
             self._pool = [torch.cuda.Event(enable_timing=True) for _ in range(marks)]
+            for event in self._pool:
+                event.record()  # the lazy creation happens here, outside the window
             self._pool.reverse()  # pop() from the end hands them out in creation order
 
     def mark(self) -> None:
         if self.cuda:
-            event = self._pool.pop() if self._pool else torch.cuda.Event(enable_timing=True)
+            if self._pool:
+                event = self._pool.pop()
+            else:
+                event = torch.cuda.Event(enable_timing=True)
+                self.made_in_window += 1
             event.record()
             self.marks.append(event)
         else:
@@ -130,42 +160,77 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+#: Warm-up ends only after this many consecutive steps in which nothing was compiled.
+QUIET_STEPS_AFTER_COMPILE = 2
+#: Warm-up gives up waiting for compilation to stop after this many compiling steps.
+MAX_COMPILING_STEPS = 32
+
+
 @dataclass(frozen=True, kw_only=True)
 class WarmUp:
     """What warm-up did: steps, seconds, whether step time settled, the first loss, the last
-    steps' median time."""
+    steps' median time, and compile activity (None for a cell that compiles nothing)."""
 
     steps: int
     seconds: float
     settled: bool
     loss_first: float
     recent_step_s: float
+    compile: CompileActivity | None = None
 
 
-def warm_up(step: TrainingStep, device: torch.device, budget_s: float) -> WarmUp:
+def warm_up(step: TrainingStep, device: torch.device, budget_s: float,
+            compile_probe: Callable[[], int] | None = None) -> WarmUp:
     """Run steps until the budget is spent and step time has settled (or a cap is hit).
 
     The first step (allocator growth, cuDNN autotuning, compilation) is not counted against the
-    budget.
+    budget. With `compile_probe` (a count of graphs compiled so far in this process), a step that
+    compiled something is not counted either, and warm-up only ends after
+    QUIET_STEPS_AFTER_COMPILE steps that compiled nothing, so a recompilation on the second step
+    (or later) stays out of the window.
     """
+    probe = compile_probe or (lambda: 0)
+    graphs_before = probe()
     start = time.perf_counter()
     loss_first = float(step().detach().float().item())
     synchronize(device)
     after_first = time.perf_counter()
+    steps_run = 1
+    compiling_steps = 1 if probe() > graphs_before else 0
+    compiling_s = after_first - start if compiling_steps else 0.0
     times: list[float] = []
+    quiet_steps = 0
     settled = False
     while True:
+        graphs = probe()
         t0 = time.perf_counter()
         step()
         synchronize(device)
-        times.append(time.perf_counter() - t0)
-        spent = time.perf_counter() - after_first
-        if spent >= budget_s and len(times) >= MIN_WARMUP_STEPS - 1:
+        elapsed = time.perf_counter() - t0
+        steps_run += 1
+        if probe() > graphs:
+            compiling_steps += 1
+            compiling_s += elapsed  # compilation does not count against the budget
+            quiet_steps = 0
+        else:
+            quiet_steps += 1
+            times.append(elapsed)
+        if compiling_steps > MAX_COMPILING_STEPS:
+            break  # something recompiles on every step; the record's compile notes say so
+        spent = time.perf_counter() - after_first - compiling_s
+        quiet = compile_probe is None or quiet_steps >= QUIET_STEPS_AFTER_COMPILE
+        if spent >= budget_s and len(times) >= MIN_WARMUP_STEPS - 1 and quiet:
             settled = _settled(times)
             if settled or spent >= WARMUP_CAP_FACTOR * budget_s:
                 break
-    return WarmUp(steps=len(times) + 1, seconds=time.perf_counter() - start, settled=settled,
-                  loss_first=loss_first, recent_step_s=statistics.median(times[-5:]))
+    activity = None
+    if compile_probe is not None:
+        activity = CompileActivity(graphs=probe() - graphs_before, compiling_steps=compiling_steps,
+                                   compiling_steps_s=compiling_s,
+                                   still_compiling_at_end=quiet_steps < QUIET_STEPS_AFTER_COMPILE)
+    recent = times[-5:] or [elapsed]
+    return WarmUp(steps=steps_run, seconds=time.perf_counter() - start, settled=settled,
+                  loss_first=loss_first, recent_step_s=statistics.median(recent), compile=activity)
 
 
 def _settled(times: list[float]) -> bool:
@@ -181,13 +246,12 @@ def _settled(times: list[float]) -> bool:
 def measure_window(
     step: TrainingStep,
     device: torch.device,
-    settings: LoopSettings,
+    settings: StepTimeSettings,
     on_window_open: Callable[[], None] = lambda: None,
     on_window_close: Callable[[], None] = lambda: None,
     expected_step_s: float | None = None,
-) -> tuple[list[float], list[float], list[float], list[float], float, torch.Tensor]:
-    """Run the timed window; returns per-step total/forward/backward/optimizer seconds, the
-    window's wall seconds and the last loss tensor (not yet read, so nothing syncs inside)."""
+) -> WindowResult:
+    """Run the timed window: only the steps and one timestamp per phase boundary inside it."""
     clock = _Clock(device)
     expected_steps = settings.min_steps
     if expected_step_s:
@@ -213,33 +277,36 @@ def measure_window(
     backward = intervals[1::3]
     optimizer = intervals[2::3]
     totals = [f + b + o for f, b, o in zip(forward, backward, optimizer)]
-    return totals, forward, backward, optimizer, window_s, loss
+    return WindowResult(step_times_s=tuple(totals), forward_s=tuple(forward),
+                        backward_s=tuple(backward), optimizer_s=tuple(optimizer),
+                        window_s=window_s, last_loss=loss,
+                        clock_events_made_in_window=clock.made_in_window)
 
 
 def run_loop(
     step: TrainingStep,
     device: torch.device,
-    settings: LoopSettings,
+    settings: StepTimeSettings,
     on_window_open: Callable[[], None] = lambda: None,
     on_window_close: Callable[[], None] = lambda: None,
+    compile_probe: Callable[[], int] | None = None,
 ) -> LoopResult:
     """Warm up, then measure one window."""
-    warm = warm_up(step, device, settings.warmup_s)
-    totals, forward, backward, optimizer, window_s, last_loss = measure_window(
-        step, device, settings, on_window_open, on_window_close,
-        expected_step_s=warm.recent_step_s,
-    )
-    loss_last = float(last_loss.detach().float().item())
+    warm = warm_up(step, device, settings.warmup_s, compile_probe)
+    window = measure_window(step, device, settings, on_window_open, on_window_close,
+                            expected_step_s=warm.recent_step_s)
+    loss_last = float(window.last_loss.detach().float().item())
     return LoopResult(
-        step_times_s=tuple(totals),
-        forward_s=tuple(forward),
-        backward_s=tuple(backward),
-        optimizer_s=tuple(optimizer),
+        step_times_s=window.step_times_s,
+        forward_s=window.forward_s,
+        backward_s=window.backward_s,
+        optimizer_s=window.optimizer_s,
         warmup_steps=warm.steps,
         warmup_s=warm.seconds,
         warmup_settled=warm.settled,
-        window_s=window_s,
+        window_s=window.window_s,
         loss_first=warm.loss_first,
         loss_last=loss_last,
+        compile=warm.compile,
+        clock_events_made_in_window=window.clock_events_made_in_window,
     )
-

@@ -21,6 +21,7 @@ from bigtrain import __version__
 from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
+from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
     RunWriter,
@@ -117,12 +118,12 @@ def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
               done: set[tuple[str, int]]) -> list[list[CellJob]]:
     """Jobs in rounds, one round per repeat (A B C, then A B C again), minus those already done."""
     m = spec.measure
+    settings = StepTimeSettings.from_measure(m)
     rounds = []
     for repeat in range(m.repeats):
         rounds.append([
             CellJob(run_id=run_id, cell=cell, repeat=repeat, device=cell.device,
-                    warmup_s=m.warmup_s, duration_s=m.duration_s, min_steps=m.min_steps,
-                    seed=m.seed)
+                    settings=settings, seed=m.seed)
             for cell in cells
             if cell.status == PENDING and (cell.cell_id, repeat) not in done
         ])

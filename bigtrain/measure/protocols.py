@@ -1,0 +1,189 @@
+"""Measurement protocols: how a built cell is turned into measured figures.
+
+A protocol is a registry entry with a name, the settings type it takes, and `run(built, settings,
+instruments)`, which returns a frozen result that knows its own record fields. The step-time
+protocol (warm up, then time one window of training steps) is the first; a time-to-target protocol
+(train on a real loader until a held-out target) is meant to register beside it with its own
+settings and result, so that the worker, the job and the record builder need no special case.
+
+This module stays free of torch at import time: settings travel in `CellJob`, which the sweep
+driver (analysing side of the CLI) imports.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import statistics
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bigtrain.errors import BadInput, unknown_choice
+from bigtrain.registry import Registry
+
+if TYPE_CHECKING:  # pragma: no cover - types only
+    from bigtrain.measure.memory import PeakMemory, PeakMemoryTracker
+    from bigtrain.measure.step_loop import LoopResult
+    from bigtrain.run.build import BuiltCell
+
+STEP_TIME = "step_time"
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepTimeSettings:
+    """Budgets of the step-time protocol: warm-up seconds, window seconds, least measured steps.
+
+    Built once from the spec and carried unchanged through the job to the loop.
+    """
+
+    warmup_s: float
+    duration_s: float
+    min_steps: int
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.warmup_s, (int, float)) and self.warmup_s >= 0):
+            raise BadInput(f"step-time settings: warmup_s must be >= 0 seconds, got {self.warmup_s!r}")
+        if not (isinstance(self.duration_s, (int, float)) and self.duration_s > 0):
+            raise BadInput(f"step-time settings: duration_s must be > 0 seconds, got {self.duration_s!r}")
+        if not (isinstance(self.min_steps, int) and self.min_steps >= 1):
+            raise BadInput(f"step-time settings: min_steps must be an integer >= 1, got {self.min_steps!r}")
+
+    @classmethod
+    def from_measure(cls, measure: Any) -> StepTimeSettings:
+        """The settings named in a spec's `[measure]` table (a `MeasureSettings`)."""
+        return cls(warmup_s=measure.warmup_s, duration_s=measure.duration_s,
+                   min_steps=measure.min_steps)
+
+    def with_min_window(self, min_window_s: float) -> StepTimeSettings:
+        """The same settings with the window stretched to at least `min_window_s`."""
+        return dataclasses.replace(self, duration_s=max(self.duration_s, min_window_s))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Instruments:
+    """What a protocol measures with besides the clock: peak memory (started before the build)
+    and the telemetry sampler (started at the window's opening, stopped at its close)."""
+
+    memory: PeakMemoryTracker
+    sampler: Any  # bigtrain.measure.telemetry.TelemetrySampler
+
+
+class MeasurementProtocol(Protocol):
+    """One way of measuring a built cell."""
+
+    name: str
+    settings_type: type
+
+    def run(self, built: BuiltCell, settings: Any, instruments: Instruments) -> ProtocolResult:
+        """Measure `built` and return the frozen result."""
+        ...
+
+
+class ProtocolResult(Protocol):
+    """A protocol's figures; `record_fields` maps them onto CellRecord fields (+ `extra`)."""
+
+    def record_fields(self, built: BuiltCell) -> dict[str, Any]: ...
+    def extra(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepTimeResult:
+    """What the step-time protocol measured: the loop's raw figures, peak memory, telemetry."""
+
+    loop: LoopResult
+    peak: PeakMemory
+    telemetry: dict[str, Any] | None
+    telemetry_reason: str | None
+
+    def record_fields(self, built: BuiltCell) -> dict[str, Any]:
+        """CellRecord fields (status and reason included) from this result."""
+        from bigtrain.results.schema import PhaseTimes, StepTimeStats
+
+        loop = self.loop
+        stats = StepTimeStats.from_samples(loop.step_times_s)
+        status, reason = "ok", None
+        if not (math.isfinite(loop.loss_first) and math.isfinite(loop.loss_last)):
+            status = "diverged"
+            reason = f"non-finite loss: first {loop.loss_first}, last {loop.loss_last}"
+        return {
+            "status": status,
+            "reason": reason,
+            "step_time_s": stats,
+            "step_times_s": loop.step_times_s,
+            "phase_time_s": PhaseTimes(
+                forward=statistics.median(loop.forward_s),
+                backward=statistics.median(loop.backward_s),
+                optimizer=statistics.median(loop.optimizer_s),
+            ),
+            "phase_times_s": {"forward": loop.forward_s, "backward": loop.backward_s,
+                              "optimizer": loop.optimizer_s},
+            "warmup_steps": loop.warmup_steps,
+            "warmup_s": loop.warmup_s,
+            "window_s": loop.window_s,
+            "items_per_s": built.workload.items_per_step / stats.median,
+            "peak_mem_allocated_bytes": self.peak.allocated_bytes,
+            "peak_mem_reserved_bytes": self.peak.reserved_bytes,
+            "peak_rss_bytes": self.peak.rss_bytes,
+            "loss_first": _json_float(loop.loss_first),
+            "loss_last": _json_float(loop.loss_last),
+            "telemetry": self.telemetry,
+            "telemetry_reason": self.telemetry_reason,
+        }
+
+    def extra(self) -> dict[str, Any]:
+        """Protocol notes for the record's `extra`."""
+        out: dict[str, Any] = {"warmup_settled": self.loop.warmup_settled,
+                               "peak_rss_method": self.peak.rss_method}
+        if self.loop.compile is not None:
+            out["compile"] = dataclasses.asdict(self.loop.compile)
+        if self.loop.clock_events_made_in_window:
+            out["clock_events_made_in_window"] = self.loop.clock_events_made_in_window
+        return out
+
+
+class StepTimeProtocol:
+    """Warm up until step time settles (and nothing compiles any more), then time one window."""
+
+    name = STEP_TIME
+    settings_type = StepTimeSettings
+
+    def run(self, built: BuiltCell, settings: StepTimeSettings,
+            instruments: Instruments) -> StepTimeResult:
+        """Run the warm-up and the window; telemetry covers exactly the window."""
+        from bigtrain.measure.step_loop import run_loop
+
+        sampler = instruments.sampler
+        # Stretch the window on a GPU so NVML can resolve it (a too-short window is marked).
+        settings = settings.with_min_window(sampler.min_window_s)
+
+        def window_open() -> None:
+            instruments.memory.window_open()
+            sampler.start()
+
+        loop = run_loop(built.step, built.device, settings, on_window_open=window_open,
+                        on_window_close=sampler.stop, compile_probe=built.compile_probe)
+        peak = instruments.memory.stop()
+        steps = len(loop.step_times_s)
+        telemetry, telemetry_reason = sampler.result(
+            window_s=loop.window_s, steps=steps,
+            items=built.workload.items_per_step * steps,
+        )
+        return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
+                              telemetry_reason=telemetry_reason)
+
+
+PROTOCOLS: Registry[MeasurementProtocol] = Registry("measurement protocol")
+PROTOCOLS.register(STEP_TIME, StepTimeProtocol())
+
+
+def resolve_protocol(name: str, where: str = "") -> MeasurementProtocol:
+    """The protocol named `name`; BadInput lists the valid names."""
+    protocol = PROTOCOLS.get(name)
+    if protocol is None:
+        raise unknown_choice("measurement protocol", name, PROTOCOLS.names(), where)
+    return protocol
+
+
+def _json_float(value: float) -> float | None:
+    """JSON has no NaN: a non-finite loss is stored as null (the status says diverged)."""
+    return value if math.isfinite(value) else None

@@ -1,0 +1,114 @@
+"""Building a cell for measurement: device, backend switches, workload, optimizer, training step.
+
+Everything a protocol needs to run, and everything the record needs to say about how the cell was
+set up (cuDNN autotuning, host syncs the recipe adds, compilation), in one frozen value.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bigtrain.compiling import compile_model, compiled_graph_count
+from bigtrain.measure.step_loop import TrainingStep
+from bigtrain.optim import build_optimizer, resolve_optimizer
+from bigtrain.precision import resolve_precision
+from bigtrain.workloads import resolve_model
+from bigtrain.workloads.base import Workload
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuiltCell:
+    """A cell ready to measure."""
+
+    workload: Workload
+    optimizer: torch.optim.Optimizer
+    step: TrainingStep
+    device: torch.device
+    device_name: str
+    param_count: int
+    #: A count of graphs compiled so far, for cells that compile (None otherwise): warm-up
+    #: watches it so that no compilation happens inside the window.
+    compile_probe: Callable[[], int] | None
+    #: What the record's `extra` says about the set-up.
+    notes: dict[str, Any]
+
+
+def select_device(device_spec: str) -> torch.device:
+    """The cell's device, made current (before anything touches CUDA, so that no context is
+    created on another GPU)."""
+    device = torch.device(device_spec)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
+    """Set the backend switches for `cell` and build its workload, optimizer and training step
+    on `device` (made current by `select_device`)."""
+    recipe = resolve_precision(cell.precision)
+    recipe.apply_backend_flags()
+
+    model_ref = resolve_model(cell.model)
+    workload = model_ref.family.build(
+        model_ref.size.name,
+        batch_size=cell.batch_size,
+        batch_norm=cell.batch_norm == "on",
+        device=device,
+        seed=seed,
+    )
+    cudnn_benchmark = set_cudnn_benchmark(workload.model, device)
+    if cell.compile == "on":
+        workload.model = compile_model(workload.model)
+    workload.model.train()
+    param_count = sum(p.numel() for p in workload.model.parameters())
+    optimizer, optimizer_step = build_optimizer(
+        resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
+    )
+    step = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
+    compiles = cell.compile == "on" or cell.impl == "compiled"
+
+    syncs, sync_reason = recipe.host_syncs(cell.impl)
+    notes: dict[str, Any] = {"cudnn_benchmark": cudnn_benchmark, "host_syncs_per_step": syncs}
+    if sync_reason:
+        notes["host_sync_reason"] = sync_reason
+    return BuiltCell(
+        workload=workload,
+        optimizer=optimizer,
+        step=step,
+        device=device,
+        device_name=device_name(device),
+        param_count=param_count,
+        compile_probe=compiled_graph_count if compiles else None,
+        notes=notes,
+    )
+
+
+def has_convolutions(model: torch.nn.Module) -> bool:
+    """True when the model holds a convolution layer."""
+    return any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in model.modules())
+
+
+def set_cudnn_benchmark(model: torch.nn.Module, device: torch.device) -> bool:
+    """Let cuDNN autotune convolutions for a conv model on CUDA, as real conv training does; set it
+    off explicitly otherwise, so a reused worker never carries it over from an earlier cell.
+
+    Autotuning happens on the first step of each shape, which warm-up runs before the window.
+    Returns the value set.
+    """
+    enabled = device.type == "cuda" and has_convolutions(model)
+    torch.backends.cudnn.benchmark = enabled
+    return enabled
+
+
+def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    from bigtrain.envinfo import cpu_model
+
+    return cpu_model() or platform.processor() or "CPU"
