@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bigtrain.axes import compare_cell_label
 from bigtrain.compare.metrics import Metric
 from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, Verdict
 
@@ -94,13 +95,5 @@ class Comparison:
 
 
 def cell_label(axes: Mapping[str, Any]) -> str:
-    """A short readable name of a cell from its axes."""
-    label = (
-        f"{axes.get('model')} {axes.get('optimizer')}/{axes.get('impl')} "
-        f"{axes.get('precision')} {axes.get('device')} bs{axes.get('batch_size')}"
-    )
-    if str(axes.get("batch_norm")) in ("on", "True", "true"):
-        label += " bn"
-    if str(axes.get("compile")) in ("on", "True", "true"):
-        label += " compiled"
-    return label
+    """A short readable name of a cell from its axes (the project's one label builder)."""
+    return compare_cell_label(axes)
