@@ -3,8 +3,9 @@
 - `start()` (right after the window's opening synchronize, before its clock starts) reads the
   opening edges on the calling thread: the total-energy counter and a GPM sample; then a daemon
   thread starts polling utilization, memory used, power, SM/memory clocks, temperature and
-  clock-event (throttle) reasons every `interval_s`. While it waits between those polls it also
-  reads the energy counter until it has seen two of its steps (`energy.py`), about 0.2 s;
+  clock-event (throttle) reasons every `interval_s`. Between those polls it also times the energy
+  counter's steps (`energy.TickTracker`): fast reads until two steps (~0.2 s), then a few reads
+  around the steps 2, 4, 8, ... periods later;
 - `stop()` (right after the closing synchronize) reads the closing edges, stops the thread, and
   then, the window being over, polls the energy counter until its next step (about 0.1 s);
 - `result()` aggregates (`aggregate.py`) and marks windows shorter than NVML can resolve as
@@ -32,7 +33,7 @@ from bigtrain.measure.telemetry.aggregate import (
     summarise_window,
 )
 from bigtrain.measure.telemetry.device_ref import nvml_device_ref
-from bigtrain.measure.telemetry.energy import EnergyEstimate, EnergyRead, TickWatch
+from bigtrain.measure.telemetry.energy import CounterTick, EnergyEstimate, EnergyRead, TickTracker
 from bigtrain.measure.telemetry.errors import DeviceNotVisible, FieldUnavailable, NvmlUnavailable
 from bigtrain.measure.telemetry.nvml import GPM_FIELDS, GpmWindow, NvmlDevice
 
@@ -118,8 +119,8 @@ class TelemetrySampler:
         self._energy_start: EnergyRead | None = None
         self._energy_end: EnergyRead | None = None
         self._energy_reason: str | None = None
-        self._opening_ticks: TickWatch | None = None
-        self._closing_ticks: list[energy_counter.CounterTick] = []
+        self._ticks: TickTracker | None = None
+        self._closing_tick: CounterTick | None = None
         self._gpm_window: GpmWindow | None = None
         self._gpm = GpmResult()
         self._t0 = 0.0
@@ -137,8 +138,7 @@ class TelemetrySampler:
         self._t0 = self._clock()
         self._energy_start = self._read_energy()
         if self._energy_start is not None:
-            self._opening_ticks = TickWatch(self._energy_start, wanted=energy_counter.OPENING_TICKS,
-                                            timeout_s=self._tick_timeout_s)
+            self._ticks = TickTracker(self._energy_start, timeout_s=self._tick_timeout_s)
         self._gpm_open()
         self._thread = threading.Thread(target=self._poll, name="bigtrain-telemetry", daemon=True)
         self._thread.start()
@@ -158,13 +158,9 @@ class TelemetrySampler:
         if self._thread is not None:
             self._thread.join()
             self._thread = None
-        opening = self._opening_ticks
-        if self._energy_end is not None and opening is not None and len(opening.ticks) >= 2:
-            period_s = opening.ticks[1].t_s - opening.ticks[0].t_s
-            self._closing_ticks = energy_counter.watch_ticks(
-                self._nvml_device.total_energy_mj, self._clock, time.sleep,
-                baseline=self._energy_end, wanted=1,
-                timeout_s=min(self._tick_timeout_s, 3 * period_s),
+        if self._energy_end is not None and self._ticks is not None:
+            self._closing_tick = self._ticks.closing_tick(
+                self._nvml_device.total_energy_mj, self._clock, time.sleep, self._energy_end
             )
 
     def _read_energy(self) -> EnergyRead | None:
@@ -199,14 +195,15 @@ class TelemetrySampler:
 
     def _poll(self) -> None:
         """The thread: one sample now, then one every interval_s until stopped; between them, the
-        energy counter's first steps after the window opened."""
+        energy counter's reads the tick tracker asks for."""
         device = self._nvml_device
-        watch = self._opening_ticks
+        ticks = self._ticks
         next_sample_t = self._clock()
         while True:
             try:
-                if watch is not None and not watch.done:
-                    watch.poll(device.total_energy_mj, self._clock)
+                energy_due_s = ticks.due_s() if ticks is not None else None
+                if energy_due_s is not None and self._clock() >= energy_due_s:
+                    ticks.poll(device.total_energy_mj, self._clock)
                 if self._clock() >= next_sample_t:
                     self._samples.append(self._take_sample())
                     next_sample_t += self.interval_s
@@ -215,10 +212,11 @@ class TelemetrySampler:
             except Exception as exc:  # a bug or a broken binding: keep what we have, say why
                 self._thread_error = f"{type(exc).__name__}: {exc}"
                 return
-            delay = max(0.0, next_sample_t - self._clock())
-            if watch is not None and not watch.done:
-                delay = min(delay, energy_counter.TICK_POLL_GAP_S)
-            if self._stop_event.wait(delay):
+            wake_t = next_sample_t
+            energy_due_s = ticks.due_s() if ticks is not None else None
+            if energy_due_s is not None:
+                wake_t = min(wake_t, energy_due_s)
+            if self._stop_event.wait(max(0.0, wake_t - self._clock())):
                 return
 
     def _take_sample(self) -> TelemetrySample:
@@ -281,7 +279,7 @@ class TelemetrySampler:
         if self._energy_start is None or self._energy_end is None:
             reason = self._energy_reason or "energy counter not read"
             return EnergyEstimate(energy_j=None, window_s=None, method=None, reason=reason)
-        opening = self._opening_ticks.ticks if self._opening_ticks is not None else []
+        timing = self._ticks.timing if self._ticks is not None else None
         return energy_counter.estimate_energy(
-            start=self._energy_start, end=self._energy_end, opening=opening, closing=self._closing_ticks
+            start=self._energy_start, end=self._energy_end, timing=timing, closing=self._closing_tick
         )
