@@ -417,6 +417,15 @@ def test_gpu_check_flags_implausible_records():
     assert check.check_records([failed])[1] == ["abc transformer:gpt2-small bf16: status oom: CUDA out of memory"]
 
 
+def test_gpu_check_flags_energy_measured_from_edge_reads_only():
+    check = load_gpu_check()
+    assert check.check_record(gpu_record(energy_method="edge_reads")) == [
+        "energy_method = 'edge_reads', not tick_aligned: the energy counter's steps were not timed"
+    ]
+    line = check.summary_line(gpu_record(energy_uncertainty_j=4.25))
+    assert "[tick_aligned ±4.2 J]" in line
+
+
 def test_gpu_check_reads_a_run_folder(tmp_path, capsys):
     from bigtrain.results.schema import CellRecord, Manifest, StepTimeStats
     from bigtrain.results.store import RunWriter
