@@ -54,8 +54,6 @@ class TelemetrySampler:
         interval_s: float,
         nvml_device: NvmlDevice | None,
         reason: str | None,
-        clock: Callable[[], float] = time.perf_counter,
-        tick_timeout_s: float = energy_counter.TICK_TIMEOUT_S,
     ) -> None:
         if not interval_s > 0:
             raise ValueError(f"interval_s must be positive, got {interval_s!r}")
@@ -63,8 +61,7 @@ class TelemetrySampler:
         self.interval_s = float(interval_s)
         self._nvml_device = nvml_device
         self._reason = reason
-        self._clock = clock
-        self._tick_timeout_s = tick_timeout_s
+        self._clock = time.perf_counter
         self._state = "new"
         self._reset()
 
@@ -138,7 +135,7 @@ class TelemetrySampler:
         self._t0 = self._clock()
         self._energy_start = self._read_energy()
         if self._energy_start is not None:
-            self._ticks = TickTracker(self._energy_start, timeout_s=self._tick_timeout_s)
+            self._ticks = TickTracker(self._energy_start)
         self._gpm_open()
         self._thread = threading.Thread(target=self._poll, name="bigtrain-telemetry", daemon=True)
         self._thread.start()
