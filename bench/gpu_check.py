@@ -3,8 +3,8 @@
     python bench/gpu_check.py results/<run_id> [--energy-tolerance 0.10]
 
 For every ok cell on a CUDA device it checks that utilization, SM activity (GPM), power, energy and
-MFU are present and plausible, and that the energy counter agrees with mean power x window within
-the tolerance. Prints one line per cell with the quoted numbers, then every problem found; exits 1
+MFU are present and plausible, that the energy counter's steps were timed (`energy_method`
+tick_aligned) and that its energy agrees with mean power x window within the tolerance. Prints one line per cell with the quoted numbers, then every problem found; exits 1
 if there are problems, 2 if the run cannot be read. Pure Python: no torch, no NVML.
 """
 
@@ -46,7 +46,11 @@ def check_record(record: Mapping[str, Any], *, energy_tolerance: float = ENERGY_
     window = telemetry.get("window_s") or record.get("window_s")
     if not (isinstance(energy, (int, float)) and energy > 0):
         problems.append(f"energy_j = {energy!r} is not positive {unsupported.get('energy_j', '')}".rstrip())
-    elif isinstance(power, (int, float)) and power > 0 and window:
+    elif telemetry.get("energy_method") != "tick_aligned":
+        # On a GPU whose counter steps every ~100 ms the steps should always be timed (issue 9).
+        problems.append(f"energy_method = {telemetry.get('energy_method')!r}, not tick_aligned: "
+                        "the energy counter's steps were not timed")
+    if isinstance(energy, (int, float)) and energy > 0 and isinstance(power, (int, float)) and power > 0 and window:
         expected = power * window
         error = abs(energy - expected) / expected
         if error > energy_tolerance:
@@ -78,6 +82,7 @@ def summary_line(record: Mapping[str, Any]) -> str:
         f"util {fmt(t.get('util_mean_pct'), '.0f')}% sm {fmt(t.get('sm_active_pct'), '.0f')}% "
         f"tensor {fmt(t.get('tensor_active_pct'), '.0f')}% power {fmt(power, '.0f')} W "
         f"energy {fmt(t.get('energy_j'), '.1f')} J (power x window {fmt(expected, '.1f')} J) "
+        f"[{t.get('energy_method')} ±{fmt(t.get('energy_uncertainty_j'), '.1f')} J] "
         f"window {fmt(window, '.2f')} s J/step {fmt(t.get('joules_per_step'), '.2f')} "
         f"TFLOP/s {fmt(record.get('achieved_tflops'), '.1f')} MFU {fmt(record.get('mfu_pct'), '.1f')}% "
         f"of-measured {fmt(record.get('pct_of_measured_peak'), '.1f')}%"

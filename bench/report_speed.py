@@ -2,7 +2,7 @@
 
 The runs are built from the committed fixture records (real CPU measurements) copied across a
 larger matrix, with synthetic machine names and scaled numbers; a third of them carry telemetry
-shaped by the real sampler (`bigtrain.measure.telemetry.aggregate`) so the telemetry tables and
+shaped by the real sampler (`bigtrain.measure.telemetry.summarise_window`) so the telemetry tables and
 timelines are drawn too, and a few cells fail. Only the rendering time is measured, never the
 numbers. Target: under 30 s on the 2-core development box.
 
@@ -35,7 +35,8 @@ MACHINES = (("bench-gpu-a", 12.0, True), ("bench-gpu-b", 7.0, True), ("bench-cpu
 
 def build_runs(root: Path, cells: int) -> list[Path]:
     """Write three run folders of `cells` records each (plus repeats of nothing: one record each)."""
-    from bigtrain.measure.telemetry import TelemetrySample, aggregate
+    from bigtrain.measure.telemetry import (EnergyEstimate, TelemetrySample, WindowReadings,
+                                            WindowWork, summarise_window)
     from bigtrain.results.schema import Manifest, StepTimeStats
     from bigtrain.results.store import RunWriter, load_run
 
@@ -69,11 +70,11 @@ def build_runs(root: Path, cells: int) -> list[Path]:
                     samples = [TelemetrySample(t_s=0.1 * k, util_pct=70.0 + k % 20,
                                                power_w=300.0 + k, sm_clock_mhz=1900.0)
                                for k in range(40)]
-                    telemetry = aggregate(
-                        samples, field_reasons={}, window_s=4.0, min_window_s=1.0,
-                        steps=len(steps), items=len(steps) * bs, energy_j=1200.0,
-                        energy_window_s=4.0, energy_reason=None, gpm_values={},
-                        gpm_reasons={}, interval_s=0.1)
+                    energy = EnergyEstimate(energy_j=1200.0, window_s=4.0, method="tick_aligned")
+                    telemetry = summarise_window(
+                        WindowReadings(samples=samples, interval_s=0.1, energy=energy),
+                        WindowWork(window_s=4.0, min_window_s=1.0, steps=len(steps),
+                                   items=len(steps) * bs)).as_dict()
                 writer.append(dataclasses.replace(
                     template, **axes, run_id=host, cell_id=f"c{i}",
                     step_time_s=StepTimeStats.from_samples(steps), step_times_s=steps,

@@ -77,11 +77,10 @@ def run_window(step, device: str, window_s: float, sampler) -> tuple[float, floa
 
 def sample_cost_s(sampler, calls: int = 200) -> float:
     """Median seconds of one poll of the cheap fields (what the thread does each interval)."""
-    nvml = sampler._info.nvml
     times = []
     for _ in range(calls):
         begin = time.perf_counter()
-        sampler._take_sample(nvml)
+        sampler._take_sample()
         times.append(time.perf_counter() - begin)
     return statistics.median(times)
 
@@ -160,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         "sample_cost_us": cost_s * 1e6,
         "sample_cost_pct_of_interval": 100.0 * cost_s / args.interval,
         "samples_in_last_window": data["samples"] if data else None,
+        "energy_method_in_last_window": data["energy_method"] if data else None,
         "rates_off": rates["off"],
         "rates_on": rates["on"],
     }

@@ -1,4 +1,8 @@
-"""The environment fingerprint recorded in every manifest and printed by `bigbench env`."""
+"""The environment fingerprint recorded in every manifest and printed by `bigbench env`.
+
+It sits above `bigtrain.measure` (the hardware probes: CPU name, NVML inventory) and uses them;
+nothing in `bigtrain.measure` imports this module.
+"""
 
 from __future__ import annotations
 
@@ -6,29 +10,20 @@ import os
 import platform
 import socket
 import subprocess
-from functools import lru_cache
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from bigtrain import __version__
+from bigtrain.measure.host import cpu_model
+
+__all__ = ["FINGERPRINT_KEYS", "collect_environment", "cpu_model", "fingerprint_differences",
+           "git_state", "hardware_fingerprint"]
 
 #: Fields whose change makes two runs' timings incomparable: resume and compare refuse (unless
 #: forced) when any differs. The CPU thread count is one: it sets every CPU cell's speed.
 FINGERPRINT_KEYS = ("gpus", "driver_version", "torch_version", "cuda_version", "cpu_model",
                     "torch_num_threads")
-
-
-@lru_cache(maxsize=1)
-def cpu_model() -> str | None:
-    """The CPU's marketing name from /proc/cpuinfo (Linux), else platform.processor()."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or None
 
 
 def git_state(path: Path | None = None) -> tuple[str | None, bool | None]:
@@ -53,6 +48,7 @@ def collect_environment() -> dict[str, Any]:
     import psutil
     import torch
 
+    # Imported here: `compare` loads this module for the fingerprint functions alone.
     from bigtrain.measure.telemetry import nvml_inventory
 
     commit, dirty = git_state()

@@ -1,14 +1,18 @@
-"""A fake `pynvml` module for CPU tests: the import boundary of bigtrain.measure.telemetry.
+"""A fake `pynvml` module for CPU tests: the import boundary of bigtrain.measure.telemetry.nvml.
 
-It implements the calls telemetry.py makes with pynvml's names, constants and error shape
+It implements the calls telemetry/nvml.py makes with pynvml's names, constants and error shape
 (`NVMLError` with a `.value` code), and records what it returned so tests can check aggregation
-against the values actually read. Make a field unsupported with `gpu.unsupported.add(fn_name)`.
+against the values actually read (and, in `thread_calls`, on which thread). Make a field
+unsupported with `gpu.unsupported.add(fn_name)`; give a GPU a `TickingEnergyCounter` on a `SimClock`
+to test the energy method without real time.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import sys
+import threading
 import types
 from collections import Counter
 from collections.abc import Iterator
@@ -55,6 +59,52 @@ class NVMLError(Exception):
         return _TEXT.get(self.value, f"NVML Error with code {self.value}")
 
 
+class SimClock:
+    """A simulated perf_counter: time moves only when told (`sleep`, or a fake read's cost)."""
+
+    def __init__(self, t_s: float = 100.0) -> None:
+        self.t_s = t_s
+
+    def __call__(self) -> float:
+        return self.t_s
+
+    def sleep(self, seconds: float) -> None:
+        self.t_s += max(0.0, seconds)
+
+
+@dataclass
+class TickingEnergyCounter:
+    """NVML's total-energy counter as the H200 shows it: it moves only every `tick_s` (~100 ms),
+    to the energy used up to that tick, and each read costs `read_cost_s` of the clock (~4 ms).
+
+    Power is `power_w` until `idle_from_s` and `idle_power_w` after it; the first tick is at
+    `phase_s` (mod `tick_s`). `true_energy_j(a, b)` is what really flowed between two instants.
+    """
+
+    clock: SimClock
+    power_w: float
+    tick_s: float = 0.1
+    phase_s: float = 0.0
+    read_cost_s: float = 0.004
+    idle_from_s: float = math.inf
+    idle_power_w: float = 0.0
+    base_mj: int = 5_000_000
+
+    def _energy_at_j(self, t_s: float) -> float:
+        busy_s = min(t_s, self.idle_from_s)
+        return self.power_w * busy_s + self.idle_power_w * max(0.0, t_s - self.idle_from_s)
+
+    def true_energy_j(self, start_s: float, end_s: float) -> float:
+        return self._energy_at_j(end_s) - self._energy_at_j(start_s)
+
+    def read_mj(self) -> int:
+        """The value latched at the read's start: the energy up to the last tick; then the read's cost."""
+        now_s = self.clock()
+        last_tick_s = self.phase_s + math.floor((now_s - self.phase_s) / self.tick_s) * self.tick_s
+        self.clock.sleep(self.read_cost_s)
+        return self.base_mj + int(self._energy_at_j(last_tick_s) * 1000)
+
+
 @dataclass
 class FakeGpu:
     """One fake device. Value lists are cycled; every value handed out is recorded in `returned`."""
@@ -71,6 +121,8 @@ class FakeGpu:
     temperature_c: list[int] = field(default_factory=lambda: [55, 61, 58])
     throttle_mask: list[int] = field(default_factory=lambda: [0x0, 0x4, 0x0])
     energy_mj: int = 1_000_000_000
+    #: When set, the energy counter is this ticking counter instead of the plain `energy_mj`.
+    energy_counter: TickingEnergyCounter | None = None
     util_sample_stamps_us: list[int] = field(
         default_factory=lambda: [1_000_000 + 200_000 * i for i in range(20)]
     )
@@ -127,6 +179,8 @@ class FakeNvml(types.ModuleType):
         self.driver_version = driver_version
         self.cuda_driver_version = cuda_driver_version
         self.calls: Counter[str] = Counter()
+        #: calls per thread name: which thread paid for which NVML call
+        self.thread_calls: dict[str, Counter[str]] = {}
         self.initialised = False
 
         gpm_max = 210
@@ -148,6 +202,7 @@ class FakeNvml(types.ModuleType):
 
     def _enter(self, fn_name: str, handle: FakeGpu | None = None) -> None:
         self.calls[fn_name] += 1
+        self.thread_calls.setdefault(threading.current_thread().name, Counter())[fn_name] += 1
         if not self.initialised and fn_name != "nvmlInit":
             raise NVMLError(NVML_ERROR_UNINITIALIZED)
         if handle is not None:
@@ -226,8 +281,9 @@ class FakeNvml(types.ModuleType):
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
         self._enter("nvmlDeviceGetTotalEnergyConsumption", handle)
-        handle.returned.setdefault("energy_mj", []).append(handle.energy_mj)
-        return handle.energy_mj
+        value = handle.energy_counter.read_mj() if handle.energy_counter else handle.energy_mj
+        handle.returned.setdefault("energy_mj", []).append(value)
+        return value
 
     def nvmlDeviceGetClockInfo(self, handle: FakeGpu, clock_type: int) -> int:
         self._enter("nvmlDeviceGetClockInfo", handle)

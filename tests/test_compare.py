@@ -91,14 +91,17 @@ def test_metrics_absent_in_either_run_are_skipped(tmp_path):
 
 
 def _sampler_telemetry(energy_j: float, steps: int = 30, window_s: float = 3.0) -> dict:
-    """Telemetry shaped by the real sampler's aggregate() (synthetic numbers: no GPU here)."""
-    from bigtrain.measure.telemetry import TelemetrySample, aggregate
+    """Telemetry shaped by the real sampler's summarise_window() (synthetic numbers: no GPU here)."""
+    from bigtrain.measure.telemetry import (EnergyEstimate, TelemetrySample, WindowReadings,
+                                            WindowWork, summarise_window)
 
     samples = [TelemetrySample(t_s=0.1 * k, util_pct=90.0, power_w=energy_j / window_s)
                for k in range(int(window_s * 10))]
-    return aggregate(samples, field_reasons={}, window_s=window_s, min_window_s=1.0, steps=steps,
-                     items=steps * 64, energy_j=energy_j, energy_window_s=window_s,
-                     energy_reason=None, gpm_values={}, gpm_reasons={}, interval_s=0.1)
+    energy = EnergyEstimate(energy_j=energy_j, window_s=window_s, method="tick_aligned")
+    return summarise_window(
+        WindowReadings(samples=samples, interval_s=0.1, energy=energy),
+        WindowWork(window_s=window_s, min_window_s=1.0, steps=steps, items=steps * 64),
+    ).as_dict()
 
 
 def test_energy_per_step_gates_only_with_repeats(tmp_path):

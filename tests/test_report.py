@@ -247,11 +247,12 @@ def test_empty_run_renders(tmp_path: Path) -> None:
 
 
 def telemetry_run(tmp_path: Path) -> Path:
-    """A run whose ok records carry telemetry shaped by the real sampler's `aggregate`.
+    """A run whose ok records carry telemetry shaped by the real sampler's `summarise_window`.
 
     Synthetic numbers (this box has no GPU); the shape is the measuring side's, not a guess.
     """
-    from bigtrain.measure.telemetry import TelemetrySample, aggregate
+    from bigtrain.measure.telemetry import (EnergyEstimate, TelemetrySample, WindowReadings,
+                                            WindowWork, summarise_window)
 
     source = load_run(fixture_runs()[0])
     dest = tmp_path / "with-telemetry"
@@ -262,11 +263,11 @@ def telemetry_run(tmp_path: Path) -> Path:
                             sm_clock_mhz=1980.0 if k % 5 else None)
             for k in range(30)
         ]
-        tel = aggregate(
-            samples, field_reasons={}, window_s=3.0, min_window_s=1.0, steps=100,
-            items=100 * 64, energy_j=600.0 + i, energy_window_s=3.0, energy_reason=None,
-            gpm_values={}, gpm_reasons={}, interval_s=0.1,
-        )
+        energy = EnergyEstimate(energy_j=600.0 + i, window_s=3.0, method="tick_aligned")
+        tel = summarise_window(
+            WindowReadings(samples=samples, interval_s=0.1, energy=energy),
+            WindowWork(window_s=3.0, min_window_s=1.0, steps=100, items=100 * 64),
+        ).as_dict()
         records.append(dataclasses.replace(record, telemetry=tel, telemetry_reason=None))
     with RunWriter(dest) as writer:
         writer.write_manifest(source.manifest)

@@ -20,7 +20,16 @@ from fake_nvml import (  # noqa: F401 - fixtures
 )
 
 from bigtrain.measure import telemetry
-from bigtrain.measure.telemetry import TelemetrySample, TelemetrySampler, aggregate, nvml_inventory
+from bigtrain.measure.telemetry import (
+    EnergyEstimate,
+    GpmResult,
+    TelemetrySample,
+    TelemetrySampler,
+    WindowReadings,
+    WindowWork,
+    nvml_inventory,
+    summarise_window,
+)
 
 FAST = 0.005  # sampling interval for tests: many samples in a short sleep
 
@@ -73,7 +82,8 @@ def test_full_window_aggregates_what_nvml_returned(fake_nvml):
     assert data["joules_per_step"] == 25.0
     assert data["items_per_j"] == pytest.approx(640 / 250)
     assert data["power_from_energy_w"] == pytest.approx(250.0 / data["energy_window_s"])
-    assert fake_nvml.calls["nvmlDeviceGetTotalEnergyConsumption"] == 2
+    # the measuring thread reads the counter only at the two edges (the sampler thread may poll it)
+    assert fake_nvml.thread_calls["MainThread"]["nvmlDeviceGetTotalEnergyConsumption"] == 2
     # GPM metrics from the two edge samples
     assert data["sm_active_pct"] == 83.5
     assert data["sm_occupancy_pct"] == 41.0
@@ -314,9 +324,12 @@ def test_aggregate_exact_numbers():
         TelemetrySample(t_s=0.2, util_pct=None, mem_used_bytes=20, power_w=400.0, sm_clock_mhz=1800,
                         mem_clock_mhz=2600, temperature_c=55, throttle_mask=0x800),
     ]
-    out = aggregate(samples, field_reasons={}, window_s=3.0, min_window_s=1.0, steps=6, items=600,
-                    energy_j=1200.0, energy_window_s=3.0, energy_reason=None,
-                    gpm_values={"sm_active_pct": 70.0}, gpm_reasons={}, interval_s=0.1)
+    out = summarise_window(
+        WindowReadings(samples=samples, interval_s=0.1,
+                       energy=EnergyEstimate(energy_j=1200.0, window_s=3.0, method="edge_reads"),
+                       gpm=GpmResult(values={"sm_active_pct": 70.0})),
+        WindowWork(window_s=3.0, min_window_s=1.0, steps=6, items=600),
+    ).as_dict()
     assert out["util_mean_pct"] == 90.0 and out["util_max_pct"] == 100
     assert out["power_mean_w"] == 400.0 and out["power_max_w"] == 500.0
     assert out["power_from_energy_w"] == 400.0
@@ -332,9 +345,11 @@ def test_aggregate_exact_numbers():
 
 
 def test_aggregate_without_samples_says_why():
-    out = aggregate([], field_reasons={}, window_s=3.0, min_window_s=1.0, steps=0, items=0,
-                    energy_j=0.0, energy_window_s=3.0, energy_reason=None, gpm_values={},
-                    gpm_reasons={}, interval_s=0.1)
+    out = summarise_window(
+        WindowReadings(samples=[], interval_s=0.1,
+                       energy=EnergyEstimate(energy_j=0.0, window_s=3.0, method="edge_reads")),
+        WindowWork(window_s=3.0, min_window_s=1.0, steps=0, items=0),
+    ).as_dict()
     assert out["samples"] == 0
     assert out["unsupported"]["util_mean_pct"] == "no samples in the window"
     assert out["joules_per_step"] is None and out["items_per_j"] is None
@@ -360,11 +375,13 @@ def gpu_record(**telemetry_overrides):
     samples = [TelemetrySample(t_s=0.1 * i, util_pct=99, mem_used_bytes=60 << 30, power_w=600.0,
                                sm_clock_mhz=1980, mem_clock_mhz=2619, temperature_c=60,
                                throttle_mask=0) for i in range(50)]
-    data = aggregate(samples, field_reasons={}, window_s=5.0, min_window_s=1.0, steps=100,
-                     items=100 * 8192, energy_j=3050.0, energy_window_s=5.01, energy_reason=None,
-                     gpm_values={"sm_active_pct": 92.0, "sm_occupancy_pct": 40.0,
-                                 "tensor_active_pct": 55.0, "dram_bw_util_pct": 30.0},
-                     gpm_reasons={}, interval_s=0.1)
+    data = summarise_window(
+        WindowReadings(samples=samples, interval_s=0.1,
+                       energy=EnergyEstimate(energy_j=3050.0, window_s=5.01, method="tick_aligned"),
+                       gpm=GpmResult(values={"sm_active_pct": 92.0, "sm_occupancy_pct": 40.0,
+                                             "tensor_active_pct": 55.0, "dram_bw_util_pct": 30.0})),
+        WindowWork(window_s=5.0, min_window_s=1.0, steps=100, items=100 * 8192),
+    ).as_dict()
     data.update(telemetry_overrides)
     return {"cell_id": "abc", "model": "transformer:gpt2-small", "precision": "bf16",
             "device": "cuda:0", "device_name": "NVIDIA H200", "status": "ok", "window_s": 5.0,
@@ -398,6 +415,15 @@ def test_gpu_check_flags_implausible_records():
     assert problems == ["no cells on a CUDA device in this run"]
     failed = {**gpu_record(), "status": "oom", "reason": "CUDA out of memory"}
     assert check.check_records([failed])[1] == ["abc transformer:gpt2-small bf16: status oom: CUDA out of memory"]
+
+
+def test_gpu_check_flags_energy_measured_from_edge_reads_only():
+    check = load_gpu_check()
+    assert check.check_record(gpu_record(energy_method="edge_reads")) == [
+        "energy_method = 'edge_reads', not tick_aligned: the energy counter's steps were not timed"
+    ]
+    line = check.summary_line(gpu_record(energy_uncertainty_j=4.25))
+    assert "[tick_aligned ±4.2 J]" in line
 
 
 def test_gpu_check_reads_a_run_folder(tmp_path, capsys):

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from bigtrain import __version__
-from bigtrain.envinfo import cpu_model
+from bigtrain.measure.host import cpu_model
 from bigtrain.errors import BadInput
 
 log = logging.getLogger(__name__)
