@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from bigtrain.matrix import Cell
+from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.run.cell import CellJob
 from bigtrain.run.health import check_health
 from bigtrain.run.records import (
@@ -18,8 +19,8 @@ from bigtrain.run.records import (
 
 CELL = Cell(cell_id="c0ffee", model="mlp:seed", optimizer="sgd", impl="foreach",
             batch_norm="n/a", precision="fp32", device="cpu", batch_size=8, compile="off")
-JOB = CellJob(run_id="run", cell=CELL, repeat=2, device="cpu", warmup_s=0.1, duration_s=0.1,
-              min_steps=3)
+JOB = CellJob(run_id="run", cell=CELL, repeat=2, device="cpu",
+              settings=StepTimeSettings(warmup_s=0.1, duration_s=0.1, min_steps=3))
 
 
 def _raised(exc: Exception) -> Exception:
