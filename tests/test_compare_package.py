@@ -71,18 +71,18 @@ def redefined_pair():
     return base, cand
 
 
-def test_a_redefined_workload_is_never_matched_silently(redefined_pair):
+def test_a_redefined_workload_is_compared_and_flagged(redefined_pair):
+    """A changed model is what a gate is often asked about: compare it, and never silently."""
     comparison = cmp.compare_records(*redefined_pair)
     cells = {c.cell_id: c for c in comparison.cells}
-    assert cells["x"].outcome == cmp.REDEFINED == "redefined"
-    assert cells["x"].metrics == ()  # different work: no metric compared, not even the slowdown
-    assert "1 -> 2" in cells["x"].note
+    assert cells["x"].workload_redefined
+    assert cells["x"].outcome == "regressed"  # 20% slower: still caught
+    assert cells["x"].redefinition_note == "workload redefined (1 -> 2)"
     assert (cells["x"].baseline_workload_version, cells["x"].candidate_workload_version) == ("1", "2")
-    assert cells["y"].outcome == "unchanged"  # same version on both sides: compared as before
-    assert cells["z"].outcome == "unchanged"  # a version on one side only: nothing to tell apart
-    counts = comparison.counts()
-    assert counts["redefined"] == 1 and counts["unchanged"] == 2 and counts["improved"] == 0
-    assert not comparison.gate_failed  # not a regression, but shown (below)
+    assert cells["y"].outcome == "unchanged" and not cells["y"].workload_redefined  # same version
+    assert not cells["z"].workload_redefined  # a version on one side only: nothing to tell apart
+    assert [c.cell_id for c in comparison.redefined_cells()] == ["x"]
+    assert comparison.counts()["regressed"] == 1 and comparison.gate_failed
 
 
 def test_a_failure_still_fails_the_gate_when_the_workload_was_redefined():
@@ -92,9 +92,9 @@ def test_a_failure_still_fails_the_gate_when_the_workload_was_redefined():
     assert comparison.cells[0].outcome == "failed" and comparison.gate_failed
 
 
-def test_counts_name_redefined_only_when_a_cell_got_it():
+def test_counts_have_no_redefined_verdict():
     comparison = cmp.compare_records(repeated_cell("b", "x", 0.01), repeated_cell("c", "x", 0.01))
-    assert "redefined" not in comparison.counts()
+    assert "redefined" not in comparison.counts() and comparison.redefined_cells() == []
 
 
 def test_every_renderer_shows_a_redefined_cell(redefined_pair):
@@ -102,26 +102,27 @@ def test_every_renderer_shows_a_redefined_cell(redefined_pair):
     console = Console(file=io.StringIO(), width=250, color_system=None)
     cmp.render_terminal(comparison, console)
     terminal = console.file.getvalue()
-    assert "redefined" in terminal and "1 -> 2" in terminal and "1 redefined" in terminal
+    assert "workload redefined (1 -> 2)" in terminal
+    assert "1 with a redefined workload, compared all the same" in terminal
 
     markdown = cmp.render_markdown(comparison)
     open_part = markdown.split("<details>")[0]  # shown in the open, not folded away
-    assert "### Workloads redefined (not compared)" in open_part
-    assert "| redefined |" in open_part
+    assert "### Workloads redefined (compared all the same)" in open_part
+    assert "workload redefined (1 -> 2), regressed" in open_part
 
     data = json.loads(json.dumps(cmp.to_json(comparison)))
     x = next(c for c in data["cells"] if c["cell_id"] == "x")
-    assert x["verdict"] == "redefined" and x["metrics"] == []
+    assert x["verdict"] == "regressed" and x["workload_redefined"] is True and x["metrics"]
     assert x["workload_version"] == {"baseline": "1", "candidate": "2"}
-    assert data["counts"]["redefined"] == 1
+    assert data["redefined_cells"] == 1
 
 
 def test_redefined_is_read_from_run_folders_too(tmp_path, redefined_pair):
     base, cand = redefined_pair
     result = CliRunner().invoke(main, ["compare", str(write_run(tmp_path, "b", base)),
                                        str(write_run(tmp_path, "c", cand))])
-    assert result.exit_code == exit_codes.EXIT_OK, result.output
-    assert "redefined" in result.output
+    assert result.exit_code == exit_codes.EXIT_REGRESSION, result.output
+    assert "1 with a redefined workload" in result.output
 
 
 # -- metric definitions --------------------------------------------------------------------------

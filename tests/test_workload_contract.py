@@ -263,6 +263,7 @@ def test_the_stamp_changes_when_code_the_builder_reaches_changes(
         first = stamp("1.0")
         assert stamp("1.0") == first
         assert stamp("2.50") != first  # a change in the model class, not in the builder itself
+        assert stamp("1.0  # reworded comment") == first  # comments are not the definition
     finally:
         sys.modules.pop("stamp_probe", None)
 

@@ -21,7 +21,6 @@ from bigtrain.compare.result import (
     FAILED,
     MISSING,
     NEW,
-    REDEFINED,
     CellComparison,
     Comparison,
     MetricComparison,
@@ -100,10 +99,6 @@ def compare_cell(
         worst = cand_not_ok[0]
         note = f"{worst.status} in the candidate (repeat {worst.repeat}): {worst.reason}"
         return CellComparison(cell_id, axes, FAILED, note=note, **common)
-    if base_version is not None and cand_version is not None and base_version != cand_version:
-        note = (f"workload redefined (version {base_version} -> {cand_version}): the runs "
-                f"measured different work, so no metric is compared")
-        return CellComparison(cell_id, axes, REDEFINED, note=note, **common)
     if not base_ok and not cand_ok:
         note = f"not ok in either run ({baseline[0].status} -> {candidate[0].status})"
         return CellComparison(cell_id, axes, UNCHANGED, note=note, **common)

@@ -25,6 +25,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
             "candidate_repeats": cell.candidate_repeats,
             "workload_version": {"baseline": cell.baseline_workload_version,
                                  "candidate": cell.candidate_workload_version},
+            "workload_redefined": cell.workload_redefined,
             "metrics": [
                 {
                     "metric": m.metric.name,
@@ -57,6 +58,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         "alpha": comparison.alpha,
         "gate_failed": comparison.gate_failed,
         "counts": comparison.counts(),
+        "redefined_cells": len(comparison.redefined_cells()),
         "hardware_differences": list(comparison.hardware_differences),
         "warnings": list(comparison.warnings),
         "cells": cells,

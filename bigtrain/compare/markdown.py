@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bigtrain.compare.result import GATING_VERDICTS, REDEFINED, Comparison
+from bigtrain.compare.result import GATING_VERDICTS, Comparison
 from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
 
 
@@ -28,8 +28,8 @@ def render_markdown(comparison: Comparison) -> str:
     """Markdown: gating rows and redefined workloads in the open, the rest folded."""
     rows = table_rows(comparison)
     gating = [r for r in rows if r.outcome in GATING_VERDICTS]
-    redefined = [r for r in rows if r.outcome == REDEFINED]
-    rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != REDEFINED]
+    rest = [r for r in rows if r.outcome not in GATING_VERDICTS]
+    redefined = comparison.redefined_cells()
     icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
     lines = [
         f"## {icon} bigbench compare: `{comparison.baseline_run}` -> `{comparison.candidate_run}`",
@@ -48,8 +48,11 @@ def render_markdown(comparison: Comparison) -> str:
     else:
         lines += ["No regressions or failures.", ""]
     if redefined:
-        # Not a failure, but nothing was compared for these cells: say so where it is seen.
-        lines += ["### Workloads redefined (not compared)", "", *_md_table(redefined), ""]
+        # Compared all the same (a changed model is what a gate is often asked about), but the
+        # numbers measure different code: say so where it is seen.
+        lines += ["### Workloads redefined (compared all the same)", "",
+                  *(f"- {_md_escape(cell.label)}: {_md_escape(cell.redefinition_note or '')}, "
+                    f"{cell.outcome}" for cell in redefined), ""]
     if rest:
         lines += [
             "<details>",

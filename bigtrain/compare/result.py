@@ -16,16 +16,14 @@ from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, Verdict
 NEW = "new"
 MISSING = "missing"
 FAILED = "failed"
-#: The cell's workload was redefined between the runs (both record a `workload_version`, and
-#: they differ): its numbers measure different work, so no metric is compared.
+#: A flag, not a verdict: the cell's workload was redefined between the runs (both record a
+#: `workload_version`, and they differ). Its metrics are still compared, so a gate never passes
+#: because the code under test changed; every rendering names the flagged cells.
 REDEFINED = "redefined"
 #: Every verdict a cell or metric can get, worst first: the order of tables and of the summary.
-VERDICT_ORDER = (REGRESSED, FAILED, REDEFINED, MISSING, NEW, IMPROVED, UNCHANGED)
+VERDICT_ORDER = (REGRESSED, FAILED, MISSING, NEW, IMPROVED, UNCHANGED)
 #: Verdicts that fail the gate (exit code 1).
 GATING_VERDICTS = frozenset({REGRESSED, FAILED})
-#: Verdicts counted only when some cell got them, so comparisons of runs that record no workload
-#: version keep the counts they always had.
-OCCASIONAL_VERDICTS = frozenset({REDEFINED})
 
 
 @dataclass(frozen=True)
@@ -58,6 +56,21 @@ class CellComparison:
     def label(self) -> str:
         return cell_label(self.axes) if self.axes else self.cell_id
 
+    @property
+    def workload_redefined(self) -> bool:
+        """Both sides record a workload version and they differ: the work itself changed."""
+        return (self.baseline_workload_version is not None
+                and self.candidate_workload_version is not None
+                and self.baseline_workload_version != self.candidate_workload_version)
+
+    @property
+    def redefinition_note(self) -> str | None:
+        """`workload redefined (v1 -> v2)` for a redefined cell, else None."""
+        if not self.workload_redefined:
+            return None
+        return (f"workload redefined ({self.baseline_workload_version} -> "
+                f"{self.candidate_workload_version})")
+
 
 @dataclass(frozen=True)
 class Comparison:
@@ -77,11 +90,15 @@ class Comparison:
     warnings: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
-        """How many cells got each verdict, in VERDICT_ORDER (`redefined` only when present)."""
+        """How many cells got each verdict, in VERDICT_ORDER."""
         counts = dict.fromkeys(VERDICT_ORDER, 0)
         for cell in self.cells:
             counts[cell.outcome] += 1
-        return {v: n for v, n in counts.items() if n or v not in OCCASIONAL_VERDICTS}
+        return counts
+
+    def redefined_cells(self) -> list[CellComparison]:
+        """The cells whose workload was redefined between the runs (compared all the same)."""
+        return [cell for cell in self.sorted_cells() if cell.workload_redefined]
 
     @property
     def gate_failed(self) -> bool:
@@ -89,7 +106,7 @@ class Comparison:
         return any(cell.outcome in GATING_VERDICTS for cell in self.cells)
 
     def sorted_cells(self) -> list[CellComparison]:
-        """Cells worst first (regressed, failed, redefined, missing, new, improved, unchanged)."""
+        """Cells worst first (regressed, failed, missing, new, improved, unchanged)."""
         rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
         return sorted(self.cells, key=lambda c: (rank[c.outcome], c.label, c.cell_id))
 

@@ -46,9 +46,12 @@ def table_rows(comparison: Comparison) -> list[Row]:
     rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
     rows: list[tuple[tuple[int, int], Row]] = []
     for cell_index, cell in enumerate(comparison.sorted_cells()):
+        label = cell.label
+        if cell.workload_redefined:
+            label = f"{label} ({cell.redefinition_note})"
         if not cell.metrics:
             rows.append(((rank[cell.outcome], cell_index),
-                         Row(cell.outcome, cell.label, "-", "", "", "", cell.note or "")))
+                         Row(cell.outcome, label, "-", "", "", "", cell.note or "")))
             continue
         for m in cell.metrics:
             v = m.verdict
@@ -56,7 +59,7 @@ def table_rows(comparison: Comparison) -> list[Row]:
                 (rank[m.outcome], cell_index),
                 Row(
                     outcome=m.outcome,
-                    cell=cell.label,
+                    cell=label,
                     metric=m.metric.name,
                     baseline=format_value(v.baseline_median, m.metric.unit),
                     candidate=format_value(v.candidate_median, m.metric.unit),
@@ -71,7 +74,11 @@ def summary_line(comparison: Comparison) -> str:
     """`2 regressed, 1 failed, ... (of N cells)` with only the non-zero verdicts."""
     counts = comparison.counts()
     parts = [f"{n} {verdict}" for verdict, n in counts.items() if n]
-    return f"{', '.join(parts) or 'nothing to compare'} (of {len(comparison.cells)} cells)"
+    line = f"{', '.join(parts) or 'nothing to compare'} (of {len(comparison.cells)} cells)"
+    redefined = len(comparison.redefined_cells())
+    if redefined:
+        line += f"; {redefined} with a redefined workload, compared all the same"
+    return line
 
 
 def thresholds_line(comparison: Comparison) -> str:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bigtrain.compare.result import FAILED, MISSING, NEW, REDEFINED, Comparison
+from bigtrain.compare.result import FAILED, MISSING, NEW, Comparison
 from bigtrain.compare.rows import summary_line, table_rows, thresholds_line
 from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED
 
-VERDICT_STYLES = {REGRESSED: "bold red", FAILED: "bold red", REDEFINED: "magenta",
+VERDICT_STYLES = {REGRESSED: "bold red", FAILED: "bold red",
                   MISSING: "yellow", NEW: "cyan", IMPROVED: "green", UNCHANGED: "dim"}
 
 

@@ -9,17 +9,20 @@ The stamp is a short hash of what decides the model and batch a cell builds, giv
   bigtrain (so the model classes, the data helpers, `Workload.forward_loss` and
   `WorkloadFamily.build` count; torch does not — the environment fingerprint records its version).
 
-It is computed from source text and field values only, so it is the same in every process and on
-every machine with the same code; editing a comment in a builder's code changes it (erring on the
-side of "changed").
+It is computed from the code's syntax tree (comments, docstrings and layout left out) and field
+values only, so it is the same in every process and on every machine with the same code, and a
+reworded comment does not make a workload look redefined; any change to what the code does
+(a name, a constant, a statement) changes it.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import hashlib
 import inspect
 import json
+import textwrap
 import types
 from typing import Any
 
@@ -77,12 +80,24 @@ def _package_of(obj: Any) -> str:
 
 def _source(obj: Any) -> str:
     try:
-        return inspect.getsource(obj)
+        return _syntax_of(inspect.getsource(obj))
     except (OSError, TypeError):
         # Defined without a source file (e.g. `python -c`): fall back to the compiled code, which
         # is still the same in every process of one Python version.
         codes = _code_objects(obj)
         return repr([(c.co_code, c.co_names, _plain_consts(c)) for c in codes])
+
+
+def _syntax_of(source: str) -> str:
+    """The source's syntax tree as text, without docstrings, comments or layout."""
+    tree = ast.parse(textwrap.dedent(source))
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                and body and isinstance(body[0], ast.Expr)
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+            node.body = body[1:] or [ast.Pass()]
+    return ast.dump(tree, include_attributes=False)
 
 
 def _plain_consts(code: types.CodeType) -> tuple[Any, ...]:
