@@ -40,7 +40,7 @@ SIZES = {
     ),
     "resnet50": SizeConfig(
         name="resnet50",
-        default_batch_size=64,
+        default_batch_size=256,   # the canonical ResNet-50 training batch (the H200 reference)
         params={"image": 224, "classes": 1000, "block": "bottleneck", "stem": 64,
                 "widths": [64, 128, 256, 512], "depths": [3, 4, 6, 3]},
         has_batch_norm=True,
