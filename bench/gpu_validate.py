@@ -75,12 +75,14 @@ def plan(device: str, out: Path) -> list[Step]:
         gpt2, gpt2_batch, gpt2_prec = "transformer:gpt2-small", "16", "fp32,tf32,fp16,bf16"
         resnet, resnet_batch = "cnn:resnet50", "256"
         resnet_prec = "bf16,fp16"
-        measure = ("--warmup", "1", "--duration", "2", "--repeats", "1")
+        # 3 s windows: long enough for the energy check (ENERGY_MIN_WINDOW_S in gpu_check.py).
+        measure = ("--warmup", "1", "--duration", "3", "--repeats", "1")
         quick_measure: tuple[str, ...] = ()          # the preset's own 0.2 s + 1 s windows
         honest_pairs = "transformer:gpt2-small/adamw/fused/bf16/16,cnn:resnet50/sgd/foreach/bf16/256"
         honest = ("--rounds", "1", "--duration", "2", "--target-pct", "3")
         overhead = ("--rounds", "4", "--window", "1.0")
         cell_timeout = "150"
+        compiled_model, compiled_batch = gpt2, gpt2_batch
     else:
         # The rehearsal keeps every axis of the GPU plan (tf32/fp16 cells are skipped by the matrix
         # on a CPU, which exercises that path too) but with toy models and short windows.
@@ -94,37 +96,39 @@ def plan(device: str, out: Path) -> list[Step]:
         honest = ("--rounds", "1", "--duration", "0.3", "--target-pct", "3")
         overhead = ("--rounds", "2", "--window", "0.3", "--threads", "1")
         cell_timeout = "60"
+        # torch.compile's fixed cost dominates on a CPU; the fewest parameter tensors compile fastest.
+        compiled_model, compiled_batch = "mlp:seed", "64"
     return [
         Step(name="nvidia-smi", argv=("nvidia-smi", "-q"), cap_s=20, min_s=1,
              stdout_to="nvidia-smi.txt"),
         Step(name="env", argv=bigbench("env", "--json"), cap_s=60, min_s=5, stdout_to="env.json"),
-        Step(name="gpt2", finished_codes=SWEEP_FINISHED, cap_s=150 if gpu else 60, min_s=20 if gpu else 5,
+        Step(name="gpt2", finished_codes=SWEEP_FINISHED, cap_s=150 if gpu else 120, min_s=20 if gpu else 5,
              argv=sweep("gpt2", runs, "--model", gpt2, "--optimizer", "adamw",
                         "--impl", "foreach,fused", "--batch-norm", "on", "--precision", gpt2_prec,
                         "--batch-size", gpt2_batch, "--device", target, "--compile", "off",
                         "--cell-timeout", cell_timeout, *measure)),
-        Step(name="resnet50", finished_codes=SWEEP_FINISHED, cap_s=100 if gpu else 40, min_s=20 if gpu else 5,
+        Step(name="resnet50", finished_codes=SWEEP_FINISHED, cap_s=100 if gpu else 90, min_s=20 if gpu else 5,
              argv=sweep("resnet50", runs, "--model", resnet, "--optimizer", "sgd",
                         "--impl", "foreach", "--batch-norm", "on,off", "--precision", resnet_prec,
                         "--batch-size", resnet_batch, "--device", target, "--compile", "off",
                         "--cell-timeout", cell_timeout, *measure)),
-        Step(name="quick", finished_codes=SWEEP_FINISHED, cap_s=120 if gpu else 60, min_s=20 if gpu else 5,
+        Step(name="quick", finished_codes=SWEEP_FINISHED, cap_s=120 if gpu else 120, min_s=20 if gpu else 5,
              argv=sweep("quick", runs, "--preset", "quick", "--device", target, *quick_measure)),
-        Step(name="calibrate", cap_s=60 if gpu else 30, min_s=15 if gpu else 5,
+        Step(name="calibrate", cap_s=60, min_s=15 if gpu else 5,
              argv=bigbench("calibrate", "--device", target, "--json", "--repeats", "3"),
              stdout_to="calibration.json"),
-        Step(name="bare-loop", finished_codes=(0, 1), cap_s=120 if gpu else 60, min_s=30 if gpu else 10,
+        Step(name="bare-loop", finished_codes=(0, 1), cap_s=120, min_s=30 if gpu else 10,
              argv=(py, str(REPO / "bench" / "honest_numbers.py"), "--device", target,
                    "--only", honest_pairs, *honest, "--json", str(out / "bare_loop.json"))),
-        Step(name="telemetry-overhead", cap_s=45 if gpu else 30, min_s=15 if gpu else 5,
+        Step(name="telemetry-overhead", cap_s=45 if gpu else 60, min_s=15 if gpu else 5,
              argv=(py, str(REPO / "bench" / "telemetry_overhead.py"), "--device", target,
                    *overhead, "--json", str(out / "telemetry_overhead.json"))),
-        Step(name="compiled", finished_codes=SWEEP_FINISHED, cap_s=150 if gpu else 60, min_s=40 if gpu else 10,
-             argv=sweep("compiled", runs, "--model", gpt2, "--optimizer", "adamw",
+        Step(name="compiled", finished_codes=SWEEP_FINISHED, cap_s=150 if gpu else 120, min_s=40 if gpu else 10,
+             argv=sweep("compiled", runs, "--model", compiled_model, "--optimizer", "adamw",
                         "--impl", "compiled", "--batch-norm", "on", "--precision", "bf16",
-                        "--batch-size", gpt2_batch, "--device", target, "--compile", "off",
+                        "--batch-size", compiled_batch, "--device", target, "--compile", "off",
                         "--cell-timeout", "140" if gpu else "55", *measure)),
-        Step(name="report", cap_s=90, min_s=15,
+        Step(name="report", cap_s=90 if gpu else 120, min_s=15,
              argv=bigbench("report", str(runs / "quick"), str(CPU_BASELINE),
                            "--baseline", str(CPU_BASELINE), "-o", str(out / "report-vs-cpu"))),
     ]

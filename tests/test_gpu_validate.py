@@ -35,12 +35,12 @@ def h200_cell(**overrides) -> dict:
         "cell_id": "c1", "model": "transformer:gpt2-small", "optimizer": "adamw", "impl": "fused",
         "batch_norm": "n/a", "precision": "bf16", "device": "cuda:0", "batch_size": 16,
         "device_name": "NVIDIA H200", "status": "ok", "reason": None,
-        "step_times_s": [0.05] * 40, "window_s": 2.004, "items_per_s": 330_000.0,
+        "step_times_s": [0.05] * 60, "window_s": 3.006, "items_per_s": 330_000.0,
         "item_unit": "tokens", "flops_per_step": 1.6e13, "achieved_tflops": 320.0,
         "mfu_pct": 32.3, "mfu_peak_tflops": 989.5, "hardware_reasons": None,
         "phase_time_s": {"forward": 0.015, "backward": 0.033, "optimizer": 0.0015},
         "telemetry": {"valid": True, "util_mean_pct": 99.0, "sm_active_pct": 90.0,
-                      "power_mean_w": 600.0, "energy_j": 1224.0, "window_s": 2.0},
+                      "power_mean_w": 600.0, "energy_j": 1836.0, "window_s": 3.0},
     }
     record.update(overrides)
     return record
@@ -65,7 +65,7 @@ def test_each_record_check_fails_on_its_fault():
     # Events that time only the launches: the steps add up to a fraction of the window.
     assert check.check_step_sums([h200_cell(window_s=4.0)]).status == check.FAIL
     # Counted twice: more step time than wall time.
-    assert check.check_step_sums([h200_cell(window_s=1.9)]).status == check.FAIL
+    assert check.check_step_sums([h200_cell(window_s=2.9)]).status == check.FAIL
     # TF32 leaked into an fp32 cell: above the CUDA-core peak.
     leaked = h200_cell(precision="fp32", achieved_tflops=120.0, mfu_peak_tflops=67.0)
     fp32 = check.check_fp32_below_peak([leaked])
@@ -73,11 +73,16 @@ def test_each_record_check_fails_on_its_fault():
     assert check.check_mfu([h200_cell(mfu_pct=130.0)]).status == check.FAIL
     no_mfu = check.check_mfu([h200_cell(mfu_pct=None, hardware_reasons={"mfu_pct": "no peak"})])
     assert no_mfu.status == check.FAIL and "no peak" in no_mfu.detail
-    telemetry = {**h200_cell()["telemetry"], "energy_j": 1290.0}   # 7.5% off mean power x window
+    telemetry = {**h200_cell()["telemetry"], "energy_j": 1935.0}   # 7.5% off mean power x window
     energy = check.check_energy([h200_cell(telemetry=telemetry)])
     assert energy.status == check.FAIL and "7.5%" in energy.detail
     missing = check.check_energy([h200_cell(telemetry=None, telemetry_reason="no NVML")])
     assert missing.status == check.FAIL and "no NVML" in missing.detail
+    # A 1 s window (the quick preset) is left out: the counter's 100 ms step is 10% of it.
+    short = check.check_energy([h200_cell(window_s=1.0, telemetry={**telemetry, "window_s": 1.0})])
+    assert short.status == check.SKIPPED
+    mixed = check.check_energy([h200_cell(), h200_cell(window_s=1.0, telemetry={**telemetry, "window_s": 1.0})])
+    assert mixed.status == check.PASS and mixed.figure == "1 cells, largest difference 2.0%"
 
 
 def test_statuses_allow_matrix_skips_only_in_the_rehearsal():
