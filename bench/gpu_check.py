@@ -173,19 +173,23 @@ def _label(record: Mapping[str, Any]) -> str:
 
 
 def check_statuses(run_name: str, records: Sequence[Mapping[str, Any]], *,
-                   expected_skips_ok: bool) -> Check:
-    """Every cell of a run ended ok (skipped cells count as fine only where `expected_skips_ok`,
-    as in the CPU rehearsal where fp16/tf32 cells are skipped by design)."""
+                   expected_skips_ok: bool, run_state: str | None = "complete") -> Check:
+    """Every cell of a complete run ended ok (skipped cells count as fine only where
+    `expected_skips_ok`, as in the CPU rehearsal where fp16/tf32 cells are skipped by design).
+    `run_state` is the manifest's state: a run stopped by the deadline lacks cells."""
     name = f"cells of {run_name}"
+    bound = "a complete run, every cell ok" + (" or skipped by design" if expected_skips_ok else "")
     if not records:
-        return Check(name=name, status=FAIL, figure="no cells recorded", bound="every cell ok")
+        return Check(name=name, status=FAIL, figure="no cells recorded", bound=bound)
     bad = [r for r in records
            if r.get("status") != "ok" and not (expected_skips_ok and r.get("status") == "skipped")]
     ok = sum(1 for r in records if r.get("status") == "ok")
     detail = "; ".join(f"{_label(r)}: {r.get('status')}: {r.get('reason')}" for r in bad[:5])
-    return Check(name=name, status=FAIL if bad else PASS, figure=f"{ok} of {len(records)} ok",
-                 bound="every cell ok" + (" or skipped by design" if expected_skips_ok else ""),
-                 detail=detail)
+    figure = f"{ok} of {len(records)} ok"
+    if run_state != "complete":
+        figure += f", run {run_state or 'without a manifest'}"
+    return Check(name=name, status=FAIL if bad or run_state != "complete" else PASS, figure=figure,
+                 bound=bound, detail=detail)
 
 
 def step_sum_ratio(record: Mapping[str, Any]) -> float | None:
@@ -421,6 +425,7 @@ class VerdictInputs:
     quick_matched_cells: int | None = None
     power_limits_w: Mapping[str, float] | None = None
     steps: Mapping[str, str] | None = None
+    run_states: Mapping[str, str | None] | None = None   # each run's manifest state
 
 
 def build_verdict(inputs: VerdictInputs) -> list[Check]:
@@ -431,7 +436,8 @@ def build_verdict(inputs: VerdictInputs) -> list[Check]:
         checks.append(Check(name=f"step {step}", status=PASS if outcome.startswith("ok") else (
             SKIPPED if outcome.startswith("skipped") else FAIL), figure=outcome, bound="finished, exit 0"))
     for run_name, records in inputs.runs.items():
-        checks.append(check_statuses(run_name, records, expected_skips_ok=not on_gpu))
+        state = (inputs.run_states or {}).get(run_name, "complete")
+        checks.append(check_statuses(run_name, records, expected_skips_ok=not on_gpu, run_state=state))
     every = [r for records in inputs.runs.values() for r in records]
     checks += [check_step_sums(every), check_fp32_below_peak(every), check_mfu(every),
                check_energy(every), check_telemetry(every, inputs.power_limits_w),

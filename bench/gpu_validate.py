@@ -259,7 +259,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         bare_loop_rows=read_json(out / "bare_loop.json"),
         telemetry_overhead=read_json(out / "telemetry_overhead.json"),
         quick_matched_cells=matched_cells(out / "report-vs-cpu"),
-        power_limits_w=power_limits(read_json(out / "env.json")), steps=steps)
+        power_limits_w=power_limits(read_json(out / "env.json")), steps=steps,
+        run_states={name: (read_json(out / "runs" / name / "manifest.json") or {}).get("state")
+                    for name in runs})
     checks = gpu_check.build_verdict(inputs)
     elapsed_s = time.monotonic() - began
     context = {"device": args.device, "deadline_s": deadline_s, "elapsed_s": round(elapsed_s, 1),

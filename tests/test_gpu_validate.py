@@ -92,6 +92,8 @@ def test_statuses_allow_matrix_skips_only_in_the_rehearsal():
     assert strict.status == check.FAIL and strict.figure == "1 of 2 ok"
     assert "fp16 needs cuda" in strict.detail
     assert check.check_statuses("gpt2", [], expected_skips_ok=True).status == check.FAIL
+    stopped = check.check_statuses("gpt2", [h200_cell()], expected_skips_ok=False, run_state="interrupted")
+    assert stopped.status == check.FAIL and stopped.figure == "1 of 1 ok, run interrupted"
 
 
 def test_cpu_only_checks_say_skipped_with_a_reason_never_pass():
