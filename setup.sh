@@ -39,11 +39,16 @@ else
 fi
 
 if [[ ! -x .venv/bin/python ]]; then
+  venv_flags=()
   if [[ -n "$base_torch" ]]; then
-    "$python" -m venv --system-site-packages .venv
+    venv_flags=(--system-site-packages)
     did+=("reused torch $base_torch from $python")
-  else
-    "$python" -m venv .venv
+  fi
+  if ! "$python" -m venv ${venv_flags[@]+"${venv_flags[@]}"} .venv 2>/dev/null; then
+    # No ensurepip (e.g. Debian without python3-venv): a venv without pip still runs bigbench.
+    rm -rf .venv
+    "$python" -m venv ${venv_flags[@]+"${venv_flags[@]}"} --without-pip .venv
+    did+=("made .venv without pip (no ensurepip)")
   fi
 fi
 if [[ -n "$base_torch" ]] && ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
@@ -88,7 +93,15 @@ EOF
   chmod +x .venv/bin/bigbench
 }
 
-if (( online )); then
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  if (( ! online )) || [[ -n "$base_torch" ]]; then
+    launcher_fallback
+    did+=("no pip in .venv: put the checkout on .venv's path with a bigbench launcher")
+  else
+    echo "setup.sh: error: .venv has no pip and $python has no torch; install python3-venv" >&2
+    exit 1
+  fi
+elif (( online )); then
   if (( want_test )); then
     "${pip[@]}" -e '.[test]'
     # The report's browser test renders index.html in Debian's chromium; install it when we can.

@@ -175,8 +175,8 @@ def test_cpu_rehearsal_runs_every_step_and_writes_a_verdict(tmp_path):
     out = tmp_path / "rehearsal"
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(REPO / "bench" / "gpu_validate.sh"), "--device", "cpu",
-                             "--deadline-s", "400", "--out", str(out)],
-                            capture_output=True, text=True, env=env, timeout=460)
+                             "--deadline-s", "600", "--out", str(out)],
+                            capture_output=True, text=True, env=env, timeout=700)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
     steps = verdict["steps"]
