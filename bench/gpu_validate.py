@@ -104,6 +104,11 @@ def plan(device: str, out: Path) -> list[Step]:
         Step(name="nvidia-smi", argv=("nvidia-smi", "-q"), cap_s=20, min_s=1,
              stdout_to="nvidia-smi.txt"),
         Step(name="env", argv=bigbench("env", "--json"), cap_s=60, min_s=5, stdout_to="env.json"),
+        # First among the measurements: the sweeps after it record % of the measured peak and the
+        # optimizer step against the copy-bandwidth floor.
+        Step(name="calibrate", cap_s=60, min_s=15 if gpu else 5,
+             argv=bigbench("calibrate", "--device", target, "--json", "--repeats", "3"),
+             stdout_to="calibration.json"),
         Step(name="gpt2", finished_codes=SWEEP_FINISHED, cap_s=150 if gpu else 120, min_s=20 if gpu else 5,
              argv=sweep("gpt2", runs, "--model", gpt2, "--optimizer", "adamw",
                         "--impl", "foreach,fused", "--batch-norm", "on", "--precision", gpt2_prec,
@@ -116,9 +121,6 @@ def plan(device: str, out: Path) -> list[Step]:
                         "--cell-timeout", cell_timeout, *measure)),
         Step(name="quick", finished_codes=SWEEP_FINISHED, cap_s=120 if gpu else 120, min_s=20 if gpu else 5,
              argv=sweep("quick", runs, "--preset", "quick", "--device", target, *quick_measure)),
-        Step(name="calibrate", cap_s=60, min_s=15 if gpu else 5,
-             argv=bigbench("calibrate", "--device", target, "--json", "--repeats", "3"),
-             stdout_to="calibration.json"),
         Step(name="bare-loop", finished_codes=(0, 1), cap_s=120, min_s=30 if gpu else 10,
              argv=(py, str(REPO / "bench" / "honest_numbers.py"), "--device", target,
                    "--only", honest_pairs, *honest, "--json", str(out / "bare_loop.json"))),

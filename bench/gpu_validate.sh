@@ -6,9 +6,9 @@
 #
 # Needs no set-up: it runs on ${PYTHON:-python3} (or .venv/bin/python when that exists and PYTHON
 # is unset) with the repository root on PYTHONPATH. Steps, most valuable first: nvidia-smi -q,
-# bigbench env, GPT-2 small (AdamW foreach/fused x fp32/tf32/fp16/bf16, batch 16 x 1024 tokens),
-# ResNet-50 (SGD, BN on/off, bf16/fp16, batch 256, channels_last), the quick preset (pairs with
-# results/cpu-2vcpu-quick), calibration, bigbench vs a bare loop, telemetry on/off overhead, a
+# bigbench env, calibration, GPT-2 small (AdamW foreach/fused x fp32/tf32/fp16/bf16, batch 16 x
+# 1024 tokens), ResNet-50 (SGD, BN on/off, bf16/fp16, batch 256, channels_last), the quick preset
+# (pairs with results/cpu-2vcpu-quick), bigbench vs a bare loop, telemetry on/off overhead, a
 # compiled-optimizer cell, and the report against the CPU run. Writes verdict.json and
 # verdict.txt into --out; exits 0 once the verdict is written. See bench/gpu_validate.py.
 set -euo pipefail
