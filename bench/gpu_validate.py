@@ -237,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = began + deadline_s
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = (args.out or REPO / "results" / f"{args.device}-validate-{stamp}").resolve()
+    if (out / "verdict.json").exists() or any((out / "runs").glob("*/manifest.json")):
+        # The sweeps would refuse their run ids; a fresh folder keeps each attempt whole.
+        print(f"gpu_validate: error: {out} already holds a validation; pass a new --out", file=sys.stderr)
+        return 2
     (out / "logs").mkdir(parents=True, exist_ok=True)
     (out / "runs").mkdir(exist_ok=True)
 

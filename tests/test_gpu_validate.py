@@ -199,3 +199,10 @@ def test_cpu_rehearsal_runs_every_step_and_writes_a_verdict(tmp_path):
     assert (out / "verdict.txt").read_text().count("\n") == len(checks) + 2
     for run in ("gpt2", "resnet50", "quick", "compiled"):
         assert (out / "runs" / run / "manifest.json").is_file()
+
+
+def test_a_used_out_folder_is_refused_with_exit_2(tmp_path, capsys):
+    validate = load_bench("gpu_validate")
+    (tmp_path / "verdict.json").write_text("{}")
+    assert validate.main(["--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "already holds a validation" in capsys.readouterr().err
