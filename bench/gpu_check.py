@@ -1,6 +1,9 @@
-"""Plausibility check of a GPU run's hardware telemetry, FLOPs and MFU (used by bench/gpu_check.sh).
+"""The GPU validation's checker: telemetry, FLOPs and MFU plausibility, and the verdict checks.
 
     python bench/gpu_check.py results/<run_id> [--energy-tolerance 0.10]
+
+bench/gpu_validate.py builds its verdict with `build_verdict` (pure functions over plain records,
+tested on synthetic ones in tests/test_gpu_validate.py); this file's command line checks one run.
 
 For every ok cell on a CUDA device it checks that utilization, SM activity (GPM), power, energy and
 MFU are present and plausible, that the energy counter's steps were timed (`energy_method`
@@ -12,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +112,364 @@ def check_records(records: Sequence[Mapping[str, Any]], *, energy_tolerance: flo
         for problem in check_record(record, energy_tolerance=energy_tolerance, power_limit_w=limit):
             problems.append(f"{label}: {problem}")
     return lines, problems
+
+
+# -- the verdict of bench/gpu_validate.sh ---------------------------------------------------------
+PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
+
+#: Sum of per-step times over the window's wall time. Steps are timed back to back (CUDA events or
+#: perf_counter at each step's edges), so in a GPU-bound loop the sum covers the window except the
+#: launch latency before the first event and the closing synchronize: a few ms of a >= 1 s window.
+#: Below 0.95 the events miss work (e.g. timing the asynchronous launch instead of the kernels);
+#: above 1.01 they count something twice (the 1% is room for the two clocks, event vs perf_counter).
+STEP_SUM_BOUNDS = (0.95, 1.01)
+ENERGY_VERDICT_TOLERANCE = 0.05
+#: NVML's energy counter moves every ~100 ms, so over a window of W seconds it can be off by up to
+#: 0.1 / W from quantisation alone: 4% at 2.5 s. Shorter windows (the quick preset's 1 s) would test
+#: the counter's step, not the agreement, so they are left out of the energy check.
+ENERGY_MIN_WINDOW_S = 2.5
+BARE_LOOP_TOLERANCE = 0.03
+TELEMETRY_OVERHEAD_BOUND_PCT = 1.0
+#: A bigbench figure below this fraction of the plain-PyTorch reference on the same H200 fails:
+#: a coarse bound against a wrong setting (no autocast, no channels_last); the bare-loop check is
+#: the tight one.
+REFERENCE_FLOOR = 0.5
+
+#: Measured on the lent H200 with plain PyTorch loops (torch 2.11).
+REFERENCES = {
+    "gpt2_bf16_fused_tokens_per_s": 371_000.0,
+    "gpt2_bf16_fused_mfu_pct": 32.0,
+    "gpt2_compiled_tokens_per_s": 421_000.0,
+    "resnet50_bf16_bn_on_img_per_s": 4_628.0,
+    "resnet50_bf16_bn_off_img_per_s": 8_541.0,
+    "bf16_matmul_tflops": 770.0,
+    "copy_bytes_per_s": 4.2e12,
+    "adam_step_ms": {"forloop": 9.3, "foreach": 3.0, "fused": 1.35},   # bandwidth floor 0.83 ms
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Check:
+    """One line of the verdict: what was checked, pass/fail/skipped, the figure and the bound."""
+
+    name: str
+    status: str
+    figure: str
+    bound: str
+    detail: str = ""
+
+    def line(self) -> str:
+        detail = f" -- {self.detail}" if self.detail else ""
+        return f"{self.status.upper():<7} {self.name}: {self.figure} (bound: {self.bound}){detail}"
+
+
+def _num(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _ok_records(records: Sequence[Mapping[str, Any]], device_prefix: str = "") -> list[Mapping[str, Any]]:
+    return [r for r in records if r.get("status") == "ok"
+            and str(r.get("device", "")).startswith(device_prefix)]
+
+
+def _label(record: Mapping[str, Any]) -> str:
+    return (f"{record.get('model')} {record.get('optimizer')}/{record.get('impl')} "
+            f"{record.get('precision')} bn={record.get('batch_norm')} bs={record.get('batch_size')}")
+
+
+def check_statuses(run_name: str, records: Sequence[Mapping[str, Any]], *,
+                   expected_skips_ok: bool, run_state: str | None = "complete") -> Check:
+    """Every cell of a complete run ended ok (skipped cells count as fine only where
+    `expected_skips_ok`, as in the CPU rehearsal where fp16/tf32 cells are skipped by design).
+    `run_state` is the manifest's state: a run stopped by the deadline lacks cells."""
+    name = f"cells of {run_name}"
+    bound = "a complete run, every cell ok" + (" or skipped by design" if expected_skips_ok else "")
+    if not records:
+        return Check(name=name, status=FAIL, figure="no cells recorded", bound=bound)
+    bad = [r for r in records
+           if r.get("status") != "ok" and not (expected_skips_ok and r.get("status") == "skipped")]
+    ok = sum(1 for r in records if r.get("status") == "ok")
+    detail = "; ".join(f"{_label(r)}: {r.get('status')}: {r.get('reason')}" for r in bad[:5])
+    figure = f"{ok} of {len(records)} ok"
+    if run_state != "complete":
+        figure += f", run {run_state or 'without a manifest'}"
+    return Check(name=name, status=FAIL if bad or run_state != "complete" else PASS, figure=figure,
+                 bound=bound, detail=detail)
+
+
+def step_sum_ratio(record: Mapping[str, Any]) -> float | None:
+    """Sum of the recorded step times over the window's wall time, or None without both."""
+    times, window = record.get("step_times_s"), record.get("window_s")
+    if not times or not _num(window) or window <= 0:
+        return None
+    return sum(times) / window
+
+
+def check_step_sums(records: Sequence[Mapping[str, Any]]) -> Check:
+    """Each ok cell's step times add up to its window (see STEP_SUM_BOUNDS)."""
+    low, high = STEP_SUM_BOUNDS
+    ratios = [(step_sum_ratio(r), r) for r in _ok_records(records)]
+    ratios = [(x, r) for x, r in ratios if x is not None]
+    bound = f"sum of step times / window wall time in [{low}, {high}]"
+    if not ratios:
+        return Check(name="step times vs window", status=SKIPPED, figure="no ok cell with step times",
+                     bound=bound)
+    outside = [(x, r) for x, r in ratios if not low <= x <= high]
+    lowest, highest = min(x for x, _ in ratios), max(x for x, _ in ratios)
+    return Check(name="step times vs window", status=FAIL if outside else PASS,
+                 figure=f"{len(ratios)} cells, ratio {lowest:.4f}..{highest:.4f}", bound=bound,
+                 detail="; ".join(f"{_label(r)}: {x:.4f}" for x, r in outside[:5]))
+
+
+def check_fp32_below_peak(records: Sequence[Mapping[str, Any]]) -> Check:
+    """fp32 cells stay under the fp32 (CUDA-core) peak: above it, TF32 leaked into the cell."""
+    name, bound = "fp32 below the fp32 peak", "achieved TFLOP/s < the datasheet fp32 peak"
+    cells = [r for r in _ok_records(records, "cuda") if r.get("precision") == "fp32"
+             and _num(r.get("achieved_tflops")) and _num(r.get("mfu_peak_tflops"))]
+    if not cells:
+        return Check(name=name, status=SKIPPED, figure="no ok fp32 CUDA cell with a known peak",
+                     bound=bound, detail="needs an fp32 cell on a GPU whose fp32 peak is known")
+    over = [r for r in cells if r["achieved_tflops"] >= r["mfu_peak_tflops"]]
+    top = max(cells, key=lambda r: r["achieved_tflops"] / r["mfu_peak_tflops"])
+    return Check(name=name, status=FAIL if over else PASS,
+                 figure=f"highest {top['achieved_tflops']:.1f} of {top['mfu_peak_tflops']:.1f} TFLOP/s "
+                        f"({_label(top)}), {len(cells)} cells", bound=bound,
+                 detail="; ".join(f"{_label(r)}: {r['achieved_tflops']:.1f}" for r in over[:5]))
+
+
+def check_mfu(records: Sequence[Mapping[str, Any]]) -> Check:
+    """Every ok CUDA cell has an MFU in (0, 100]."""
+    name, bound = "MFU range", "mfu_pct in (0, 100] for every ok CUDA cell"
+    cells = _ok_records(records, "cuda")
+    if not cells:
+        return Check(name=name, status=SKIPPED, figure="no ok CUDA cell", bound=bound,
+                     detail="MFU needs a GPU with a datasheet peak")
+    bad = [r for r in cells if not _pct_ok(r.get("mfu_pct"))]
+    values = [r["mfu_pct"] for r in cells if _pct_ok(r.get("mfu_pct"))]
+    figure = (f"{len(values)} of {len(cells)} cells in range, {min(values):.1f}..{max(values):.1f}%"
+              if values else f"0 of {len(cells)} cells in range")
+    return Check(name=name, status=FAIL if bad else PASS, figure=figure, bound=bound,
+                 detail="; ".join(f"{_label(r)}: {r.get('mfu_pct')!r} "
+                                  f"{(r.get('hardware_reasons') or {}).get('mfu_pct', '')}".rstrip()
+                                  for r in bad[:5]))
+
+
+def energy_error(telemetry: Mapping[str, Any], window_s: Any) -> float | None:
+    """|energy - mean power x window| / (mean power x window), or None without the figures."""
+    energy, power = telemetry.get("energy_j"), telemetry.get("power_mean_w")
+    window = telemetry.get("window_s") or window_s
+    if not (_num(energy) and _num(power) and power > 0 and _num(window) and window > 0):
+        return None
+    return abs(energy - power * window) / (power * window)
+
+
+def check_energy(records: Sequence[Mapping[str, Any]], tolerance: float = ENERGY_VERDICT_TOLERANCE,
+                 min_window_s: float = ENERGY_MIN_WINDOW_S) -> Check:
+    """The energy counter agrees with mean sampled power x window in every ok CUDA cell whose
+    window is at least `min_window_s` (see ENERGY_MIN_WINDOW_S)."""
+    name = "energy vs mean power x window"
+    bound = f"within {100 * tolerance:.0f}% (windows >= {min_window_s:g} s)"
+    cuda_cells = _ok_records(records, "cuda")
+    if not cuda_cells:
+        return Check(name=name, status=SKIPPED, figure="no ok CUDA cell", bound=bound,
+                     detail="needs NVML on a GPU")
+    cells = [r for r in cuda_cells if _num(r.get("window_s")) and r["window_s"] >= min_window_s]
+    if not cells:
+        return Check(name=name, status=SKIPPED, figure=f"no ok CUDA cell with a >= {min_window_s:g} s window",
+                     bound=bound, detail="short windows measure the counter's 100 ms step")
+    errors = [(energy_error(r.get("telemetry") or {}, r.get("window_s")), r) for r in cells]
+    missing = [r for e, r in errors if e is None]
+    known = [(e, r) for e, r in errors if e is not None]
+    over = [(e, r) for e, r in known if e > tolerance]
+    worst = max((e for e, _ in known), default=None)
+    figure = (f"{len(known)} cells, largest difference {100 * worst:.1f}%" if worst is not None
+              else "no cell has energy and power")
+    detail = [f"{_label(r)}: {100 * e:.1f}%" for e, r in over[:5]]
+    detail += [f"{_label(r)}: no energy/power ({(r.get('telemetry') or {}).get('unsupported') or r.get('telemetry_reason')})"
+               for r in missing[:3]]
+    return Check(name=name, status=FAIL if over or missing else PASS, figure=figure, bound=bound,
+                 detail="; ".join(detail))
+
+
+def check_telemetry(records: Sequence[Mapping[str, Any]],
+                    power_limits_w: Mapping[str, float] | None = None) -> Check:
+    """Utilization, SM activity, power and FLOPs present and plausible (energy has its own check)."""
+    name, bound = "telemetry plausible", "util/SM activity in (0, 100], power > 0, below the limit"
+    cells = _ok_records(records, "cuda")
+    if not cells:
+        return Check(name=name, status=SKIPPED, figure="no ok CUDA cell", bound=bound,
+                     detail="needs NVML on a GPU")
+    problems = []
+    for record in cells:
+        limit = (power_limits_w or {}).get(str(record.get("device_name")))
+        # energy_tolerance=inf: the energy agreement is check_energy's, with the verdict's bound.
+        for problem in check_record(record, energy_tolerance=math.inf, power_limit_w=limit):
+            problems.append(f"{_label(record)}: {problem}")
+    return Check(name=name, status=FAIL if problems else PASS,
+                 figure=f"{len(cells)} cells, {len(problems)} problem(s)", bound=bound,
+                 detail="; ".join(problems[:5]))
+
+
+def check_bare_loop(rows: Sequence[Mapping[str, Any]] | None, *, on_gpu: bool,
+                    tolerance: float = BARE_LOOP_TOLERANCE) -> Check:
+    """bigbench's median step vs the bare hand-written loop (rows of bench/honest_numbers.py)."""
+    name, bound = "bigbench vs bare loop", f"step-time ratio within {100 * tolerance:.0f}% of 1"
+    if not rows:
+        return Check(name=name, status=SKIPPED, figure="not measured", bound=bound,
+                     detail="honest_numbers did not finish (see its log)")
+    figure = ", ".join(f"{r['model']} {r['optimizer']}/{r.get('impl', 'foreach')} "
+                       f"{r.get('precision', 'fp32')}: {r['ratio']:.3f}" for r in rows)
+    if not on_gpu:
+        return Check(name=name, status=SKIPPED, figure=figure, bound=bound,
+                     detail="CPU rehearsal: one short round of tiny models on a shared CPU measures "
+                            "the neighbours, not bigbench")
+    worst = max(abs(r["ratio"] - 1) for r in rows)
+    return Check(name=name, status=PASS if worst <= tolerance else FAIL, figure=figure, bound=bound)
+
+
+def check_telemetry_overhead(result: Mapping[str, Any] | None, *, on_gpu: bool,
+                             bound_pct: float = TELEMETRY_OVERHEAD_BOUND_PCT) -> Check:
+    """Training throughput with the sampler on vs off (bench/telemetry_overhead.py's JSON)."""
+    name, bound = "telemetry overhead", f"under {bound_pct:g}% of throughput"
+    if not result:
+        return Check(name=name, status=SKIPPED, figure="not measured", bound=bound,
+                     detail="telemetry_overhead did not finish (see its log)")
+    overhead = result["overhead_pct"]
+    figure = (f"{overhead:+.2f}% ({result.get('rounds')} rounds of {result.get('window_s')} s; "
+              f"one sample {result.get('sample_cost_us', float('nan')):.0f} us)")
+    if not on_gpu:
+        return Check(name=name, status=SKIPPED, figure=figure, bound=bound,
+                     detail="CPU rehearsal: fake NVML, so this is not the cost of real NVML calls")
+    return Check(name=name, status=PASS if overhead < bound_pct else FAIL, figure=figure, bound=bound)
+
+
+def check_pairing(matched_cells: int | None, quick_ok_cells: int) -> Check:
+    """The quick run pairs cell by cell with the committed CPU run in the report's speedup table."""
+    name, bound = "quick pairs with results/cpu-2vcpu-quick", "every ok quick cell in the speedup table"
+    if matched_cells is None:
+        return Check(name=name, status=SKIPPED, figure="no report built", bound=bound,
+                     detail="the report step did not finish (see its log)")
+    ok = quick_ok_cells > 0 and matched_cells >= quick_ok_cells
+    return Check(name=name, status=PASS if ok else FAIL,
+                 figure=f"{matched_cells} paired of {quick_ok_cells} ok cells", bound=bound)
+
+
+def _pick(records: Sequence[Mapping[str, Any]], **axes: Any) -> Mapping[str, Any] | None:
+    matches = [r for r in _ok_records(records, "cuda") if all(r.get(k) == v for k, v in axes.items())]
+    return max(matches, key=lambda r: r.get("items_per_s") or 0, default=None)
+
+
+def _reference_check(name: str, value: float | None, reference: float, unit: str,
+                     on_gpu: bool, scale: float = 1.0) -> Check:
+    bound = f">= {REFERENCE_FLOOR:.0%} of the H200 reference {reference / scale:,.0f} {unit}"
+    if not on_gpu:
+        return Check(name=name, status=SKIPPED, figure="CPU rehearsal", bound=bound,
+                     detail="the references are H200 figures")
+    if value is None:
+        return Check(name=name, status=FAIL, figure="no ok cell", bound=bound)
+    return Check(name=name, status=PASS if value >= REFERENCE_FLOOR * reference else FAIL,
+                 figure=f"{value / scale:,.0f} {unit} = {value / reference:.2f}x the reference",
+                 bound=bound)
+
+
+def reference_checks(runs: Mapping[str, Sequence[Mapping[str, Any]]],
+                     calibration: Mapping[str, Any] | None, *, on_gpu: bool) -> list[Check]:
+    """The headline figures beside the H200 references (plain PyTorch loops, torch 2.11)."""
+    gpt2 = runs.get("gpt2", [])
+    resnet = runs.get("resnet50", [])
+    compiled = runs.get("compiled", [])
+    checks = []
+    fused = _pick(gpt2, precision="bf16", impl="fused")
+    checks.append(_reference_check("GPT-2 small bf16 fused AdamW tokens/s",
+                                   fused and fused.get("items_per_s"),
+                                   REFERENCES["gpt2_bf16_fused_tokens_per_s"], "tokens/s", on_gpu))
+    checks.append(_reference_check("GPT-2 small bf16 fused AdamW MFU %",
+                                   fused and fused.get("mfu_pct"),
+                                   REFERENCES["gpt2_bf16_fused_mfu_pct"], "% MFU of 989", on_gpu))
+    comp = _pick(compiled, precision="bf16")
+    checks.append(_reference_check("GPT-2 small bf16 compiled tokens/s", comp and comp.get("items_per_s"),
+                                   REFERENCES["gpt2_compiled_tokens_per_s"], "tokens/s", on_gpu))
+    for bn in ("on", "off"):
+        cell = _pick(resnet, precision="bf16", batch_norm=bn)
+        checks.append(_reference_check(f"ResNet-50 bf16 SGD BN {bn} img/s", cell and cell.get("items_per_s"),
+                                       REFERENCES[f"resnet50_bf16_bn_{bn}_img_per_s"], "img/s", on_gpu))
+    for impl in ("foreach", "fused"):
+        cell = _pick(gpt2, precision="bf16", impl=impl)
+        optimizer_s = ((cell or {}).get("phase_time_s") or {}).get("optimizer")
+        reference_ms = REFERENCES["adam_step_ms"][impl]
+        bound = f"<= {1 / REFERENCE_FLOOR:.0f}x the H200 reference {reference_ms} ms (Adam step, 124M params)"
+        if not on_gpu:
+            checks.append(Check(name=f"AdamW {impl} optimizer phase", status=SKIPPED,
+                                figure="CPU rehearsal", bound=bound, detail="the references are H200 figures"))
+        elif not _num(optimizer_s):
+            checks.append(Check(name=f"AdamW {impl} optimizer phase", status=FAIL, figure="no ok cell",
+                                bound=bound))
+        else:
+            ms = 1e3 * optimizer_s
+            floor_s = cell.get("optimizer_floor_s")
+            floor = f", bandwidth floor {1e3 * floor_s:.2f} ms" if _num(floor_s) else ""
+            checks.append(Check(name=f"AdamW {impl} optimizer phase",
+                                status=PASS if ms <= reference_ms / REFERENCE_FLOOR else FAIL,
+                                figure=f"{ms:.2f} ms (step + zero_grad) = {ms / reference_ms:.2f}x{floor}",
+                                bound=bound))
+    tflops = ((calibration or {}).get("matmul_tflops") or {}).get("bf16")
+    checks.append(_reference_check("calibrated bf16 matmul TFLOP/s", tflops if _num(tflops) else None,
+                                   REFERENCES["bf16_matmul_tflops"], "TFLOP/s", on_gpu))
+    copy = (calibration or {}).get("copy_bandwidth_bytes_per_s")
+    checks.append(_reference_check("calibrated device copy bandwidth", copy if _num(copy) else None,
+                                   REFERENCES["copy_bytes_per_s"], "GB/s", on_gpu, scale=1e9))
+    return checks
+
+
+@dataclass(frozen=True, kw_only=True)
+class VerdictInputs:
+    """Everything the verdict reads, as plain data (records are `cells.jsonl` objects)."""
+
+    device: str
+    runs: Mapping[str, Sequence[Mapping[str, Any]]]
+    calibration: Mapping[str, Any] | None = None
+    bare_loop_rows: Sequence[Mapping[str, Any]] | None = None
+    telemetry_overhead: Mapping[str, Any] | None = None
+    quick_matched_cells: int | None = None
+    power_limits_w: Mapping[str, float] | None = None
+    steps: Mapping[str, str] | None = None
+    run_states: Mapping[str, str | None] | None = None   # each run's manifest state
+
+
+def build_verdict(inputs: VerdictInputs) -> list[Check]:
+    """Every check of the GPU validation, most important first."""
+    on_gpu = inputs.device.startswith("cuda")
+    checks = []
+    for step, outcome in (inputs.steps or {}).items():
+        checks.append(Check(name=f"step {step}", status=PASS if outcome.startswith("ok") else (
+            SKIPPED if outcome.startswith("skipped") else FAIL), figure=outcome, bound="finished, exit 0"))
+    for run_name, records in inputs.runs.items():
+        state = (inputs.run_states or {}).get(run_name, "complete")
+        checks.append(check_statuses(run_name, records, expected_skips_ok=not on_gpu, run_state=state))
+    every = [r for records in inputs.runs.values() for r in records]
+    checks += [check_step_sums(every), check_fp32_below_peak(every), check_mfu(every),
+               check_energy(every), check_telemetry(every, inputs.power_limits_w),
+               check_bare_loop(inputs.bare_loop_rows, on_gpu=on_gpu),
+               check_telemetry_overhead(inputs.telemetry_overhead, on_gpu=on_gpu),
+               check_pairing(inputs.quick_matched_cells,
+                             len(_ok_records(inputs.runs.get("quick", []))))]
+    checks += reference_checks(inputs.runs, inputs.calibration, on_gpu=on_gpu)
+    return checks
+
+
+def verdict_json(checks: Sequence[Check], **context: Any) -> dict[str, Any]:
+    """verdict.json's content: the context, the counts and every check."""
+    counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIPPED)}
+    return {**context, "counts": counts, "checks": [asdict(c) for c in checks]}
+
+
+def verdict_text(checks: Sequence[Check], header: str = "") -> str:
+    """verdict.txt: a header, one line per check, then the counts."""
+    counts = {s: sum(1 for c in checks if c.status == s) for s in (PASS, FAIL, SKIPPED)}
+    lines = [header] if header else []
+    lines += [c.line() for c in checks]
+    lines.append(f"{counts[PASS]} pass, {counts[FAIL]} fail, {counts[SKIPPED]} skipped")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

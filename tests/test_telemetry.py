@@ -367,6 +367,7 @@ def load_gpu_check():
     path = Path(__file__).resolve().parent.parent / "bench" / "gpu_check.py"
     spec = importlib.util.spec_from_file_location("gpu_check", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["gpu_check"] = module  # its dataclasses look their module up while being built
     spec.loader.exec_module(module)
     return module
 

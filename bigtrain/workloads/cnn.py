@@ -65,7 +65,7 @@ SIZES = {
     ),
     "resnet50": CNNSize(
         name="resnet50",
-        default_batch_size=64,
+        default_batch_size=256,   # the canonical ResNet-50 training batch (the H200 reference)
         image_px=224, classes=1000, block="bottleneck", stem_width=64,
         widths=(64, 128, 256, 512), depths=(3, 4, 6, 3),
         description="ResNet-50 shapes (bottleneck blocks) on 224x224 images",

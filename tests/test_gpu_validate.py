@@ -1,0 +1,208 @@
+"""The GPU validation (bench/gpu_validate.sh): the verdict's checks on synthetic records, the quick
+run pairing with the committed CPU run through the report's own pairing, and the CPU rehearsal of
+every step end to end (so a typo cannot waste the lent GPU's minutes)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+CPU_RUN = REPO / "results" / "cpu-2vcpu-quick"
+
+
+def load_bench(name: str):
+    path = REPO / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while being built
+    spec.loader.exec_module(module)
+    return module
+
+
+check = load_bench("gpu_check")
+
+
+def h200_cell(**overrides) -> dict:
+    """A plausible ok GPT-2 small bf16 cell on an H200, as a cells.jsonl object."""
+    record = {
+        "cell_id": "c1", "model": "transformer:gpt2-small", "optimizer": "adamw", "impl": "fused",
+        "batch_norm": "n/a", "precision": "bf16", "device": "cuda:0", "batch_size": 16,
+        "device_name": "NVIDIA H200", "status": "ok", "reason": None,
+        "step_times_s": [0.05] * 60, "window_s": 3.006, "items_per_s": 330_000.0,
+        "item_unit": "tokens", "flops_per_step": 1.6e13, "achieved_tflops": 320.0,
+        "mfu_pct": 32.3, "mfu_peak_tflops": 989.5, "hardware_reasons": None,
+        "phase_time_s": {"forward": 0.015, "backward": 0.033, "optimizer": 0.0015},
+        "telemetry": {"valid": True, "util_mean_pct": 99.0, "sm_active_pct": 90.0,
+                      "power_mean_w": 600.0, "energy_j": 1836.0, "window_s": 3.0},
+    }
+    record.update(overrides)
+    return record
+
+
+def by_name(checks) -> dict:
+    return {c.name: c for c in checks}
+
+
+def test_plausible_h200_cells_pass_every_record_check():
+    cells = [h200_cell(), h200_cell(cell_id="c2", precision="fp32", achieved_tflops=50.0,
+                                    mfu_peak_tflops=67.0, mfu_pct=74.6)]
+    checks = by_name([check.check_step_sums(cells), check.check_fp32_below_peak(cells),
+                      check.check_mfu(cells), check.check_energy(cells), check.check_telemetry(cells)])
+    assert {c.status for c in checks.values()} == {check.PASS}
+    assert checks["step times vs window"].figure == "2 cells, ratio 0.9980..0.9980"
+    assert checks["energy vs mean power x window"].figure == "2 cells, largest difference 2.0%"
+    assert checks["fp32 below the fp32 peak"].figure.startswith("highest 50.0 of 67.0 TFLOP/s")
+
+
+def test_each_record_check_fails_on_its_fault():
+    # Events that time only the launches: the steps add up to a fraction of the window.
+    assert check.check_step_sums([h200_cell(window_s=4.0)]).status == check.FAIL
+    # Counted twice: more step time than wall time.
+    assert check.check_step_sums([h200_cell(window_s=2.9)]).status == check.FAIL
+    # TF32 leaked into an fp32 cell: above the CUDA-core peak.
+    leaked = h200_cell(precision="fp32", achieved_tflops=120.0, mfu_peak_tflops=67.0)
+    fp32 = check.check_fp32_below_peak([leaked])
+    assert fp32.status == check.FAIL and "120.0" in fp32.detail
+    assert check.check_mfu([h200_cell(mfu_pct=130.0)]).status == check.FAIL
+    no_mfu = check.check_mfu([h200_cell(mfu_pct=None, hardware_reasons={"mfu_pct": "no peak"})])
+    assert no_mfu.status == check.FAIL and "no peak" in no_mfu.detail
+    telemetry = {**h200_cell()["telemetry"], "energy_j": 1935.0}   # 7.5% off mean power x window
+    energy = check.check_energy([h200_cell(telemetry=telemetry)])
+    assert energy.status == check.FAIL and "7.5%" in energy.detail
+    missing = check.check_energy([h200_cell(telemetry=None, telemetry_reason="no NVML")])
+    assert missing.status == check.FAIL and "no NVML" in missing.detail
+    # A 1 s window (the quick preset) is left out: the counter's 100 ms step is 10% of it.
+    short = check.check_energy([h200_cell(window_s=1.0, telemetry={**telemetry, "window_s": 1.0})])
+    assert short.status == check.SKIPPED
+    mixed = check.check_energy([h200_cell(), h200_cell(window_s=1.0, telemetry={**telemetry, "window_s": 1.0})])
+    assert mixed.status == check.PASS and mixed.figure == "1 cells, largest difference 2.0%"
+
+
+def test_statuses_allow_matrix_skips_only_in_the_rehearsal():
+    skipped = h200_cell(status="skipped", reason="fp16 needs cuda, not cpu")
+    assert check.check_statuses("gpt2", [h200_cell(), skipped], expected_skips_ok=True).status == check.PASS
+    strict = check.check_statuses("gpt2", [h200_cell(), skipped], expected_skips_ok=False)
+    assert strict.status == check.FAIL and strict.figure == "1 of 2 ok"
+    assert "fp16 needs cuda" in strict.detail
+    assert check.check_statuses("gpt2", [], expected_skips_ok=True).status == check.FAIL
+    stopped = check.check_statuses("gpt2", [h200_cell()], expected_skips_ok=False, run_state="interrupted")
+    assert stopped.status == check.FAIL and stopped.figure == "1 of 1 ok, run interrupted"
+
+
+def test_cpu_only_checks_say_skipped_with_a_reason_never_pass():
+    cpu = h200_cell(device="cpu", telemetry=None, mfu_pct=None, mfu_peak_tflops=None)
+    for result in (check.check_fp32_below_peak([cpu]), check.check_mfu([cpu]),
+                   check.check_energy([cpu]), check.check_telemetry([cpu])):
+        assert result.status == check.SKIPPED and result.detail
+    rows = [{"model": "transformer:tiny", "optimizer": "adamw", "impl": "fused",
+             "precision": "bf16", "ratio": 1.0}]
+    assert check.check_bare_loop(rows, on_gpu=False).status == check.SKIPPED
+    assert check.check_bare_loop(rows, on_gpu=True).status == check.PASS
+    assert check.check_bare_loop([{**rows[0], "ratio": 1.04}], on_gpu=True).status == check.FAIL
+    overhead = {"overhead_pct": 0.4, "rounds": 4, "window_s": 1.0, "sample_cost_us": 90.0}
+    assert check.check_telemetry_overhead(overhead, on_gpu=False).status == check.SKIPPED
+    assert check.check_telemetry_overhead(overhead, on_gpu=True).status == check.PASS
+    assert check.check_telemetry_overhead({**overhead, "overhead_pct": 1.5}, on_gpu=True).status == check.FAIL
+
+
+def test_references_are_quoted_beside_the_figures():
+    runs = {"gpt2": [h200_cell()], "resnet50": [
+        h200_cell(model="cnn:resnet50", optimizer="sgd", impl="foreach", batch_norm="on",
+                  items_per_s=4_000.0, item_unit="images")]}
+    checks = by_name(check.reference_checks(runs, {"matmul_tflops": {"bf16": 700.0},
+                                                   "copy_bandwidth_bytes_per_s": 4.0e12}, on_gpu=True))
+    tokens = checks["GPT-2 small bf16 fused AdamW tokens/s"]
+    assert tokens.status == check.PASS and tokens.figure == "330,000 tokens/s = 0.89x the reference"
+    assert checks["ResNet-50 bf16 SGD BN off img/s"].status == check.FAIL   # no such cell
+    assert checks["AdamW fused optimizer phase"].figure.startswith("1.50 ms")
+    assert checks["calibrated device copy bandwidth"].figure == "4,000 GB/s = 0.95x the reference"
+    rehearsal = check.reference_checks(runs, None, on_gpu=False)
+    assert {c.status for c in rehearsal} == {check.SKIPPED}
+
+
+def test_verdict_files_have_one_line_per_check():
+    inputs = check.VerdictInputs(device="cuda", runs={"gpt2": [h200_cell()]},
+                                 steps={"gpt2": "ok", "compiled": "skipped: deadline (3 s left)",
+                                        "quick": "exit 2 after 4 s"})
+    checks = check.build_verdict(inputs)
+    statuses = by_name(checks)
+    assert statuses["step gpt2"].status == check.PASS
+    assert statuses["step compiled"].status == check.SKIPPED
+    assert statuses["step quick"].status == check.FAIL
+    text = check.verdict_text(checks, "header")
+    assert text.splitlines()[0] == "header" and len(text.splitlines()) == len(checks) + 2
+    data = check.verdict_json(checks, device="cuda")
+    assert data["counts"]["pass"] + data["counts"]["fail"] + data["counts"]["skipped"] == len(checks)
+
+
+def test_a_gpu_quick_run_pairs_every_cell_with_the_committed_cpu_run(tmp_path):
+    """Expand the quick preset as a one-GPU box would, record it, and pair it through the report."""
+    from bigtrain.matrix import PENDING, DeviceInventory, expand
+    from bigtrain.report.data import load_report_data
+    from bigtrain.report.tables import speedup_frame
+    from bigtrain.results.schema import CellRecord, Manifest, StepTimeStats
+    from bigtrain.results.store import RunWriter
+    from bigtrain.spec import spec_from_preset
+
+    cells = expand(spec_from_preset("quick"), DeviceInventory(cuda_count=1, cuda_bf16=(True,)))
+    gpu_cells = [c for c in cells if c.status == PENDING]
+    assert gpu_cells and all(c.device.startswith("cuda") for c in gpu_cells)
+    with RunWriter(tmp_path / "h200-quick") as writer:
+        writer.write_manifest(Manifest(
+            run_id="h200-quick", bigtrain_version="0", spec={}, started_at="2026-01-01T00:00:00Z",
+            environment={"gpus": [{"index": 0, "name": "NVIDIA H200"}], "host": "gpu-box"}))
+        for cell in gpu_cells:
+            axes = {**cell.axes(), "device": "cuda:0"}
+            writer.append(CellRecord(run_id="h200-quick", cell_id=cell.cell_id, repeat=0, status="ok",
+                                     step_time_s=StepTimeStats.from_samples([0.001, 0.001]),
+                                     items_per_s=1000.0, item_unit="samples", **axes))
+    data = load_report_data([tmp_path / "h200-quick", CPU_RUN], baseline=CPU_RUN)
+    paired = speedup_frame(data)
+    cpu_ok = [json.loads(line) for line in (CPU_RUN / "cells.jsonl").read_text().splitlines()]
+    cpu_ok = [r for r in cpu_ok if r["status"] == "ok"]
+    assert len(paired) == len(cpu_ok) == len(gpu_cells)
+
+
+@pytest.mark.slow
+def test_cpu_rehearsal_runs_every_step_and_writes_a_verdict(tmp_path):
+    out = tmp_path / "rehearsal"
+    env = {**os.environ, "PYTHON": sys.executable}
+    result = subprocess.run(["bash", str(REPO / "bench" / "gpu_validate.sh"), "--device", "cpu",
+                             "--deadline-s", "600", "--out", str(out)],
+                            capture_output=True, text=True, env=env, timeout=700)
+    assert result.returncode == 0, result.stderr[-3000:]
+    verdict = json.loads((out / "verdict.json").read_text())
+    steps = verdict["steps"]
+    # Every step the GPU run will take ran here and finished (nvidia-smi only where it exists).
+    assert set(steps) == {"nvidia-smi", "env", "gpt2", "resnet50", "quick", "calibrate",
+                          "bare-loop", "telemetry-overhead", "compiled", "report"}
+    for name, outcome in steps.items():
+        if name == "nvidia-smi" and outcome == "skipped: nvidia-smi not found":
+            continue
+        assert outcome.startswith("ok"), (name, outcome, (out / "logs" / f"{name}.log").read_text()[-2000:])
+    checks = {c["name"]: c for c in verdict["checks"]}
+    assert {c["status"] for c in checks.values()} <= {"pass", "fail", "skipped"}
+    for name in ("cells of gpt2", "cells of resnet50", "cells of quick", "cells of compiled",
+                 "quick pairs with results/cpu-2vcpu-quick"):
+        assert checks[name]["status"] == "pass", checks[name]
+    for name in ("MFU range", "energy vs mean power x window", "telemetry overhead",
+                 "bigbench vs bare loop", "GPT-2 small bf16 fused AdamW tokens/s"):
+        assert checks[name]["status"] == "skipped" and checks[name]["detail"], checks[name]
+    assert (out / "calibration.json").is_file() and json.loads((out / "calibration.json").read_text())
+    assert (out / "verdict.txt").read_text().count("\n") == len(checks) + 2
+    for run in ("gpt2", "resnet50", "quick", "compiled"):
+        assert (out / "runs" / run / "manifest.json").is_file()
+
+
+def test_a_used_out_folder_is_refused_with_exit_2(tmp_path, capsys):
+    validate = load_bench("gpu_validate")
+    (tmp_path / "verdict.json").write_text("{}")
+    assert validate.main(["--device", "cpu", "--out", str(tmp_path)]) == 2
+    assert "already holds a validation" in capsys.readouterr().err
