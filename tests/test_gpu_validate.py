@@ -40,7 +40,8 @@ def h200_cell(**overrides) -> dict:
         "mfu_pct": 32.3, "mfu_peak_tflops": 989.5, "hardware_reasons": None,
         "phase_time_s": {"forward": 0.015, "backward": 0.033, "optimizer": 0.0015},
         "telemetry": {"valid": True, "util_mean_pct": 99.0, "sm_active_pct": 90.0,
-                      "power_mean_w": 600.0, "energy_j": 1836.0, "window_s": 3.0},
+                      "power_mean_w": 600.0, "energy_j": 1836.0, "window_s": 3.0,
+                      "energy_method": "tick_aligned", "energy_uncertainty_j": 6.0},
     }
     record.update(overrides)
     return record
