@@ -171,3 +171,10 @@ def test_the_truncated_line_warning_is_one_clean_line(tmp_path: Path) -> None:
                              "record set aside (the writer was stopped mid-line)"]
     assert "warnings.warn" not in done.stderr and "TruncatedLineWarning" not in done.stderr
     assert "store.py" not in done.stderr
+
+
+def test_dry_run_prints_a_hostile_preset_name_as_text(tmp_path: Path) -> None:
+    preset = write_preset(tmp_path, ["mlp:seed"], name="p[bold]x[red].toml")
+    result = _run_in_process("sweep", "--preset", str(preset), "--device", "cpu", "--dry-run")
+    assert result.exit_code == 0, result.output
+    assert "p[bold]x[red]" in result.output and "1 to run" in result.output
