@@ -1,10 +1,18 @@
-"""The sweep's console: a rich progress bar while it runs and a summary table at the end."""
+"""The sweep's console: live progress while it runs, a line per cell off a terminal, a summary.
+
+On a terminal, a rich progress bar (cells done/total, current cell, elapsed, ETA) runs on stderr.
+Off a terminal (CI logs, pipes) a bar would print nothing until the end, so `LineProgress` prints
+one line per finished cell on stdout instead. Either way the run folder and the closing `results:`
+line go to stdout, chatter (counts, failures, the summary table) to stderr, and every piece of
+data (reasons, labels, paths) is printed as text, never as markup (bigtrain/terminal_text.py).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
 
+import click
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -15,15 +23,23 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
+from bigtrain.axes import AXIS_NAMES, cell_label
 from bigtrain.matrix import Cell
 from bigtrain.results.schema import CellRecord
 from bigtrain.run.cell import CellJob
-from bigtrain.run.sweep import SweepOutcome
+from bigtrain.run.sweep import SweepOutcome, SweepProgress
+from bigtrain.terminal_text import data_text, inert, one_line
 
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "unsupported": "dim", "diverged": "bold red",
                 "oom": "bold red", "error": "bold red", "crashed": "bold red",
                 "timeout": "bold red"}
+NOT_RUN = ("skipped", "unsupported")
+#: Off a terminal rich assumes 80 columns and folds every cell of the summary table.
+LOG_WIDTH = 160
+#: A failed cell's reason on its one line stops here; the record keeps all of it.
+REASON_CHARS = 300
 
 
 def human_bytes(value: float | None) -> str:
@@ -48,14 +64,68 @@ def human_seconds(value: float | None) -> str:
     return f"{value * 1e6:.3g} µs"
 
 
+def sweep_progress() -> SweepProgress:
+    """The live bar when stderr is a terminal, else a line per finished cell."""
+    if Console(stderr=True).is_terminal:
+        return RichProgress()
+    return LineProgress()
+
+
+def record_label(record: CellRecord, cells: dict[str, Cell]) -> str:
+    """The cell's label (the one builder in bigtrain/axes.py), with ` #N` for a later repeat."""
+    cell = cells.get(record.cell_id)
+    label = cell.label if cell is not None else cell_label(
+        {name: getattr(record, name) for name in AXIS_NAMES})
+    return f"{label} #{record.repeat}" if record.repeat else label
+
+
+def finished_line(record: CellRecord, label: str, done: int, total: int) -> str:
+    """`3/12 ok       <label>  step 1.2 ms  4,567 samples/s`; a failed cell shows its reason."""
+    head = f"{done}/{total} {record.status:<8} {label}"
+    if record.status != "ok":
+        reason = one_line(record.reason or "")
+        if len(reason) > REASON_CHARS:
+            reason = reason[:REASON_CHARS] + "..."
+        return inert(f"{head}: {reason}")
+    median = record.step_time_s.median if record.step_time_s else None
+    throughput = (f"{record.items_per_s:,.0f} {record.item_unit}/s" if record.items_per_s
+                  else "- items/s")
+    return inert(f"{head}  step {human_seconds(median)}  {throughput}")
+
+
+def _begin_lines(run_dir: Path, cells: Sequence[Cell], jobs: int) -> tuple[str, str]:
+    not_run = sum(1 for c in cells if c.status != "pending")
+    return (inert(f"run folder: {run_dir}"),
+            f"cells: {len(cells)} ({not_run} skipped/unsupported), measurements to run: {jobs}")
+
+
+def _print_ending(outcome: SweepOutcome, stderr: Console) -> None:
+    """The summary table and what went wrong on stderr; the `results:` line on stdout."""
+    stderr.print(summary_table(outcome.records))
+    counts: dict[str, int] = {}
+    for record in outcome.records:
+        counts[record.status] = counts.get(record.status, 0) + 1
+    line = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    if outcome.error:
+        stderr.print(Text.assemble(("stopped: ", "bold red"), data_text(outcome.error, "bold red")))
+    if outcome.interrupted:
+        stderr.print(Text.assemble(
+            ("interrupted", "bold yellow"),
+            data_text(f": finished cells are saved; continue with --resume {outcome.run_dir.name}")))
+    elif outcome.failed:
+        stderr.print(Text.assemble((f"{len(outcome.failed)} cell(s) failed", "bold red"),
+                                   " (see above)"))
+    click.echo(inert(f"results: {outcome.run_dir}  ({line})"))
+
+
 class RichProgress:
-    """Progress bar (cells done/total, current cell, elapsed, ETA) and the closing summary."""
+    """On a terminal: the live progress bar (cells done/total, current cell, elapsed, ETA) on
+    stderr, failed cells printed above it, and the closing summary."""
 
     def __init__(self, console: Console | None = None) -> None:
-        # Off a terminal (CI logs, pipes) rich assumes 80 columns and folds every cell.
         self.console = console or Console(stderr=True)
         if not self.console.is_terminal:
-            self.console.width = max(self.console.width, 160)
+            self.console.width = max(self.console.width, LOG_WIDTH)
         self._progress = Progress(
             TextColumn("[bold]sweep"),
             BarColumn(),
@@ -63,7 +133,8 @@ class RichProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            TextColumn("{task.description}"),
+            # The description is a cell label: data, never markup.
+            TextColumn("{task.description}", markup=False),
             console=self.console,
             transient=False,
             # No redraw thread: on a small CPU box it would steal time from the timed window.
@@ -74,46 +145,68 @@ class RichProgress:
 
     def begin(self, run_dir: Path, cells: Sequence[Cell], jobs: int) -> None:
         self._cells = {c.cell_id: c for c in cells}
-        not_run = sum(1 for c in cells if c.status != "pending")
-        self.console.print(f"run folder: [bold]{run_dir}[/]  cells: {len(cells)} "
-                           f"({not_run} skipped/unsupported), measurements to run: {jobs}")
+        folder, counts = _begin_lines(run_dir, cells, jobs)
+        click.echo(folder)
+        self.console.print(data_text(counts))
         self._progress.start()
         self._task = self._progress.add_task("starting", total=jobs)
 
     def cell_started(self, job: CellJob) -> None:
         repeat = f" #{job.repeat}" if job.repeat else ""
-        self._progress.update(self._task, description=f"{job.cell.label}{repeat}", refresh=True)
+        self._progress.update(self._task, description=inert(f"{job.cell.label}{repeat}"),
+                              refresh=True)
 
     def cell_finished(self, record: CellRecord) -> None:
-        if record.status in ("skipped", "unsupported"):
+        if record.status in NOT_RUN:
             return
         self._progress.advance(self._task)
         self._progress.refresh()
         if record.status != "ok":
-            self._progress.console.print(
-                f"[{STATUS_STYLE.get(record.status, 'red')}]{record.status}[/] "
-                f"{self._cells[record.cell_id].label if record.cell_id in self._cells else record.cell_id}: {record.reason}"
-            )
+            label = record_label(record, self._cells)
+            self._progress.console.print(Text.assemble(
+                data_text(record.status, STATUS_STYLE.get(record.status, "red")),
+                " ", data_text(f"{label}: {record.reason}")))
 
     def end(self, outcome: SweepOutcome) -> None:
         self._progress.stop()
-        self.console.print(summary_table(outcome.records))
-        counts: dict[str, int] = {}
-        for record in outcome.records:
-            counts[record.status] = counts.get(record.status, 0) + 1
-        line = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-        self.console.print(f"results: {outcome.run_dir}  ({line})")
-        if outcome.error:
-            self.console.print(f"[bold red]stopped: {outcome.error}[/]")
-        if outcome.interrupted:
-            self.console.print(f"[bold yellow]interrupted[/]: finished cells are saved; continue "
-                               f"with --resume {outcome.run_dir.name}")
-        elif outcome.failed:
-            self.console.print(f"[bold red]{len(outcome.failed)} cell(s) failed[/] (see above)")
+        _print_ending(outcome, self.console)
+
+
+class LineProgress:
+    """Off a terminal: one plain line per finished cell on stdout, as it finishes (status, label,
+    median step time, throughput; a failure's reason), so a CI log shows progress live."""
+
+    def __init__(self, stderr: Console | None = None) -> None:
+        self.console = stderr or Console(stderr=True)
+        self.console.width = max(self.console.width, LOG_WIDTH)
+        self._cells: dict[str, Cell] = {}
+        self._done = 0
+        self._total = 0
+
+    def begin(self, run_dir: Path, cells: Sequence[Cell], jobs: int) -> None:
+        self._cells = {c.cell_id: c for c in cells}
+        self._total = jobs
+        folder, counts = _begin_lines(run_dir, cells, jobs)
+        click.echo(folder)
+        click.echo(counts, err=True)
+
+    def cell_started(self, job: CellJob) -> None:
+        """Nothing: the line comes when the cell ends, with its numbers."""
+
+    def cell_finished(self, record: CellRecord) -> None:
+        if record.status in NOT_RUN:
+            return
+        self._done += 1
+        click.echo(finished_line(record, record_label(record, self._cells), self._done,
+                                 self._total))
+
+    def end(self, outcome: SweepOutcome) -> None:
+        _print_ending(outcome, self.console)
 
 
 def summary_table(records: Sequence[CellRecord]) -> Table:
-    """Throughput, step time, memory and status per cell; failed cells in red."""
+    """Throughput, step time, memory and status per cell; failed cells in red. Every value is
+    a Text: a reason holding `[/x]` is shown, not parsed."""
     table = Table(title="bigbench sweep", show_lines=False)
     for name, justify in (("model", "left"), ("optimizer/impl", "left"), ("prec", "left"),
                           ("bn", "left"), ("bs", "right"), ("device", "left"), ("rep", "right"),
@@ -124,16 +217,15 @@ def summary_table(records: Sequence[CellRecord]) -> Table:
     for r in sorted(records, key=lambda r: order.get(r.status, 0)):
         stats = r.step_time_s
         memory = r.peak_mem_allocated_bytes if r.peak_mem_allocated_bytes else r.peak_rss_bytes
-        style = STATUS_STYLE.get(r.status, "")
-        status = r.status if r.status == "ok" else f"{r.status}: {(r.reason or '')[:60]}"
-        table.add_row(
+        status = r.status if r.status == "ok" else f"{r.status}: {one_line((r.reason or '')[:60])}"
+        values = (
             r.model, f"{r.optimizer}/{r.impl}", r.precision, r.batch_norm, str(r.batch_size),
             r.device, str(r.repeat),
             f"{r.items_per_s:,.0f} {r.item_unit}/s" if r.items_per_s else "-",
             human_seconds(stats.median if stats else None),
             f"{human_seconds(stats.p10)}–{human_seconds(stats.p90)}" if stats else "-",
             human_bytes(memory),
-            f"[{style}]{status}[/]" if style else status,
         )
+        table.add_row(*(data_text(v) for v in values),
+                      data_text(status, STATUS_STYLE.get(r.status, "")))
     return table
-

@@ -63,7 +63,6 @@ def compare(
         thresholds_pct=thresholds,
         allow_different_hardware=allow_different_hardware,
     )
-    render_terminal(comparison)
     try:
         if markdown_path is not None:
             # Append: a CI step may already have written to $GITHUB_STEP_SUMMARY.
@@ -74,6 +73,8 @@ def compare(
             json_path.write_text(text, encoding="utf-8")
     except OSError as exc:
         raise BadInput(f"cannot write {exc.filename}: {exc.strerror}") from None
+    # Files first: what CI keeps never depends on the terminal (which prints data as text).
+    render_terminal(comparison)
     if comparison.gate_failed:
         click.get_current_context().exit(EXIT_REGRESSION)
 

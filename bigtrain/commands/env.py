@@ -12,6 +12,7 @@ import click
 def env(as_json: bool) -> None:
     """Print GPUs, driver, CUDA, cuDNN, torch, Python, CPU, RAM, host and git state."""
     from bigtrain.envinfo import collect_environment
+    from bigtrain.terminal_text import inert
 
     info = collect_environment()
     if as_json:
@@ -20,11 +21,12 @@ def env(as_json: bool) -> None:
     for key, value in info.items():
         if key == "gpus":
             for gpu in value:
-                click.echo(f"gpu[{gpu.get('index')}]: {gpu.get('name')} uuid={gpu.get('uuid')} "
-                           f"memory={gpu.get('memory_total_bytes')} B "
-                           f"power_limit={gpu.get('power_limit_w')} W")
+                click.echo(inert(f"gpu[{gpu.get('index')}]: {gpu.get('name')} "
+                                 f"uuid={gpu.get('uuid')} memory={gpu.get('memory_total_bytes')} B "
+                                 f"power_limit={gpu.get('power_limit_w')} W"))
             continue
-        click.echo(f"{key}: {value}")
+        # Host, CPU and driver names are whatever the machine says: control codes made visible.
+        click.echo(inert(f"{key}: {value}"))
 
 
 COMMANDS = [env]

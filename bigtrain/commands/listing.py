@@ -11,10 +11,13 @@ TOPICS = ("models", "optimizers", "precisions", "devices", "presets")
 @click.argument("topic", type=click.Choice(TOPICS), required=False)
 def list_command(topic: str | None) -> None:
     """List models, optimizers, precisions, devices or presets (all of them by default)."""
+    from bigtrain.terminal_text import inert
+
     for name in [topic] if topic else TOPICS:
         click.echo(f"{name}:")
         for line in _LISTERS[name]():
-            click.echo(f"  {line}")
+            # Plugins and preset files supply these names and descriptions.
+            click.echo(inert(f"  {line}"))
 
 
 def _models() -> list[str]:

@@ -16,8 +16,17 @@ DEFAULT_REPORTS_DIR = Path("reports")
 
 
 def default_report_name(runs: tuple[Path, ...]) -> str:
-    """`<run>` for one run, `<first>-vs-<second>[-and-N-more]` for several."""
-    names = [Path(r).resolve().name for r in runs]
+    """`<run>` for one run, `<first>-vs-<second>[-and-N-more]` for several.
+
+    The name becomes a folder under reports/, so each run folder's name must be a valid run id
+    (else BadInput asking for `-o DIR`); joined, they still make one safe file name.
+    """
+    from bigtrain.run_ids import check_run_id
+
+    try:
+        names = [check_run_id(Path(r).resolve().name, f"report name from {r}") for r in runs]
+    except BadInput as exc:
+        raise BadInput(f"{exc}; or pass -o DIR") from None
     if len(names) == 1:
         return names[0]
     name = f"{names[0]}-vs-{names[1]}"
@@ -37,6 +46,7 @@ def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None) 
     matched across runs by their axes, so runs from different machines line up row by row.
     """
     from bigtrain.report import write_report
+    from bigtrain.terminal_text import inert
 
     for run in runs:
         if not run.is_dir():
@@ -49,9 +59,9 @@ def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None) 
     except OSError as exc:
         raise BadInput(f"cannot write the report to {out_dir}: {exc.strerror} "
                        f"({exc.filename})") from None
-    click.echo(f"report: {index}")
-    click.echo(f"        {index.parent / 'report.md'} (Markdown), {index.parent / 'tables'}/*.csv, "
-               f"{index.parent / 'frame.parquet'}")
+    click.echo(inert(f"report: {index}"))
+    click.echo(inert(f"        {index.parent / 'report.md'} (Markdown), "
+                     f"{index.parent / 'tables'}/*.csv, {index.parent / 'frame.parquet'}"))
 
 
 COMMANDS = [report]

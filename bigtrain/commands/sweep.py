@@ -31,7 +31,9 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
 @click.option("--cell-timeout", type=float, default=None, help="kill a cell after this many seconds")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results"),
               show_default=True, help="folder that holds run folders")
-@click.option("--run-id", default=None, help="name of the run folder (default: time and host)")
+@click.option("--run-id", default=None,
+              help="name of the run folder (default: time and host): 1-100 of A-Z a-z 0-9 . _ -, "
+                   "starting with a letter or digit")
 @click.option("--resume", default=None, metavar="RUN_ID",
               help="continue an interrupted run: only cells without a record run")
 @click.option("--retry-failed", is_flag=True, help="with --resume: rerun failed cells too")
@@ -47,6 +49,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
           retry_failed, force, fresh_workers, executor, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
+    from bigtrain.run_ids import check_run_id
     from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
 
     overrides = {
@@ -58,6 +61,11 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         raise BadInput("--retry-failed needs --resume RUN_ID")
     if resume and run_id:
         raise BadInput("--run-id and --resume are exclusive; --resume names the run")
+    # Both name a folder under --out: checked before any path is built from them.
+    if run_id is not None:
+        check_run_id(run_id, "--run-id")
+    if resume is not None:
+        check_run_id(resume, "--resume")
     if resume:
         from bigtrain.results.store import read_manifest
 
@@ -75,13 +83,13 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         _print_cells(spec)
         return
 
-    from bigtrain.console import RichProgress
+    from bigtrain.console import sweep_progress
     from bigtrain.run.sweep import SweepOptions, run_sweep
 
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
                            retry_failed=retry_failed, force=force,
                            reuse_workers=not fresh_workers, executor=executor)
-    outcome = run_sweep(spec, options, RichProgress())
+    outcome = run_sweep(spec, options, sweep_progress())
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
     sys.exit(outcome.exit_code)
@@ -89,14 +97,17 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
 def _write_report(run_dir: Path) -> None:
     from bigtrain.report import write_report
+    from bigtrain.run_ids import check_run_id
+    from bigtrain.terminal_text import inert
 
-    out = Path("reports") / run_dir.name
+    out = Path("reports") / check_run_id(run_dir.name, "run folder")
     try:
         index = write_report([run_dir], out)
     except Exception as exc:  # the run is recorded; a report failure must not hide that
-        click.echo(f"bigbench: report not written: {type(exc).__name__}: {exc}", err=True)
+        click.echo(inert(f"bigbench: report not written: {type(exc).__name__}: {exc}"), err=True)
         return
-    click.echo(f"report: {index}", err=True)
+    # On stdout, beside the run folder: what a script or a CI step picks up.
+    click.echo(inert(f"report: {index}"))
 
 
 def _print_cells(spec) -> None:  # noqa: ANN001
@@ -104,21 +115,25 @@ def _print_cells(spec) -> None:  # noqa: ANN001
     from rich.table import Table
 
     from bigtrain.matrix import DeviceInventory, expand
+    from bigtrain.terminal_text import data_text
 
     cells = expand(spec, DeviceInventory.detect())
-    table = Table(title=f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)")
+    # Every value is data (a preset path, a reason, a plugin's names): Text, never markup.
+    table = Table(title=data_text(
+        f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)"))
     for column in ("cell_id", *(axis.column or axis.name for axis in AXIS_TABLE), "status"):
         table.add_column(column)
     for c in cells:
         status = c.status if c.status == "pending" else f"{c.status}: {c.reason}"
-        table.add_row(c.cell_id, *(str(value) for value in c.axes().values()), status)
+        table.add_row(*(data_text(value) for value in (c.cell_id, *c.axes().values(), status)))
     console = Console(width=200)
     console.print(table)
     runnable = sum(1 for c in cells if c.status == "pending")
     m = spec.measure
-    console.print(f"{runnable} to run, {len(cells) - runnable} skipped/unsupported; "
-                  f"warm-up {m.warmup_s:g} s, window {m.duration_s:g} s (>= {m.min_steps} steps), "
-                  f"{m.repeats} repeat(s)")
+    console.print(data_text(
+        f"{runnable} to run, {len(cells) - runnable} skipped/unsupported; "
+        f"warm-up {m.warmup_s:g} s, window {m.duration_s:g} s (>= {m.min_steps} steps), "
+        f"{m.repeats} repeat(s)"))
 
 
 COMMANDS = [sweep]

@@ -1,4 +1,8 @@
-"""The comparison as a rich table for a terminal, regressions first."""
+"""The comparison as a rich table for a terminal, regressions first.
+
+Run ids, cell labels, hardware names and warnings come from the run folders: every one is printed
+as text (bigtrain/terminal_text.py), so `[/x]` in a run id neither crashes nor styles anything.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from typing import Any
 from bigtrain.compare.result import FAILED, MISSING, NEW, Comparison
 from bigtrain.compare.rows import summary_line, table_rows, thresholds_line
 from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED
+from bigtrain.terminal_text import data_text
 
 VERDICT_STYLES = {REGRESSED: "bold red", FAILED: "bold red",
                   MISSING: "yellow", NEW: "cyan", IMPROVED: "green", UNCHANGED: "dim"}
@@ -16,23 +21,26 @@ def render_terminal(comparison: Comparison, console: Any = None) -> None:
     """Print the verdict table (regressions first) with rich."""
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = console or Console()
     table = Table(
-        title=f"{comparison.baseline_run} -> {comparison.candidate_run}",
-        caption=thresholds_line(comparison),
+        title=data_text(f"{comparison.baseline_run} -> {comparison.candidate_run}"),
+        caption=data_text(thresholds_line(comparison)),
     )
     for column in ("verdict", "cell", "metric", "baseline", "candidate", "change", "evidence"):
         table.add_column(column, overflow="fold")
     for row in table_rows(comparison):
         table.add_row(
-            f"[{VERDICT_STYLES[row.outcome]}]{row.outcome}[/]", row.cell, row.metric,
-            row.baseline, row.candidate, row.change, row.evidence,
+            data_text(row.outcome, VERDICT_STYLES[row.outcome]),
+            *(data_text(value) for value in (row.cell, row.metric, row.baseline, row.candidate,
+                                             row.change, row.evidence)),
         )
     for line in comparison.hardware_differences:
-        console.print(f"[yellow]different hardware/software:[/] {line}")
+        console.print(Text.assemble(("different hardware/software:", "yellow"), " ",
+                                    data_text(line)))
     for line in comparison.warnings:
-        console.print(f"[yellow]warning:[/] {line}")
+        console.print(Text.assemble(("warning:", "yellow"), " ", data_text(line)))
     console.print(table)
     verdict_style = "bold red" if comparison.gate_failed else "bold green"
-    console.print(f"[{verdict_style}]{summary_line(comparison)}[/]")
+    console.print(data_text(summary_line(comparison), verdict_style))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import signal
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -24,6 +23,7 @@ from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
+    MANIFEST_NAME,
     RunWriter,
     is_disk_full,
     latest_records,
@@ -39,6 +39,7 @@ from bigtrain.run.executor import (
     slots_for,
 )
 from bigtrain.run.records import not_run_record, now_iso
+from bigtrain.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
 from bigtrain.spec import SweepSpec
 
 
@@ -85,6 +86,13 @@ class SweepOptions:
     #: Executor-specific settings (e.g. a cluster's address), passed through ExecutorSettings.
     executor_options: Mapping[str, str] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # Both become a folder under out_dir: one safe path component, checked before any write.
+        if self.run_id is not None:
+            check_run_id(self.run_id, "--run-id")
+        if self.resume is not None:
+            check_run_id(self.resume, "--resume")
+
 
 @dataclass(frozen=True, kw_only=True)
 class SweepOutcome:
@@ -108,10 +116,9 @@ class SweepOutcome:
 
 
 def default_run_id() -> str:
-    """`YYYYMMDD-HHMMSS-host`: sortable, and says where it ran."""
+    """`YYYYMMDD-HHMMSS-host`: sortable, and says where it ran (the host name made safe)."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    host = socket.gethostname().split(".")[0] or "host"
-    return f"{stamp}-{host}"
+    return check_run_id(f"{stamp}-{host_for_run_id()}"[:RUN_ID_MAX_CHARS], "default run id")
 
 
 def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
@@ -182,6 +189,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     if options.resume:
         run_dir = Path(options.out_dir) / options.resume
         manifest = read_manifest(run_dir)
+        # The manifest's run id goes into every new record; a hand-edited one is refused here.
+        check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
         executor_name = options.executor or manifest.executor
         problems = _spec_differences(dict(manifest.spec), spec.to_json())
         problems += fingerprint_differences(dict(manifest.environment), environment)
