@@ -227,6 +227,11 @@ def _is_finite_or_not_a_number(value: Any) -> bool:
 
 
 def _flat_and_finite(values: list[Any]) -> bool:
+    kinds = set(map(type, values))  # one C-speed pass decides the common cases
+    if kinds <= _SCALAR_TYPES:
+        return True
+    if kinds <= _NUMBER_TYPES:
+        return all(map(math.isfinite, values))
     return all(type(v) in _SCALAR_TYPES or (type(v) is float and math.isfinite(v)) for v in values)
 
 
