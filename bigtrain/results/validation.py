@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+#: What a JSON list is once parsed, or in a record built in memory (a worker's record, tuples).
+_SEQUENCES = (list, tuple)
 #: How far a bad value is quoted in a message.
 _SHOWN_CHARS = 60
 
@@ -62,7 +64,7 @@ class Rule:
     each: Rule | None = None
     value_rule: Callable[[str], Rule] | None = None
     #: A fast whole-list check that, when it passes, stands for checking `each` item by item.
-    fast_items: Callable[[list[Any]], bool] | None = None
+    fast_items: Callable[[Sequence[Any]], bool] | None = None
 
     def check(self, name: str, value: Any) -> None:
         """Raise InvalidField for the first part of `value` (named from `name`) that breaks a rule."""
@@ -75,7 +77,7 @@ class Rule:
         if self.fields is not None:
             check_fields(value, self.fields, prefix=f"{name}.", closed=self.closed,
                          present_only=self.present_only)
-        if isinstance(value, list):
+        if isinstance(value, _SEQUENCES):
             item_rule = self.each or (self.value_rule and self.value_rule(""))
             if item_rule is not None and not (self.fast_items and self.fast_items(value)):
                 for index, item in enumerate(value):
@@ -194,7 +196,7 @@ def mapping(each: Rule | None = None, *, value_rule: Callable[[str], Rule] | Non
 
 def array(each: Rule, *, nullable: bool = False) -> Rule:
     """A JSON list whose every item follows `each`."""
-    return Rule(allowed="a list", test=lambda value: isinstance(value, list), each=each,
+    return Rule(allowed="a list", test=lambda value: isinstance(value, _SEQUENCES), each=each,
                 nullable=nullable)
 
 
@@ -207,7 +209,7 @@ def numbers(*, minimum: float | None = None, above: float | None = None,
     record), item by item only to name the first bad one."""
     item = number(minimum=minimum, above=above)
 
-    def all_good(values: list[Any]) -> bool:
+    def all_good(values: Sequence[Any]) -> bool:
         if not values:
             return True
         if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
@@ -215,7 +217,8 @@ def numbers(*, minimum: float | None = None, above: float | None = None,
         low = min(values)
         return (minimum is None or low >= minimum) and (above is None or low > above)
 
-    return Rule(allowed="a list of numbers", test=lambda value: isinstance(value, list), each=item,
+    return Rule(allowed="a list of numbers", test=lambda value: isinstance(value, _SEQUENCES),
+                each=item,
                 fast_items=all_good, nullable=nullable)
 
 
@@ -226,7 +229,7 @@ def _is_finite_or_not_a_number(value: Any) -> bool:
     return type(value) is not float or math.isfinite(value)
 
 
-def _flat_and_finite(values: list[Any]) -> bool:
+def _flat_and_finite(values: Sequence[Any]) -> bool:
     kinds = set(map(type, values))  # one C-speed pass decides the common cases
     if kinds <= _SCALAR_TYPES:
         return True
