@@ -134,15 +134,34 @@ _AMOUNT = number(minimum=0, nullable=True)  # FLOPs, rates, percentages, ratios
 _OPTIONAL_TEXT = text(nullable=True)
 
 
+#: Telemetry values with a fixed kind (bigtrain.measure.telemetry writes them; the Parquet writer
+#: types their columns by name). Other values: a measurement when the name carries a unit.
+_TELEMETRY_RULES: Mapping[str, Rule] = {
+    "valid": boolean(nullable=True),
+    "unsupported": mapping(text(), nullable=True),
+    "samples": _COUNT,
+    "transient_read_errors": _COUNT,
+    "nvml_device": text_or_integer(nullable=True),
+    **{key: _OPTIONAL_TEXT for key in ("energy_method", "invalid_reason", "sampler_error",
+                                       "gpu_name", "util_sample_period_source")},
+    "throttle_reasons_seen": array(text(), nullable=True),
+}
+#: The protocol's notes in `extra` that readers type by name; other keys are any strict JSON.
+_EXTRA_RULES: Mapping[str, Rule] = {
+    "warmup_settled": boolean(nullable=True),
+    **{key: _OPTIONAL_TEXT for key in ("peak_rss_method", "flops_convention", "host_sync_reason")},
+}
+
+
 def _telemetry_value(key: str) -> Rule:
-    """A telemetry value's rule from its name: a measurement when the name carries a unit."""
-    if key == "valid":
-        return boolean(nullable=True)
-    if key == "unsupported":
-        return mapping(text(), nullable=True)
-    if key.endswith(UNIT_SUFFIXES):
-        return _AMOUNT
-    return ANY_FINITE_JSON
+    """A telemetry value's rule from its name."""
+    if key in _TELEMETRY_RULES:
+        return _TELEMETRY_RULES[key]
+    return _AMOUNT if key.endswith(UNIT_SUFFIXES) else ANY_FINITE_JSON
+
+
+def _extra_value(key: str) -> Rule:
+    return _EXTRA_RULES.get(key, ANY_FINITE_JSON)
 
 
 def _axis_rule(record_type: type) -> Rule:
@@ -200,7 +219,7 @@ RECORD_RULES: Mapping[str, Rule] = {
     "hardware_reasons": mapping(text(), nullable=True),
     "phase_times_s": mapping(numbers(minimum=0), nullable=True),
     "workload_version": _OPTIONAL_TEXT,
-    "extra": mapping(ANY_FINITE_JSON, nullable=True),
+    "extra": mapping(value_rule=_extra_value, nullable=True),
 }
 
 
