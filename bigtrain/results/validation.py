@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -65,6 +65,12 @@ class Rule:
     value_rule: Callable[[str], Rule] | None = None
     #: A fast whole-list check that, when it passes, stands for checking `each` item by item.
     fast_items: Callable[[Sequence[Any]], bool] | None = None
+    _has_parts: bool = field(init=False, default=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Decided once: most fields are plain values, and checking them must stay cheap.
+        has_parts = self.fields is not None or self.each is not None or self.value_rule is not None
+        object.__setattr__(self, "_has_parts", has_parts)
 
     def check(self, name: str, value: Any) -> None:
         """Raise InvalidField for the first part of `value` (named from `name`) that breaks a rule."""
@@ -74,6 +80,8 @@ class Rule:
             raise InvalidField(name, value, self.allowed)
         if not self.test(value):
             raise InvalidField(name, value, self.allowed + (" or null" if self.nullable else ""))
+        if not self._has_parts:  # a plain value: done (most fields; keeps loading fast)
+            return
         if self.fields is not None:
             check_fields(value, self.fields, prefix=f"{name}.", closed=self.closed,
                          present_only=self.present_only)
@@ -82,7 +90,8 @@ class Rule:
             if item_rule is not None and not (self.fast_items and self.fast_items(value)):
                 for index, item in enumerate(value):
                     item_rule.check(f"{name}[{index}]", item)
-        elif isinstance(value, Mapping) and (self.each is not None or self.value_rule is not None):
+        elif isinstance(value, (dict, Mapping)) and (self.each is not None
+                                                     or self.value_rule is not None):
             for key, item in value.items():
                 rule = self.value_rule(key) if self.value_rule is not None else self.each
                 if rule is not None:
@@ -104,6 +113,10 @@ def check_fields(data: Mapping[str, Any], rules: Mapping[str, Rule], *, prefix: 
         if unknown:
             raise InvalidField(prefix + unknown[0], data[unknown[0]],
                                f"absent (not a key of this object; its keys are {', '.join(rules)})")
+
+
+def _is_mapping(value: Any) -> bool:
+    return type(value) is dict or isinstance(value, Mapping)  # dict first: the ABC check is slow
 
 
 # -- rule builders ---------------------------------------------------------------------------------
@@ -183,14 +196,14 @@ def obj(fields: Mapping[str, Rule], *, nullable: bool = False, closed: bool = Fa
     """A JSON object whose keys in `fields` follow their rules (a missing key reads as null, or
     with `present_only` is left out); `closed` refuses other keys."""
     shape = f"an object with {', '.join(fields)}" if closed else "an object"
-    return Rule(allowed=shape, test=lambda value: isinstance(value, Mapping), fields=fields,
+    return Rule(allowed=shape, test=_is_mapping, fields=fields,
                 closed=closed, present_only=present_only, nullable=nullable)
 
 
 def mapping(each: Rule | None = None, *, value_rule: Callable[[str], Rule] | None = None,
             nullable: bool = False) -> Rule:
     """A JSON object whose every value follows `each` (or the rule `value_rule` picks by key)."""
-    return Rule(allowed="an object", test=lambda value: isinstance(value, Mapping), each=each,
+    return Rule(allowed="an object", test=_is_mapping, each=each,
                 value_rule=value_rule, nullable=nullable)
 
 
