@@ -294,7 +294,13 @@ def test_resume_refuses_a_manifest_with_a_text_measure(tmp_path):
 
 def test_environment_with_unknown_gpu_names_still_loads(tmp_path):
     # NVML may fail to name a GPU: a null name is data, not a broken file
-    env = {**ENVIRONMENT, "gpus": [{"index": 0, "name": None, "uuid": None}], "gpu_count": 1,
+    env = {**ENVIRONMENT, "gpus": [{"index": 0, "name": None, "uuid": None},
+                                   {"index": 1, "name": "NVIDIA H100", "uuid": "GPU-2"}],
+           "gpu_count": 2,
            "cudnn_version": 90100}
     run_dir = write_run(tmp_path, "g", _good_records("g"), environment=env)
-    assert load_run(run_dir).manifest.environment["gpu_count"] == 1
+    assert load_run(run_dir).manifest.environment["gpu_count"] == 2
+    for args in (["report", str(run_dir), "-o", str(tmp_path / "rep")],
+                 ["export", str(run_dir), "--format", "csv"], ["compare", str(run_dir), str(run_dir)]):
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, (args[0], result.output, result.exception)
