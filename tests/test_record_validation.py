@@ -304,3 +304,17 @@ def test_environment_with_unknown_gpu_names_still_loads(tmp_path):
                  ["export", str(run_dir), "--format", "csv"], ["compare", str(run_dir), str(run_dir)]):
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 0, (args[0], result.output, result.exception)
+
+
+def test_an_upgrade_step_failing_on_a_broken_manifest_is_a_clear_error(tmp_path, monkeypatch):
+    from bigtrain.results import migrations, schema
+
+    run_dir = _with_manifest(tmp_path, {"environment": [1, 2]})
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(migrations, "STEPS", {})
+    # a step written for well-formed data, as real steps are
+    migrations.register_step(1, manifest=lambda data: {**data, "environment": {
+        **data["environment"], "upgraded_from": 1}})
+    with pytest.raises(BadInput, match=rf"{MANIFEST_NAME}: manifest of schema_version 1 cannot be "
+                                       r"upgraded to 2: TypeError"):
+        load_run(run_dir)
