@@ -83,6 +83,8 @@ BAD_RECORD_VALUES = [
     ("step_time_s.median", "-0.01", "a finite number > 0"),
     ("step_time_s.median", '"fast"', "a finite number > 0"),
     ("step_time_s.p90", "0", "a finite number > 0"),
+    ("step_time_s.mean", "1" + "0" * 400, "a finite number > 0"),  # exact, but no float holds it
+    ("step_times_s", "[0.01, 1" + "0" * 400 + "]", "a finite number > 0"),
     ("step_time_s.n", "2.5", "an integer >= 1"),
     ("step_time_s", '{"median": 0.01}', "a finite number > 0"),  # step_time_s.mean is missing
     ("phase_time_s", '{"forward": 0, "backward": 0, "optimizer": 0, "zero_grad": 0}',
@@ -149,6 +151,18 @@ def test_the_message_quotes_the_bad_value_as_json_spells_it(tmp_path):
 
 def _literal(text: str) -> str:
     return re.escape(text)
+
+
+def test_a_number_python_will_not_read_is_a_corrupt_line_not_a_traceback(tmp_path):
+    run_dir = _with_bad_line(tmp_path, "repeat", "1" * 5000)  # over Python's int-digit limit
+    cells = run_dir / CELLS_NAME
+    cells.write_text(cells.read_text() + json.dumps(_good_records()[1].to_json()) + "\n")
+    with pytest.raises(BadInput, match=rf"{CELLS_NAME}:3: corrupt record"):
+        load_run(run_dir)
+    manifest = run_dir / MANIFEST_NAME
+    manifest.write_text(manifest.read_text().replace('"cells_total": 2', '"cells_total": ' + "2" * 5000))
+    with pytest.raises(BadInput, match=rf"{MANIFEST_NAME}: unreadable JSON"):
+        load_run(run_dir)
 
 
 def test_a_key_from_a_newer_writer_is_kept_but_must_be_strict_json(tmp_path):

@@ -228,7 +228,7 @@ def iter_records(
             continue
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or a 5000-digit number
             if index == last_index or lineno in repaired:
                 warnings.warn(
                     f"{path}:{lineno}: truncated record set aside (the writer was stopped "
@@ -270,6 +270,8 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise BadInput(f"{path}: not a text file") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    except ValueError as exc:  # valid JSON Python will not read, e.g. a 5000-digit number
+        raise BadInput(f"{path}: unreadable JSON: {exc}") from None
     try:
         # Manifest.from_json checks the version and upgrades an older manifest (migrations.py).
         return Manifest.from_json(data)

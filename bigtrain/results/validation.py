@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -123,7 +124,10 @@ def _is_mapping(value: Any) -> bool:
 def _is_number(value: Any) -> bool:
     # bool is an int to Python, never a measurement; NaN and the infinities (JSON's NaN, Infinity,
     # 1e999) are no measurement either.
-    return (type(value) is float or type(value) is int) and math.isfinite(value)
+    # An integer is exact however long, but consumers compute in floats: it must fit one.
+    if type(value) is int:
+        return -sys.float_info.max <= value <= sys.float_info.max
+    return type(value) is float and math.isfinite(value)
 
 
 def _range_words(minimum: float | None, above: float | None) -> str:
@@ -225,7 +229,10 @@ def numbers(*, minimum: float | None = None, above: float | None = None,
     def all_good(values: Sequence[Any]) -> bool:
         if not values:
             return True
-        if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
+        try:
+            if not set(map(type, values)) <= _NUMBER_TYPES or not all(map(math.isfinite, values)):
+                return False
+        except OverflowError:  # an integer too long for a float: the item check names it
             return False
         low = min(values)
         return (minimum is None or low >= minimum) and (above is None or low > above)
@@ -246,7 +253,7 @@ def _flat_and_finite(values: Sequence[Any]) -> bool:
     kinds = set(map(type, values))  # one C-speed pass decides the common cases
     if kinds <= _SCALAR_TYPES:
         return True
-    if kinds <= _NUMBER_TYPES:
+    if kinds <= {float}:
         return all(map(math.isfinite, values))
     return all(type(v) in _SCALAR_TYPES or (type(v) is float and math.isfinite(v)) for v in values)
 
