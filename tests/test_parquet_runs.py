@@ -125,7 +125,8 @@ def test_pyarrow_dataset_reads_calibrated_uncalibrated_cpu_and_gpu_runs_together
         assert pd.isna(by_run.loc[("cpu", "y", 0), "peak_mem_allocated_bytes"])
     # the report's frame.parquet joins the exports too
     every = [*files, frame_file]
-    table = ds.dataset(every, schema=pa.unify_schemas([pq.read_schema(p) for p in every])).to_table()
+    schema = pa.unify_schemas([pq.read_schema(p) for p in every])
+    table = ds.dataset(every, schema=schema).to_table()
     assert table.num_rows == 10
 
 

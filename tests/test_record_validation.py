@@ -135,7 +135,8 @@ def test_a_bad_record_value_names_file_line_field_value_and_what_is_allowed(
 
 
 def test_the_message_quotes_the_bad_value_as_json_spells_it(tmp_path):
-    cases = [("step_time_s.median", "NaN", "step_time_s.median must be a finite number > 0, got NaN"),
+    cases = [("step_time_s.median", "NaN",
+              "step_time_s.median must be a finite number > 0, got NaN"),
              ("step_time_s.median", "1e999",
               "step_time_s.median must be a finite number > 0, got Infinity"),
              ("repeat", '"zero"', 'repeat must be an integer >= 0, got "zero"'),
@@ -160,7 +161,8 @@ def test_a_number_python_will_not_read_is_a_corrupt_line_not_a_traceback(tmp_pat
     with pytest.raises(BadInput, match=rf"{CELLS_NAME}:3: corrupt record"):
         load_run(run_dir)
     manifest = run_dir / MANIFEST_NAME
-    manifest.write_text(manifest.read_text().replace('"cells_total": 2', '"cells_total": ' + "2" * 5000))
+    huge = '"cells_total": ' + "2" * 5000
+    manifest.write_text(manifest.read_text().replace('"cells_total": 2', huge))
     with pytest.raises(BadInput, match=rf"{MANIFEST_NAME}: unreadable JSON"):
         load_run(run_dir)
 

@@ -106,7 +106,8 @@ def run_frame(run: LoadedRun) -> pd.DataFrame:
     frame["run_path"] = str(run.path)
     frame["machine"] = machine_label(env)
     frame["host"] = env.get("host")
-    frame["gpu_name"] = ", ".join(sorted({g.get("name") or "" for g in env.get("gpus") or []})) or None
+    gpu_names = sorted({g.get("name") or "" for g in env.get("gpus") or []})
+    frame["gpu_name"] = ", ".join(gpu_names) or None
     frame["driver_version"] = env.get("driver_version")
     frame["torch_version"] = env.get("torch_version")
     frame["cuda_version"] = env.get("cuda_version")

@@ -13,10 +13,11 @@ from its name, not from what one run happened to hold:
 - the flattened telemetry and extra fields bigtrain itself writes have fixed types too
   (`telemetry_valid` boolean, `telemetry_invalid_reason` string, ...);
 - other flattened, open-ended columns (`telemetry_*`, `extra_*` from plugins or newer writers,
-  report-only columns) are typed from their values: booleans stay booleans, numbers become float64, text (or a mix of kinds: a
-  telemetry field a number here, text there) becomes strings. A column that is null throughout is
-  float64 when its name carries a unit (`_s`, `_bytes`, `_w`, `_j`, `_pct`, `_per_s`, ...) and
-  Arrow's null type otherwise, which unifies with any type when files are read together.
+  report-only columns) are typed from their values: booleans stay booleans, numbers become
+  float64, text (or a mix of kinds: a telemetry field a number here, text there) becomes strings.
+  A column that is null throughout is float64 when its name carries a unit (`_s`, `_bytes`, `_w`,
+  `_j`, `_pct`, `_per_s`, ...) and Arrow's null type otherwise, which unifies with any type when
+  files are read together.
 
 Analysing side: pandas and pyarrow, never torch.
 """

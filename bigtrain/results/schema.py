@@ -458,7 +458,8 @@ class Manifest:
         data = _upgrade(data, "manifest")
         fields = dataclasses.fields(cls)
         required = [f.name for f in fields
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
         missing = [name for name in required if name not in data]
         if missing:
             raise SchemaError(f"manifest lacks required keys: {', '.join(missing)}")

@@ -74,7 +74,7 @@ class Rule:
         object.__setattr__(self, "_has_parts", has_parts)
 
     def check(self, name: str, value: Any) -> None:
-        """Raise InvalidField for the first part of `value` (named from `name`) that breaks a rule."""
+        """Raise InvalidField for the first part of `value` (called `name`) breaking a rule."""
         if value is None:
             if self.nullable:
                 return
@@ -112,8 +112,9 @@ def check_fields(data: Mapping[str, Any], rules: Mapping[str, Rule], *, prefix: 
     if closed:
         unknown = sorted(str(k) for k in data if k not in rules)
         if unknown:
+            keys = ", ".join(rules)
             raise InvalidField(prefix + unknown[0], data[unknown[0]],
-                               f"absent (not a key of this object; its keys are {', '.join(rules)})")
+                               f"absent (not a key of this object; its keys are {keys})")
 
 
 def _is_mapping(value: Any) -> bool:
