@@ -21,6 +21,16 @@ from bigtrain.results.schema import CellRecord, StepTimeStats
         ("NVIDIA H100 PCIe", "H100 PCIe"),
         ("NVIDIA H100 NVL", "H100 NVL"),
         ("NVIDIA GH200 480GB", "GH200"),
+        ("NVIDIA GH200 144G HBM3e", "GH200"),  # NVML's name for the 144 GB part: 'G', not 'GB'
+        ("NVIDIA GH200 96GB HBM3", "GH200"),
+        ("NVIDIA GH200", "GH200"),
+        ("NVIDIA H100", "H100 SXM"),  # bare: PCIe and NVL parts always say so
+        ("NVIDIA H100 80GB", "H100 SXM"),
+        ("NVIDIA H100 SXM5 80GB", "H100 SXM"),
+        ("NVIDIA H100 80GB HBM2e PCIe", "H100 PCIe"),
+        ("NVIDIA H100 NVL 94GB", "H100 NVL"),
+        ("NVIDIA H200 141GB HBM3e", "H200 SXM"),
+        ("NVIDIA H200 NVL", "H200 NVL"),
         ("NVIDIA A100-SXM4-80GB", "A100 SXM"),
         ("NVIDIA A100-SXM4-40GB", "A100 SXM"),
         ("NVIDIA A100-PCIE-40GB", "A100 PCIe"),
@@ -53,6 +63,15 @@ def test_nvml_names_match_the_right_entry(nvml_name, matched):
         "NVIDIA A100-SXM4-40GB MIG 1g.5gb",  # a slice, not the whole chip
         "Quadro RTX 6000",  # Turing, not the Ada card
         "NVIDIA H800",
+        # whole-name matching: a name that merely starts or ends like a known one is no match
+        "NVIDIA H20",  # not an H200
+        "NVIDIA H1000",  # not an H100
+        "NVIDIA H100X",
+        "NVIDIA GH2000",
+        "NVIDIA H100 80GB HBM3 MIG 1g.10gb",  # a slice
+        "NVIDIA GH200 144G HBM3e MIG 3g.48gb",
+        "NVIDIA A1000",
+        "NVIDIA L40G",
         "NVIDIA GeForce RTX 4080",
         "Intel(R) Xeon(R) Platinum 8480+",
         "cpu",

@@ -103,10 +103,10 @@ def test_unreadable_run_folder_is_bad_input_not_a_traceback(tmp_path: Path) -> N
         load_run(run_dir / CELLS_NAME)  # a file where a folder was expected
     (run_dir / CELLS_NAME).write_text(json.dumps({**_record("b").to_json(),
                                                   "step_times_s": ["fast"]}) + "\n")
-    with pytest.raises(BadInput, match=r":1: malformed field"):
+    with pytest.raises(BadInput, match=r':1: step_times_s\[0\] must be a finite number > 0, got "fast"'):
         load_run(run_dir)
     (run_dir / CELLS_NAME).write_text(json.dumps({**_record("b").to_json(), "extra": [1]}) + "\n")
-    with pytest.raises(BadInput, match=r":1: extra must be an object"):
+    with pytest.raises(BadInput, match=r":1: extra must be an object or null, got \[1\]"):
         load_run(run_dir)
 
 
@@ -126,7 +126,7 @@ def test_record_breaking_the_contract_names_its_line(tmp_path: Path) -> None:
     bad = _record("b").to_json()
     bad["status"] = "exploded"
     cells.write_text(cells.read_text() + json.dumps(bad) + "\n")
-    with pytest.raises(BadInput, match=r":2: status 'exploded' is not one of ok, oom"):
+    with pytest.raises(BadInput, match=r':2: status must be one of ok, oom, .*, got "exploded"'):
         load_run(run_dir)
 
 

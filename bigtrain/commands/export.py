@@ -1,6 +1,7 @@
 """`bigbench export RUN --format ...`: a run in other tools' formats.
 
-Text formats go to stdout unless `-o FILE`; binary ones (Parquet) need `-o`. The formats, their
+Text formats go to stdout unless `-o FILE` (its missing folders are made); binary ones (Parquet)
+need `-o`. The formats, their
 choices and help come from the one registry, `bigtrain.exports.EXPORT_FORMATS`. Never imports
 torch.
 """
@@ -40,6 +41,9 @@ def export(run: Path, fmt: str, output: Path | None, bigger_is_better: bool) -> 
     loaded = load_run(run)
     content = chosen.produce(loaded, bigger_is_better=bigger_is_better)
     try:
+        if output is not None:
+            # `-o .benchmarks/<machine>/0001_x.json`: the folders the path names are made, no other.
+            output.parent.mkdir(parents=True, exist_ok=True)
         if output is None:
             click.echo(content, nl=False)
         elif isinstance(content, bytes):

@@ -37,27 +37,31 @@ class _Entry:
 
 
 _HALVED = "; tensor-core figures are the datasheet's sparse values halved"
+#: An optional memory size as NVML writes it after the model: ' 80gb', ' 480gb', ' 144g'.
+_MEMORY = r"( \d+gb?)?"
 
 #: Most specific first: the first entry whose pattern matches the whole normalised name wins.
 _TABLE: tuple[_Entry, ...] = (
     # Hopper. H200 SXM: FP32 67, TF32 989*, BF16/FP16 1,979* TFLOPS.
-    _Entry("H200 NVL", r"h200 nvl( \d+gb)?",
+    _Entry("H200 NVL", r"h200 nvl" + _MEMORY,
            {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5},
            "NVIDIA H200 datasheet, H200 NVL column (TF32 835*, BF16/FP16 1,671*)" + _HALVED),
-    _Entry("H200 SXM", r"h200( sxm\d?)?( \d+gb)?( hbm3e)?",
+    _Entry("H200 SXM", r"h200( sxm\d?)?" + _MEMORY + r"( hbm3e)?",
            {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5},
            "NVIDIA H200 datasheet, H200 SXM column (TF32 989*, BF16/FP16 1,979*)" + _HALVED),
-    _Entry("GH200", r"gh200( \d+gb)?( hbm3e?)?",
+    # NVML: 'NVIDIA GH200 480GB', 'NVIDIA GH200 144G HBM3e', 'NVIDIA GH200 96GB HBM3'.
+    _Entry("GH200", r"gh200" + _MEMORY + r"( hbm3e?)?",
            {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5},
            "NVIDIA GH200 Grace Hopper datasheet (H100-class GPU: TF32 989*, BF16/FP16 1,979*)" + _HALVED),
-    _Entry("H100 NVL", r"h100 nvl( \d+gb)?",
+    _Entry("H100 NVL", r"h100 nvl" + _MEMORY,
            {"fp32": 60.0, "tf32": 417.5, "fp16": 835.5, "bf16": 835.5},
            "NVIDIA H100 datasheet, H100 NVL column (TF32 835*, BF16/FP16 1,671*)" + _HALVED),
     _Entry("H100 PCIe", r"h100( \d+gb)?( hbm2e)? pcie( \d+gb)?",
            {"fp32": 51.0, "tf32": 378.0, "fp16": 756.5, "bf16": 756.5},
            "NVIDIA H100 datasheet, H100 PCIe column (TF32 756*, BF16/FP16 1,513*)" + _HALVED),
-    # NVML calls the SXM5 part 'NVIDIA H100 80GB HBM3'.
-    _Entry("H100 SXM", r"h100( sxm\d?)?( \d+gb)? hbm3|h100 sxm\d?( \d+gb)?",
+    # NVML calls the SXM5 part 'NVIDIA H100 80GB HBM3', and some drivers and clouds plain
+    # 'NVIDIA H100': the PCIe and NVL parts always name their form factor, so a bare H100 is SXM.
+    _Entry("H100 SXM", r"h100( sxm\d?)?" + _MEMORY + r"( hbm3)?",
            {"fp32": 67.0, "tf32": 494.5, "fp16": 989.5, "bf16": 989.5},
            "NVIDIA H100 datasheet, H100 SXM column (TF32 989*, BF16/FP16 1,979*)" + _HALVED),
     # Ampere data centre. The A100 datasheet gives the same peaks for SXM and PCIe, 40 and 80 GB.

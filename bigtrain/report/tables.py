@@ -67,7 +67,7 @@ def runs_table(data: ReportData) -> Table:
         row = {
             "source": names[run.path.resolve()],
             "run_id": run.manifest.run_id,
-            "GPUs": ", ".join(g.get("name", "?") for g in gpus) or "none",
+            "GPUs": ", ".join(g.get("name") or "?" for g in gpus) or "none",
             "CPU": env.get("cpu_model"),
             "driver": env.get("driver_version"),
             "torch": env.get("torch_version"),

@@ -46,7 +46,7 @@ def machine_label(environment: Mapping[str, Any]) -> str:
     """A short human name for the machine a run was made on: its GPU, else its CPU, and host."""
     gpus = environment.get("gpus") or []
     if gpus:
-        names = sorted({g.get("name", "GPU") for g in gpus})
+        names = sorted({g.get("name") or "GPU" for g in gpus})  # NVML may not name a GPU: null
         chip = f"{len(gpus)}x {'/'.join(names)}" if len(gpus) > 1 else names[0]
     else:
         chip = environment.get("cpu_model") or "CPU"
@@ -106,7 +106,8 @@ def run_frame(run: LoadedRun) -> pd.DataFrame:
     frame["run_path"] = str(run.path)
     frame["machine"] = machine_label(env)
     frame["host"] = env.get("host")
-    frame["gpu_name"] = ", ".join(sorted({g.get("name", "") for g in env.get("gpus") or []})) or None
+    gpu_names = sorted({g.get("name") or "" for g in env.get("gpus") or []})
+    frame["gpu_name"] = ", ".join(gpu_names) or None
     frame["driver_version"] = env.get("driver_version")
     frame["torch_version"] = env.get("torch_version")
     frame["cuda_version"] = env.get("cuda_version")

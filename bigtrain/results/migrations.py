@@ -6,7 +6,8 @@ Every record and manifest goes through `upgrade` before it is parsed (`CellRecor
 - a version newer than `schema.SCHEMA_VERSION` is refused with a clear SchemaError (the store
   turns it into an exit-2 error naming the file and line);
 - an older version is brought forward one step at a time, N -> N+1, by the steps registered here,
-  until it is current. A step is a pure function on the JSON dict.
+  until it is current. A step is a pure function on the JSON dict; one that fails on malformed
+  data is a SchemaError naming the step (the field rules in schema.py are checked after it).
 
 When a change renames or removes a key: bump `SCHEMA_VERSION` in schema.py and register the step
 from the old version here, e.g. `register_step(1, record=_rename_x_to_y)`. Adding a key needs no
@@ -86,7 +87,16 @@ def upgrade(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
                 f"{kind} has schema_version {version} and this bigtrain has no step to upgrade it "
                 f"to {version + 1}"
             )
-        out = dict(step.record(out) if kind == RECORD else step.manifest(out))
+        try:
+            out = dict(step.record(out) if kind == RECORD else step.manifest(out))
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # A step is written for well-formed data; a hand-broken file (`environment: [1, 2]`)
+            # is the user's input to name, not a traceback. The rule check after the upgrade
+            # names fields; this names the version step the data could not go through.
+            raise schema.SchemaError(
+                f"{kind} of schema_version {version} cannot be upgraded to {version + 1}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from None
         version += 1
         out["schema_version"] = version
     return out

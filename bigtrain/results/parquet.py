@@ -10,11 +10,14 @@ from its name, not from what one run happened to hold:
   float64); `started_at`, `run_started_at`, `run_ended_at` are UTC timestamps; `step_times_s` is a
   list of float64;
 - `hw_reason_*` columns (why a hardware metric is blank) are strings;
-- other flattened, open-ended columns (`telemetry_*`, `extra_*`, report-only columns) are typed from
-  their values: booleans stay booleans, numbers become float64, text (or a mix of kinds: a
-  telemetry field a number here, text there) becomes strings. A column that is null throughout is
-  float64 when its name carries a unit (`_s`, `_bytes`, `_w`, `_j`, `_pct`, `_per_s`, ...) and
-  Arrow's null type otherwise, which unifies with any type when files are read together.
+- the flattened telemetry and extra fields bigtrain itself writes have fixed types too
+  (`telemetry_valid` boolean, `telemetry_invalid_reason` string, ...);
+- other flattened, open-ended columns (`telemetry_*`, `extra_*` from plugins or newer writers,
+  report-only columns) are typed from their values: booleans stay booleans, numbers become
+  float64, text (or a mix of kinds: a telemetry field a number here, text there) becomes strings.
+  A column that is null throughout is float64 when its name carries a unit (`_s`, `_bytes`, `_w`,
+  `_j`, `_pct`, `_per_s`, ...) and Arrow's null type otherwise, which unifies with any type when
+  files are read together.
 
 Analysing side: pandas and pyarrow, never torch.
 """
@@ -56,6 +59,17 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     **{f"phase_{key}_s": FLOAT for key in ("forward", "backward", "optimizer")},
     **{name: TIMESTAMP for name in ("started_at", "run_started_at", "run_ended_at")},
     "step_times_s": STEP_TIMES,
+    # Flattened telemetry and extra fields that the measuring side writes (bigtrain.measure's
+    # telemetry dict, protocol notes): typed by name too, since each is null throughout some run
+    # (no sampler error, every window valid) and would otherwise have no type there.
+    **{f"telemetry_{key}": STRING for key in (
+        "energy_method", "invalid_reason", "sampler_error", "gpu_name", "nvml_device",
+        "util_sample_period_source", "throttle_reasons_seen")},
+    **{f"telemetry_{key}": INT for key in ("samples", "transient_read_errors")},
+    "telemetry_valid": BOOL,
+    **{f"extra_{key}": STRING for key in ("peak_rss_method", "flops_convention",
+                                          "host_sync_reason")},
+    "extra_warmup_settled": BOOL,
 }
 #: Column-name prefixes whose columns have one type whatever their ending says.
 PREFIX_TYPES: dict[str, pa.DataType] = {"hw_reason_": STRING}  # why a hardware metric is blank

@@ -18,6 +18,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bigtrain.axes import AXIS_NAMES, AXIS_TABLE
+from bigtrain.results.validation import (
+    ANY_FINITE_JSON,
+    InvalidField,
+    Rule,
+    array,
+    boolean,
+    check_fields,
+    choice,
+    integer,
+    mapping,
+    number,
+    numbers,
+    obj,
+    text,
+    text_or_integer,
+    timestamp,
+)
 
 SCHEMA_VERSION = 1
 
@@ -35,7 +52,21 @@ RUN_STATES = ("running", "complete", "interrupted")
 
 
 class SchemaError(ValueError):
-    """A record or manifest that does not match the result contract."""
+    """A record or manifest that does not match the result contract.
+
+    `key` names the top-level key at fault where one is known (for pointing at its line)."""
+
+    key: str | None = None
+    #: The full dotted name of the field at fault (`environment.gpus[0].name`), where known.
+    field: str | None = None
+
+    @classmethod
+    def from_invalid(cls, exc: InvalidField) -> SchemaError:
+        """The SchemaError for a value that broke its rule (the message names field and value)."""
+        error = cls(str(exc))
+        error.field = exc.field
+        error.key = exc.field.split(".", 1)[0].split("[", 1)[0]
+        return error
 
 
 class SchemaVersionError(SchemaError):
@@ -89,6 +120,107 @@ class PhaseTimes:
     forward: float
     backward: float
     optimizer: float
+
+
+# -- what each field may hold (checked on load; see bigtrain.results.validation) ------------------
+#: Names ending in these carry a unit, so a telemetry value under such a name is a measurement.
+UNIT_SUFFIXES = ("_s", "_bytes", "_w", "_j", "_pct", "_per_s", "_mhz", "_c", "_tflops", "_ratio",
+                 "_per_step")
+
+_TIME_S = number(above=0)  # a measured time: a step cannot take no time
+_SPAN_S = number(minimum=0, nullable=True)  # a duration that may be zero (no warm-up)
+_COUNT = integer(minimum=0, nullable=True)
+_AMOUNT = number(minimum=0, nullable=True)  # FLOPs, rates, percentages, ratios
+_OPTIONAL_TEXT = text(nullable=True)
+
+
+#: Telemetry values with a fixed kind (bigtrain.measure.telemetry writes them; the Parquet writer
+#: types their columns by name). Other values: a measurement when the name carries a unit.
+_TELEMETRY_RULES: Mapping[str, Rule] = {
+    "valid": boolean(nullable=True),
+    "unsupported": mapping(text(), nullable=True),
+    "samples": _COUNT,
+    "transient_read_errors": _COUNT,
+    "nvml_device": text_or_integer(nullable=True),
+    **{key: _OPTIONAL_TEXT for key in ("energy_method", "invalid_reason", "sampler_error",
+                                       "gpu_name", "util_sample_period_source")},
+    "throttle_reasons_seen": array(text(), nullable=True),
+}
+#: The protocol's notes in `extra` that readers type by name; other keys are any strict JSON.
+_EXTRA_RULES: Mapping[str, Rule] = {
+    "warmup_settled": boolean(nullable=True),
+    **{key: _OPTIONAL_TEXT for key in ("peak_rss_method", "flops_convention", "host_sync_reason")},
+}
+
+
+def _telemetry_value(key: str) -> Rule:
+    """A telemetry value's rule from its name."""
+    if key in _TELEMETRY_RULES:
+        return _TELEMETRY_RULES[key]
+    return _AMOUNT if key.endswith(UNIT_SUFFIXES) else ANY_FINITE_JSON
+
+
+def _extra_value(key: str) -> Rule:
+    return _EXTRA_RULES.get(key, ANY_FINITE_JSON)
+
+
+def _axis_rule(record_type: type) -> Rule:
+    # batch_size, the one integer axis, counts samples: at least one.
+    return integer(minimum=1) if record_type is int else text()
+
+
+#: Every field of a CellRecord and what it may hold (tests/test_record_validation.py checks that
+#: each dataclass field has its rule). Keys a newer writer added (kept in `extra`) follow
+#: ANY_FINITE_JSON.
+RECORD_RULES: Mapping[str, Rule] = {
+    "schema_version": integer(minimum=1),
+    "run_id": text(),
+    "cell_id": text(),
+    "repeat": integer(minimum=0),
+    **{axis.name: _axis_rule(axis.record_type) for axis in AXIS_TABLE},
+    "status": choice(STATUSES),
+    "reason": _OPTIONAL_TEXT,
+    "traceback_tail": _OPTIONAL_TEXT,
+    "started_at": timestamp(nullable=True),
+    "ended_at": timestamp(nullable=True),
+    "device_name": _OPTIONAL_TEXT,
+    "worker_pid": _COUNT,
+    "step_time_s": obj({"median": _TIME_S, "mean": _TIME_S, "p10": _TIME_S, "p90": _TIME_S,
+                        "iqr": number(minimum=0), "n": integer(minimum=1)},
+                       nullable=True, closed=True),
+    "step_times_s": numbers(above=0, nullable=True),
+    "phase_time_s": obj({"forward": number(minimum=0), "backward": number(minimum=0),
+                         "optimizer": number(minimum=0)}, nullable=True, closed=True),
+    "warmup_steps": _COUNT,
+    "warmup_s": _SPAN_S,
+    "window_s": _SPAN_S,
+    "items_per_s": _AMOUNT,
+    "item_unit": _OPTIONAL_TEXT,
+    "items_per_step": _COUNT,
+    "param_count": _COUNT,
+    "peak_mem_allocated_bytes": _COUNT,
+    "peak_mem_reserved_bytes": _COUNT,
+    "peak_rss_bytes": _COUNT,
+    "loss_first": number(nullable=True),
+    "loss_last": number(nullable=True),
+    "telemetry": mapping(value_rule=_telemetry_value, nullable=True),
+    "telemetry_reason": _OPTIONAL_TEXT,
+    "flops_per_step": _AMOUNT,
+    "achieved_tflops": _AMOUNT,
+    "mfu_pct": _AMOUNT,
+    "mfu_peak_tflops": number(above=0, nullable=True),
+    "mfu_peak_source": _OPTIONAL_TEXT,
+    "measured_peak_tflops": number(above=0, nullable=True),
+    "pct_of_measured_peak": _AMOUNT,
+    "optimizer_bytes_per_step": _COUNT,
+    "optimizer_floor_s": _SPAN_S,
+    "optimizer_floor_ratio": _AMOUNT,
+    "calibration_id": _OPTIONAL_TEXT,
+    "hardware_reasons": mapping(text(), nullable=True),
+    "phase_times_s": mapping(numbers(minimum=0), nullable=True),
+    "workload_version": _OPTIONAL_TEXT,
+    "extra": mapping(value_rule=_extra_value, nullable=True),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -199,39 +331,23 @@ class CellRecord:
         missing = sorted(required - set(data))
         if missing:
             raise SchemaError(f"record lacks required keys: {', '.join(missing)}")
+        try:
+            check_fields(data, RECORD_RULES, present_only=True)
+            for key in data.keys() - names:  # from a newer writer; kept in `extra`, so strict JSON
+                ANY_FINITE_JSON.check(key, data[key])
+        except InvalidField as exc:
+            raise SchemaError.from_invalid(exc) from None
         kwargs = {k: v for k, v in data.items() if k in names}
-        for key in ("extra", "telemetry", "hardware_reasons", "phase_times_s"):
-            if kwargs.get(key) is not None and not isinstance(kwargs[key], Mapping):
-                raise SchemaError(f"{key} must be an object, got {kwargs[key]!r:.60}")
         # Keys a newer minor writer added stay readable: keep them in `extra` rather than drop them.
         unknown = {k: v for k, v in data.items() if k not in names}
         if unknown:
             kwargs["extra"] = {**dict(data.get("extra") or {}), **unknown}
-        try:
-            if kwargs.get("step_time_s") is not None:
-                kwargs["step_time_s"] = StepTimeStats(**kwargs["step_time_s"])
-            if kwargs.get("phase_time_s") is not None:
-                kwargs["phase_time_s"] = PhaseTimes(**kwargs["phase_time_s"])
-            kwargs["step_times_s"] = tuple(float(x) for x in kwargs.get("step_times_s") or ())
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(f"malformed field: {exc}") from None
-        for key in ("run_id", "cell_id"):
-            if not isinstance(kwargs[key], str):
-                raise SchemaError(f"{key} must be a string, got {kwargs[key]!r}")
-        for axis in AXIS_TABLE:
-            if axis.name in kwargs:  # a missing required axis was refused above
-                _check_axis_type(axis.name, kwargs[axis.name], axis.record_type)
+        if kwargs.get("step_time_s") is not None:
+            kwargs["step_time_s"] = StepTimeStats(**kwargs["step_time_s"])
+        if kwargs.get("phase_time_s") is not None:
+            kwargs["phase_time_s"] = PhaseTimes(**kwargs["phase_time_s"])
+        kwargs["step_times_s"] = tuple(float(x) for x in kwargs.get("step_times_s") or ())
         return cls(**kwargs)
-
-
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false"}
-
-
-def _check_axis_type(name: str, value: Any, expected: type) -> None:
-    # bool is an int to Python, but never a valid batch size or count.
-    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        word = _TYPE_WORDS.get(expected, expected.__name__)
-        raise SchemaError(f"{name} must be {word}, got {value!r}")
 
 
 def _upgrade(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
@@ -253,6 +369,59 @@ def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return _plain(dataclasses.asdict(value))
     return value
+
+
+#: The manifest's `spec.measure` (bigtrain.spec.MeasureSettings: its keys, types and ranges).
+MEASURE_RULES: Mapping[str, Rule] = {
+    "warmup_s": number(minimum=0),
+    "duration_s": number(above=0),
+    "min_steps": integer(minimum=1),
+    "repeats": integer(minimum=1),
+    "cell_timeout_s": number(above=0),
+    "seed": integer(),
+}
+#: The manifest's `spec` (bigtrain.spec.SweepSpec.to_json): an axis holds a list of values.
+SPEC_RULES: Mapping[str, Rule] = {
+    "preset": text(nullable=True),
+    "description": text(nullable=True),
+    **{axis.name: array(text_or_integer()) for axis in AXIS_TABLE},
+    "measure": obj(MEASURE_RULES, present_only=True),
+}
+#: One GPU of the manifest's `environment.gpus` (bigtrain.envinfo; null where NVML could not say).
+GPU_RULES: Mapping[str, Rule] = {
+    "index": _COUNT,
+    "name": _OPTIONAL_TEXT,
+    "uuid": _OPTIONAL_TEXT,
+    "memory_total_bytes": _COUNT,
+    "power_limit_w": _AMOUNT,
+}
+#: The manifest's `environment` fields that reports, exports and resume read.
+ENVIRONMENT_RULES: Mapping[str, Rule] = {
+    **{key: _OPTIONAL_TEXT for key in (
+        "bigtrain_version", "host", "os", "python_version", "torch_version", "cuda_version",
+        "driver_version", "cuda_driver_version", "nvml_reason", "cpu_model", "cuda_visible_devices",
+        "git_commit")},
+    "gpus": array(obj(GPU_RULES, present_only=True), nullable=True),
+    "gpu_names": array(_OPTIONAL_TEXT, nullable=True),
+    **{key: _COUNT for key in ("gpu_count", "cpu_cores_logical", "cpu_cores_physical", "ram_bytes",
+                               "torch_num_threads")},
+    "git_dirty": boolean(nullable=True),
+}
+#: Every field of a Manifest and what it may hold; `spec` and `environment` are open objects
+#: (a newer writer may add keys) whose known keys follow the tables above.
+MANIFEST_RULES: Mapping[str, Rule] = {
+    "schema_version": integer(minimum=1),
+    "run_id": text(),
+    "bigtrain_version": text(),
+    "spec": obj(SPEC_RULES, present_only=True),
+    "environment": obj(ENVIRONMENT_RULES, present_only=True),
+    "started_at": timestamp(),
+    "ended_at": timestamp(nullable=True),
+    "state": choice(RUN_STATES),
+    "cells_total": _COUNT,
+    "executor": text(),
+    "repaired_lines": array(integer(minimum=1), nullable=True),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -287,10 +456,18 @@ class Manifest:
         if not isinstance(data, Mapping):
             raise SchemaError("a manifest must be a JSON object")
         data = _upgrade(data, "manifest")
-        names = {f.name for f in dataclasses.fields(cls)}
+        fields = dataclasses.fields(cls)
+        required = [f.name for f in fields
+                    if f.default is dataclasses.MISSING
+                    and f.default_factory is dataclasses.MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise SchemaError(f"manifest lacks required keys: {', '.join(missing)}")
         try:
-            kwargs = {k: v for k, v in data.items() if k in names}
-            kwargs["repaired_lines"] = tuple(int(n) for n in kwargs.get("repaired_lines") or ())
-            return cls(**kwargs)
-        except (TypeError, ValueError) as exc:
-            raise SchemaError(f"malformed manifest: {exc}") from None
+            check_fields(data, MANIFEST_RULES, present_only=True)
+        except InvalidField as exc:
+            raise SchemaError.from_invalid(exc) from None
+        names = {f.name for f in fields}
+        kwargs = {k: v for k, v in data.items() if k in names}
+        kwargs["repaired_lines"] = tuple(kwargs.get("repaired_lines") or ())
+        return cls(**kwargs)

@@ -14,6 +14,7 @@ import errno
 import fcntl
 import json
 import os
+import re
 import shutil
 import socket
 import warnings
@@ -23,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from bigtrain.errors import BadInput
-from bigtrain.results.schema import CellRecord, Manifest, SchemaError, SchemaVersionError
+from bigtrain.results.schema import CellRecord, Manifest, SchemaError
 
 MANIFEST_NAME = "manifest.json"
 CELLS_NAME = "cells.jsonl"
@@ -227,7 +228,7 @@ def iter_records(
             continue
         try:
             data = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or a 5000-digit number
             if index == last_index or lineno in repaired:
                 warnings.warn(
                     f"{path}:{lineno}: truncated record set aside (the writer was stopped "
@@ -269,23 +270,33 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise BadInput(f"{path}: not a text file") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    except ValueError as exc:  # valid JSON Python will not read, e.g. a 5000-digit number
+        raise BadInput(f"{path}: unreadable JSON: {exc}") from None
     try:
         # Manifest.from_json checks the version and upgrades an older manifest (migrations.py).
         return Manifest.from_json(data)
-    except SchemaVersionError as exc:
-        line = _line_of_key(text, exc.key)
-        raise BadInput(f"{path}:{line}: {exc}" if line else f"{path}: {exc}") from None
     except SchemaError as exc:
-        raise BadInput(f"{path}: {exc}") from None
+        # A value breaking its rule names its field; point at the line of that field's key.
+        line = _line_of_field(text, exc.field or exc.key) if (exc.field or exc.key) else None
+        raise BadInput(f"{path}:{line}: {exc}" if line else f"{path}: {exc}") from None
 
 
-def _line_of_key(text: str, key: str) -> int | None:
-    """The 1-based line where a JSON document first names `key`, for error messages."""
-    needle = json.dumps(key) + ":"
-    for number, line in enumerate(text.splitlines(), start=1):
-        if needle in line.replace('" :', '":'):
-            return number
-    return None
+def _line_of_field(text: str, field: str) -> int | None:
+    """The 1-based line where a JSON document names `field` (dotted: `environment.gpus`), found
+    key by key, each after the line of the one before; for error messages."""
+    keys = [part for part in re.split(r"\.|\[\d+\]", field) if part]
+    lines = text.splitlines()
+    found: int | None = None
+    start = 0
+    for key in keys:
+        needle = json.dumps(key) + ":"
+        for number in range(start, len(lines)):
+            if needle in lines[number].replace('" :', '":'):
+                found, start = number + 1, number + 1
+                break
+        else:
+            return found  # the deepest key that was found (or None)
+    return found
 
 
 def load_run(run_dir: Path) -> LoadedRun:
