@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from bigtrain import __version__
 from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
+from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
@@ -84,6 +84,8 @@ class SweepOptions:
     executor: str | None = None
     #: Executor-specific settings (e.g. a cluster's address), passed through ExecutorSettings.
     executor_options: Mapping[str, str] = field(default_factory=dict)
+    #: Refuse (BadInput, before anything is written) a matrix of more axis combinations.
+    max_cells: int = DEFAULT_MAX_CELLS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,7 +175,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     progress = progress or SilentProgress()
     executor_name = options.executor or DEFAULT_EXECUTOR
     inventory = DeviceInventory.detect()
-    cells = expand(spec, inventory)
+    cells = expand(spec, inventory, max_cells=options.max_cells)
     environment = collect_environment()
     done: set[tuple[str, int]] = set()
     recorded_ids: set[str] = set()
