@@ -85,7 +85,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
                            retry_failed=retry_failed, force=force,
                            reuse_workers=not fresh_workers, executor=executor,
-                           max_cells=max_cells)
+                           max_cells=max_cells, ignore_signals_after_interrupt=True)
     outcome = run_sweep(spec, options, RichProgress())
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
