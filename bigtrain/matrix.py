@@ -5,14 +5,20 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.axes import AXIS_NAMES, PROGRESS_STYLE, cell_label
+from bigtrain.errors import BadInput
 from bigtrain.spec import SweepSpec
 
 PENDING = "pending"
+#: A matrix with more axis combinations than this is refused before it is expanded: a few long
+#: axis lists multiply into millions of cells (~1 KB each) that would take minutes and gigabytes
+#: to build and days to run. The largest shipped preset (`full`) has 1408. `--max-cells` raises it.
+DEFAULT_MAX_CELLS = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,11 +96,34 @@ def _device_skip(device: str, inventory: DeviceInventory) -> str | None:
     return None
 
 
-def expand(spec: SweepSpec, inventory: DeviceInventory) -> list[Cell]:
+def matrix_size(spec: SweepSpec) -> int:
+    """The number of axis combinations: the product of the axis lengths in `bigtrain.axes`'s
+    table. Counted without expanding; an upper bound on the cells (`auto` devices, and models
+    without batch-norm slots, fold some combinations together)."""
+    return math.prod(len(getattr(spec, name)) for name in AXIS_NAMES)
+
+
+def check_matrix_size(spec: SweepSpec, max_cells: int = DEFAULT_MAX_CELLS) -> int:
+    """The matrix size; BadInput naming the axis lengths and how to raise the limit when it is
+    above `max_cells`."""
+    size = matrix_size(spec)
+    if size > max_cells:
+        factors = " x ".join(f"{len(getattr(spec, name))} {name}" for name in AXIS_NAMES)
+        raise BadInput(
+            f"the matrix has {size:,} cells ({factors}), more than the limit of {max_cells:,}; "
+            f"shorten an axis list, or raise the limit with --max-cells {size}"
+        )
+    return size
+
+
+def expand(spec: SweepSpec, inventory: DeviceInventory, *,
+           max_cells: int = DEFAULT_MAX_CELLS) -> list[Cell]:
     """Every cell of the matrix in a stable order, skipped/unsupported ones included with reasons.
 
-    A model without batch-norm slots runs once with batch_norm "n/a" rather than twice.
+    A model without batch-norm slots runs once with batch_norm "n/a" rather than twice. A matrix
+    of more than `max_cells` combinations is refused (BadInput) before anything is built.
     """
+    check_matrix_size(spec, max_cells)
     from bigtrain.optim import resolve_optimizer, unsupported_reason
     from bigtrain.precision import resolve_precision, skip_reason
     from bigtrain.workloads import resolve_model

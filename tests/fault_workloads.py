@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import resource
 import signal
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 
@@ -20,6 +22,30 @@ from bigtrain.workloads import register_family
 from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily, seeded_generator
 
 HANG_S = 3600
+#: The `escape` fault writes the pids of the processes it leaves behind here, one a line.
+ESCAPE_PIDS_ENV = "BIGTRAIN_ESCAPE_PIDS"
+_escaped = False
+
+
+def _escape_the_process_group() -> None:
+    """Start two sleepers that a process-group kill cannot reach: one child in a session of its
+    own, and one double-forked (its parent exits at once, as a daemon's does), then record their
+    pids, once per worker."""
+    global _escaped
+    if _escaped:
+        return
+    _escaped = True
+    quiet = {"stdin": subprocess.DEVNULL, "stdout": subprocess.DEVNULL,
+             "stderr": subprocess.DEVNULL}
+    child = subprocess.Popen(["sleep", str(HANG_S)], start_new_session=True, **quiet)
+    daemonizer = (f"import subprocess; p = subprocess.Popen(['sleep', '{HANG_S}'], "
+                  "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+                  "stderr=subprocess.DEVNULL); print(p.pid)")
+    middle = subprocess.run([sys.executable, "-c", daemonizer], capture_output=True, text=True,
+                            check=True, start_new_session=True)
+    orphan = int(middle.stdout.strip())
+    with open(os.environ[ESCAPE_PIDS_ENV], "w") as fh:
+        fh.write(f"{child.pid}\n{orphan}\n")
 
 
 class _Faulty(nn.Module):
@@ -35,6 +61,9 @@ class _Faulty(nn.Module):
         if self.mode == "segv":
             os.kill(os.getpid(), signal.SIGSEGV)
         elif self.mode == "hang":
+            time.sleep(HANG_S)
+        elif self.mode == "escape":
+            _escape_the_process_group()
             time.sleep(HANG_S)
         elif self.mode == "raise":
             raise ValueError("injected failure in forward")
@@ -88,7 +117,7 @@ class _Ballast(nn.Module):
 
 
 MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky",
-         "poison")
+         "poison", "escape")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from bigtrain.axes import AXIS_TABLE
+from bigtrain.matrix import DEFAULT_MAX_CELLS
 
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
@@ -43,10 +44,13 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
 @click.option("--executor", default=None, metavar="NAME",
               help="where cells run: local (worker processes on this machine) or a registered "
                    "executor [default: local; on --resume, the run's own]")
+@click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
+              show_default=True, help="refuse a matrix of more axis combinations than this")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, executor, dry_run, no_report, **axis_values) -> None:
+          retry_failed, force, fresh_workers, executor, max_cells, dry_run, no_report,
+          **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.run_ids import check_run_id
@@ -80,7 +84,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
         executor_factory(executor)  # an unknown name is exit 2, before anything runs
     if dry_run:
-        _print_cells(spec)
+        _print_cells(spec, max_cells)
         return
 
     from bigtrain.console import sweep_progress
@@ -88,7 +92,8 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
                            retry_failed=retry_failed, force=force,
-                           reuse_workers=not fresh_workers, executor=executor)
+                           reuse_workers=not fresh_workers, executor=executor,
+                           max_cells=max_cells, ignore_signals_after_interrupt=True)
     outcome = run_sweep(spec, options, sweep_progress())
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
@@ -110,14 +115,14 @@ def _write_report(run_dir: Path) -> None:
     click.echo(inert(f"report: {index}"))
 
 
-def _print_cells(spec) -> None:  # noqa: ANN001
+def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
     from bigtrain.matrix import DeviceInventory, expand
     from bigtrain.terminal_text import data_text
 
-    cells = expand(spec, DeviceInventory.detect())
+    cells = expand(spec, DeviceInventory.detect(), max_cells=max_cells)
     # Every value is data (a preset path, a reason, a plugin's names): Text, never markup.
     table = Table(title=data_text(
         f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)"))

@@ -283,15 +283,46 @@ def calibration_path(fingerprint: Mapping[str, Any]) -> Path:
     return calibration_dir() / f"{fingerprint_key(fingerprint)}.json"
 
 
+def _unwritable(folder: Path, exc: OSError) -> BadInput:
+    reason = exc.strerror or str(exc)
+    return BadInput(
+        f"cannot store calibrations in {folder}: {reason} ({type(exc).__name__}); make it "
+        f"writable, or choose another folder with BIGTRAIN_CALIBRATION_DIR=/some/writable/dir"
+    )
+
+
+def check_calibration_dir_writable() -> Path:
+    """The calibration folder, created if needed, once a file has been written there; BadInput
+    naming the folder, the OS error and BIGTRAIN_CALIBRATION_DIR otherwise. Called before
+    measuring, so a read-only cache costs no measurement."""
+    folder = calibration_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=folder, prefix=".write-check-", suffix=".tmp"):
+            pass
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+    return folder
+
+
 def save_calibration(calibration: Calibration) -> Path:
-    """Write atomically (temp file + rename) and return the path."""
+    """Write atomically (temp file + rename) and return the path; BadInput naming the folder if
+    it cannot be written."""
     path = calibration_path(calibration.fingerprint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp", delete=False) as handle:
-        json.dump(calibration.to_json(), handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        temp = handle.name
-    os.replace(temp, path)
+    temp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, suffix=".tmp",
+                                         delete=False) as handle:
+            temp = handle.name
+            json.dump(calibration.to_json(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(temp, path)
+    except OSError as exc:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+        raise _unwritable(path.parent, exc) from None
     return path
 
 
@@ -314,3 +345,17 @@ def load_calibration(device: str) -> Calibration | None:
         log.warning("ignoring calibration %s: it belongs to another machine fingerprint", path)
         return None
     return calibration
+
+
+def stored_calibration(device: str) -> tuple[Calibration, Path]:
+    """The stored calibration for `device` on this machine and its file, without measuring;
+    BadInput saying where it looked and how to make one when there is none usable."""
+    path = calibration_path(device_fingerprint(device))
+    calibration = load_calibration(device)
+    if calibration is None:
+        state = "is unusable (see the warning above)" if path.exists() else "does not exist"
+        raise BadInput(
+            f"no stored calibration for {device} on this machine: {path} {state}; "
+            f"measure one with `bigbench calibrate --device {device}`"
+        )
+    return calibration, path

@@ -9,7 +9,11 @@ Scheduling rules:
   that failed in Python (error, oom, diverged) the worker checks its own health
   (`bigtrain.run.health`) and is kept only if healthy; a worker that died or timed out is gone;
 - jobs run in the order given; the sweep interleaves repeats (A B C A B C) and asks for fresh
-  workers between rounds with `retire_idle_workers`.
+  workers between rounds with `retire_idle_workers`;
+- a worker that must go (timeout, death, interrupt) is killed with its whole process tree
+  (`bigtrain.run.process_tree`), helpers that left its session included;
+- worker stderr logs go to a temporary folder made when the first worker starts and removed by
+  `shutdown` (unless the caller chose the folder): a record keeps the tail it needs, never a path.
 """
 
 from __future__ import annotations
@@ -17,13 +21,15 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import signal
+import shutil
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
+
+import psutil
 
 from bigtrain.results.schema import CellRecord, SchemaError
 from bigtrain.run.cell import CellJob
@@ -34,6 +40,7 @@ from bigtrain.run.executor import (
     StartCallback,
 )
 from bigtrain.run.health import WorkerHealth
+from bigtrain.run.process_tree import kill_tree
 from bigtrain.run.records import death_record, executor_error_record, timeout_record
 from bigtrain.run.worker import MSG_HEALTH, MSG_READY, MSG_RESULT, worker_main
 
@@ -63,6 +70,8 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     conn: Connection
     log_path: str
+    #: Taken at start, so that a kill never hits a process that reused the pid after a reap.
+    handle: psutil.Process | None = None
     ready: bool = False
     job: CellJob | None = None
     #: Reported a failed cell; its health report is pending, and it takes no job until then.
@@ -92,11 +101,23 @@ class LocalPoolExecutor:
         self.slots = list(slots)
         self.cell_timeout_s = cell_timeout_s
         self.reuse_workers = reuse_workers
-        self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="bigtrain-workers-"))
+        #: The caller's folder for worker logs (kept), or None: a temporary one, made when the
+        #: first worker starts and removed by `shutdown`.
+        self._given_log_dir = Path(log_dir) if log_dir else None
+        self._temp_log_dir: Path | None = None
         self.worker_env = dict(worker_env or {})
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[str, _Worker] = {}
         self.workers_started = 0
+
+    @property
+    def log_dir(self) -> Path:
+        """Where worker stderr logs go (a temporary folder is made on first use)."""
+        if self._given_log_dir is not None:
+            return self._given_log_dir
+        if self._temp_log_dir is None:
+            self._temp_log_dir = Path(tempfile.mkdtemp(prefix="bigtrain-workers-"))
+        return self._temp_log_dir
 
     # -- worker lifecycle ------------------------------------------------------------------
     def _start_worker(self, slot: str) -> _Worker:
@@ -119,17 +140,17 @@ class LocalPoolExecutor:
                     os.environ[key] = value
         child_conn.close()
         self.workers_started += 1
-        worker = _Worker(slot=slot, process=process, conn=parent_conn, log_path=log_path)
+        worker = _Worker(slot=slot, process=process, conn=parent_conn, log_path=log_path,
+                         handle=_handle(process.pid))
         worker.deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         self._workers[slot] = worker
         return worker
 
     def _kill(self, worker: _Worker) -> None:
-        """Kill the worker's whole process group (its session), then reap it."""
-        try:
-            os.killpg(worker.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
+        """Kill the worker's whole process tree (its group, and descendants that left it), then
+        reap it."""
+        if worker.handle is not None:
+            kill_tree(worker.handle)
         try:
             worker.process.kill()
         except (ProcessLookupError, AttributeError):
@@ -157,9 +178,13 @@ class LocalPoolExecutor:
                 self._stop_gracefully(worker)
 
     def shutdown(self) -> None:
-        """Kill every worker now (interrupts) — nothing half-done survives."""
+        """Kill every worker now (interrupts) — nothing half-done survives — and remove the
+        temporary log folder (every record already holds the log tail it needs)."""
         for worker in list(self._workers.values()):
             self._kill(worker)
+        if self._temp_log_dir is not None:
+            shutil.rmtree(self._temp_log_dir, ignore_errors=True)
+            self._temp_log_dir = None
 
     # -- running ---------------------------------------------------------------------------
     def run(self, jobs: Sequence[CellJob], on_result: ResultCallback,
@@ -262,6 +287,13 @@ class LocalPoolExecutor:
             if not health.healthy:
                 self._kill(worker)  # its next cell starts in a fresh process
         return True
+
+
+def _handle(pid: int | None) -> psutil.Process | None:
+    try:
+        return psutil.Process(pid) if pid is not None else None
+    except psutil.Error:  # it died at once: nothing left to kill
+        return None
 
 
 def _tail(path: str, chars: int = STDERR_TAIL_CHARS) -> str:

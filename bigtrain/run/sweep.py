@@ -4,6 +4,7 @@ This process owns the run folder; cells run in worker processes. Every record is
 fsynced as its cell ends, with SIGINT/SIGTERM held back for the few microseconds of the write, so
 an interrupt never leaves a half-written line. Ctrl-C or SIGTERM stops the running cells, marks
 the manifest `interrupted` and ends with exit code 130; `--resume` picks up where it stopped.
+Signals after the first are ignored until the manifest is final (`InterruptGuard`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any, Protocol
 from bigtrain import __version__
 from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from bigtrain.matrix import PENDING, Cell, DeviceInventory, expand
+from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
@@ -85,6 +86,11 @@ class SweepOptions:
     executor: str | None = None
     #: Executor-specific settings (e.g. a cluster's address), passed through ExecutorSettings.
     executor_options: Mapping[str, str] = field(default_factory=dict)
+    #: Refuse (BadInput, before anything is written) a matrix of more axis combinations.
+    max_cells: int = DEFAULT_MAX_CELLS
+    #: After a SIGINT/SIGTERM, leave both ignored when the sweep returns (the command line, which
+    #: only exits then); off, a library caller gets its own handlers back.
+    ignore_signals_after_interrupt: bool = False
 
     def __post_init__(self) -> None:
         # Both become a folder under out_dir: one safe path component, checked before any write.
@@ -148,21 +154,66 @@ def _signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-@contextlib.contextmanager
-def _interrupts_raise() -> Iterator[None]:
-    def handler(signum: int, _frame: Any) -> None:
-        # Later signals during clean-up are ignored: clean-up is short and must finish.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+class InterruptGuard:
+    """SIGINT and SIGTERM while a sweep owns its run folder, from opening it to the last word.
+
+    Armed (cells running), the first signal raises SweepInterrupted in the main thread, once.
+    Disarmed (the folder being opened before, clean-up after), a signal is only noted: one that
+    came before `arm` raises as soon as `arm` is called, and every later one is ignored, so
+    stopping the workers and marking the manifest `interrupted` always finish, however quickly a
+    second Ctrl-C follows the first. Python's own handler (KeyboardInterrupt) is never back in
+    force while the manifest can still say `running`.
+
+    On leaving, the previous handlers come back, unless a signal came and `ignore_after_signal`
+    is set: then the process keeps ignoring both, since it is on its way out and a late Ctrl-C
+    in the interpreter's own exit handlers would print a traceback (the command line's choice).
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, *, ignore_after_signal: bool = False) -> None:
+        self.ignore_after_signal = ignore_after_signal
+        self.received: int | None = None  # the first signal that came, if any
+        self._armed = False
+        # One token, popped by whoever raises: list.pop is atomic with respect to signal
+        # handlers, so two signals in quick succession can never both raise.
+        self._raise_token = [True]
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> InterruptGuard:
+        for signum in self.SIGNALS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._armed = False
+        ignore = self.received is not None and self.ignore_after_signal
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_IGN if ignore else previous)
+
+    def _handle(self, signum: int, _frame: Any) -> None:
+        if self.received is None:
+            self.received = signum
+        if self._armed:
+            self._raise(signum)
+
+    def _raise(self, signum: int) -> None:
+        try:
+            self._raise_token.pop()
+        except IndexError:
+            return  # one interrupt was raised already: clean-up is under way
+        self._armed = False
         raise SweepInterrupted(signum)
 
-    old_int = signal.signal(signal.SIGINT, handler)
-    old_term = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+    def arm(self) -> None:
+        """From now the first signal raises SweepInterrupted (at once, if one already came)."""
+        self._armed = True
+        if self.received is not None:
+            self._raise(self.received)
+
+    def disarm(self) -> None:
+        """From now signals are only noted: clean-up must finish."""
+        self._armed = False
 
 
 def _spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -180,7 +231,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     progress = progress or SilentProgress()
     executor_name = options.executor or DEFAULT_EXECUTOR
     inventory = DeviceInventory.detect()
-    cells = expand(spec, inventory)
+    cells = expand(spec, inventory, max_cells=options.max_cells)
     environment = collect_environment()
     done: set[tuple[str, int]] = set()
     recorded_ids: set[str] = set()
@@ -221,7 +272,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     make_executor = executor_factory(executor_name)  # an unknown name fails before any write
     rounds = plan_jobs(manifest.run_id, spec, cells, done)
     records: list[CellRecord] = list(previous)
-    interrupted, finished, error = False, False, None
+    finished, error = False, None
     executor: Executor = make_executor(ExecutorSettings(
         slots=tuple(slots_for(sorted({c.device for c in cells if c.status == PENDING}),
                               inventory.cuda_count) or ["cpu"]),
@@ -231,7 +282,10 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
         options=options.executor_options,
     ))
 
-    with RunWriter(run_dir, resume=bool(options.resume)) as writer:
+    # The guard covers the whole life of the open run folder, so no Ctrl-C can leave the
+    # manifest `running`; the command line keeps ignoring signals once one came (see the guard).
+    with InterruptGuard(ignore_after_signal=options.ignore_signals_after_interrupt) as guard, \
+            RunWriter(run_dir, resume=bool(options.resume)) as writer:
         writer.write_manifest(manifest)
 
         def record(result: CellRecord) -> None:
@@ -242,7 +296,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
 
         progress.begin(run_dir, cells, sum(len(r) for r in rounds))
         try:
-            with _interrupts_raise():
+            try:
+                guard.arm()
                 for cell in cells:
                     if cell.status != PENDING and cell.cell_id not in recorded_ids:
                         record(not_run_record(manifest.run_id, cell))
@@ -250,9 +305,12 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                     if index:
                         executor.retire_idle_workers()  # each repeat round: fresh workers
                     executor.run(jobs, record, progress.cell_started)
-            finished = True
+                finished = True
+            finally:
+                # An interrupt landing here, before the disarm, is caught just below.
+                guard.disarm()
         except SweepInterrupted:
-            interrupted = True
+            pass  # guard.received says so
         except OSError as exc:
             if not is_disk_full(exc):
                 raise
@@ -265,6 +323,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                 writer.write_manifest(replace(manifest, state=state, ended_at=now_iso()))
             except OSError:
                 pass  # the disk may be full; the cells file is what must stay valid
+    # A signal that came at any moment means the user asked to stop: no report follows.
+    interrupted = guard.received is not None
     # A retried cell's new record supersedes its old one, here as in every reader.
     outcome = SweepOutcome(run_dir=run_dir, records=tuple(latest_records(records)),
                            interrupted=interrupted,

@@ -1,8 +1,10 @@
 """The worker process: runs cells one at a time for the executor, on one device.
 
-Started with the `spawn` method in a session of its own, so that a timeout can kill its whole
-process tree (torch.compile's helpers included) and the terminal's Ctrl-C reaches only the
-parent, which decides what to stop. Its stderr goes to a log file so that the tail of what a
+Started with the `spawn` method in a session of its own, so that the terminal's Ctrl-C reaches
+only the parent, which decides what to stop. It is a child subreaper: a descendant whose parent
+exits (a daemon's double fork) is re-parented to it rather than to init, so a timeout can find
+and kill its whole process tree (torch.compile's helpers, and anything that started a session of
+its own, included; see `bigtrain.run.process_tree`). Its stderr goes to a log file so that the tail of what a
 crashing kernel printed can be put in the record. It dies with its parent (PR_SET_PDEATHSIG), so
 a sweep killed with -9 leaves no orphan burning the GPU.
 
@@ -21,6 +23,8 @@ import signal
 import sys
 from multiprocessing.connection import Connection
 from typing import Any
+
+from bigtrain.run.process_tree import mark_as_subreaper
 
 MSG_READY = "ready"
 MSG_RESULT = "result"
@@ -49,6 +53,7 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
     """Entry point of a worker: announce readiness, then run each job the parent sends."""
     os.setsid()
     _die_with_parent()
+    mark_as_subreaper()
     if os.getppid() != parent_pid:  # the parent died before PDEATHSIG was armed
         os._exit(1)
     _redirect_stderr(log_path)
