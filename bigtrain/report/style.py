@@ -45,6 +45,17 @@ def optimizer_palette(labels: Iterable[str]) -> dict[str, str]:
     return {label: colours[i % len(colours)] for i, label in enumerate(ordered)}
 
 
+#: Machine colours (Paul Tol's "muted" set, colour-blind safe), kept apart from the optimizer
+#: colours so a machine is never mistaken for an optimizer.
+TOL_MUTED = ("#332288", "#117733", "#AA4499", "#882255", "#44AA99", "#999933", "#88CCEE",
+             "#DDCC77", "#CC6677")
+
+
+def machine_palette(sources: Iterable[str]) -> dict[str, str]:
+    """A fixed colour per machine (source), in the report's machine order."""
+    return {s: TOL_MUTED[i % len(TOL_MUTED)] for i, s in enumerate(dict.fromkeys(sources))}
+
+
 def apply_theme() -> None:
     """Seaborn's white grid at a size that stays legible when the PNG is shown at 100%."""
     sns.set_theme(style="whitegrid", context="paper", font_scale=1.05)
