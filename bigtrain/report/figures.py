@@ -243,7 +243,8 @@ def dot_figures(
     """
     figures = []
     machines = [s for s in data.sources if s in set(rows[marker_by].astype(str))]
-    markers = {m: MACHINE_MARKERS[i % len(MACHINE_MARKERS)] for i, m in enumerate(machines)}
+    # Shapes follow the report's machine order, so a machine keeps its shape in every figure.
+    markers = {m: MACHINE_MARKERS[i % len(MACHINE_MARKERS)] for i, m in enumerate(data.sources)}
     n_opts = max(1, rows["opt_label"].nunique())
     for suffix, group in _model_groups(rows, per_row=n_opts):
         labels = sorted(group["row"].unique(), key=style.natural_key)

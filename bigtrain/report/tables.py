@@ -120,6 +120,8 @@ def spec_table(data: ReportData) -> Table:
 def _short(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
+    if isinstance(value, dict):  # the measure settings: readable pairs, not a Python dict
+        return "; ".join(f"{k.replace('_', ' ')}: {_short(v)}" for k, v in value.items())
     return "" if value is None else str(value)
 
 
