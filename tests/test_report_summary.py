@@ -321,3 +321,22 @@ def test_compare_markdown_escapes_hostile_strings(tmp_path: Path) -> None:
         assert piece not in md, piece
     assert md.count("<details>") == md.count("</details>")
 
+
+
+# -- the committed example ---------------------------------------------------------------------
+def _summary_block(markdown: str) -> list[str]:
+    lines = markdown.splitlines()
+    start = lines.index("## Summary") + 1
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("## "))
+    return [line for line in lines[start:end] if line.strip()]
+
+
+def test_committed_example_and_readme_show_the_current_summary(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    write_report([root / "results" / "cpu-2vcpu-quick"], tmp_path / "out")
+    fresh = _summary_block((tmp_path / "out" / "report.md").read_text())
+    committed = _summary_block((root / "reports" / "cpu-2vcpu-quick" / "report.md").read_text())
+    assert fresh == committed, "regenerate reports/cpu-2vcpu-quick (see reports/README.md)"
+    readme = (root / "README.md").read_text()
+    for line in committed:
+        assert f"> {line}" in readme, line

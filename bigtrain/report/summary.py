@@ -206,11 +206,31 @@ def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
                 + (f" ({', '.join(families)})" if families else "")
                 + "; nothing to compare it with. Give a second run "
                 "(bigbench report A B --baseline A) for speedups.")
+    verdicts = verdict_lines(data) if data.baseline is not None else one_run_lines(data)
     return Overview(
-        verdicts=tuple(verdict_lines(data)),
+        verdicts=tuple(verdicts),
         fastest=tuple(fastest_per_family(data).items()),
         warning=warning_line(found),
         differences=tuple(d.sentence() for d in found),
         note=note,
         table=next((t for t in tables if t.name == "summary"), None),
     )
+
+
+def one_run_lines(data: ReportData) -> list[str]:
+    """For a report of one run: per model family, how many cells and the throughput they span."""
+    from bigtrain.report.figures import short_number
+
+    ok = data.summary
+    if ok.empty:
+        return []
+    ok = ok.assign(family=ok["model"].map(model_family))
+    lines = []
+    for family, rows in ok.groupby("family", sort=True):
+        rates = rows["items_per_s"].dropna()
+        if rates.empty:
+            continue
+        units = "/".join(sorted(set(rows["item_unit"].dropna().astype(str)))) or "items"
+        lines.append(f"{family}: {len(rows)} cells, {short_number(rates.min())} to "
+                     f"{short_number(rates.max())} {units}/s (median {short_number(rates.median())}).")
+    return lines
