@@ -31,8 +31,6 @@ OKABE_ITO = (
 )
 #: Forward, backward, optimizer: a light-to-dark ramp of cividis, readable without colour vision.
 PHASE_COLOURS = ("#B8B77A", "#6C6E72", "#00224E")
-#: Diverging map for speedups (blue slower, red faster); light in the middle around 1x.
-SPEEDUP_CMAP = "vlag"
 DPI = 90
 #: Most bars (or boxes, or heatmap rows) one figure holds before the report splits it.
 MAX_ROWS_PER_FIGURE = 60
