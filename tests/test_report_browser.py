@@ -23,6 +23,7 @@ import pytest
 
 from bigtrain.report import write_report
 
+from report_machines import write_machines
 from test_report import fixture_runs
 
 pytestmark = pytest.mark.browser
@@ -146,6 +147,16 @@ def open_page(page: Path, screenshot: Path, tmp_path: Path) -> dict[str, Any]:
                           " complete: i.complete, naturalWidth: i.naturalWidth})))",
             "returnByValue": True,
         }, session=session)["result"]["value"]
+        widths = browser.send("Runtime.evaluate", {
+            "expression": "JSON.stringify({scroll: document.documentElement.scrollWidth,"
+                          " client: document.documentElement.clientWidth,"
+                          " body: document.body.scrollWidth,"
+                          " tables: [...document.querySelectorAll('table')].map(t => {"
+                          "   const box = t.parentElement.getBoundingClientRect();"
+                          "   return {right: box.right, overflow: getComputedStyle(t.parentElement)"
+                          "   .overflowX}; })})",
+            "returnByValue": True,
+        }, session=session)["result"]["value"]
         metrics = browser.send("Page.getLayoutMetrics", session=session)
         height = int(metrics["cssContentSize"]["height"])
         shot = browser.send("Page.captureScreenshot", {
@@ -161,7 +172,8 @@ def open_page(page: Path, screenshot: Path, tmp_path: Path) -> dict[str, Any]:
             or (e.get("method") == "Log.entryAdded" and e["params"]["entry"]["level"] == "error")
             or e.get("method") == "Runtime.exceptionThrown"
         ]
-        return {"images": json.loads(images), "errors": errors, "height": height}
+        return {"images": json.loads(images), "errors": errors, "height": height,
+                "widths": json.loads(widths)}
     finally:
         browser.close()
 
@@ -193,3 +205,23 @@ def test_report_renders_in_chromium_with_every_image_loaded(tmp_path: Path) -> N
     assert result["errors"] == []
     assert screenshot.stat().st_size > 10_000
     assert result["height"] > 2000, "the page is suspiciously short"
+
+
+def test_three_machine_report_with_sixty_cells_fits_1400_px(tmp_path: Path) -> None:
+    """66 cells on each of three machines: no table, figure or line widens the page at 1400 px;
+    wide tables wrap their text and scroll inside their own box."""
+    runs = write_machines(tmp_path / "runs", count=66)
+    index = write_report(runs, tmp_path / "report", baseline=runs[0],
+                         prices_usd_per_h={"NVIDIA H200": 3.5, "cpu": 0.1})
+    screenshot = SCREENSHOT_DIR / "bigtrain-report-three-machines.png"
+    result = open_page(index, screenshot, tmp_path)
+    widths = result["widths"]
+    assert widths["client"] == 1400
+    assert widths["scroll"] <= widths["client"], widths
+    assert widths["body"] <= widths["client"], widths
+    assert len(widths["tables"]) >= 10
+    for table in widths["tables"]:
+        assert table["right"] <= widths["client"], table
+        assert table["overflow"] == "auto", table
+    assert result["errors"] == []
+    assert all(img["naturalWidth"] > 0 for img in result["images"])

@@ -39,15 +39,21 @@ def default_report_name(runs: tuple[Path, ...]) -> str:
               help="Run folder the speedups are measured against (default: the first RUN).")
 @click.option("-o", "--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Output folder (default: reports/<run name>).")
-def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None) -> None:
+@click.option("--price", "price_text", default=None, metavar="MACHINE=USD,..",
+              help='Hourly prices in US dollars for price-performance, matched to machine names, '
+                   'e.g. "NVIDIA H200=3.50,cpu=0.10". Without it no prices are shown.')
+def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None,
+           price_text: str | None) -> None:
     """Write a report of one or more run folders: index.html, report.md, tables, figures, Parquet.
 
     RUN is a results folder (results/<run_id>, holding manifest.json and cells.jsonl). Cells are
     matched across runs by their axes, so runs from different machines line up row by row.
     """
     from bigtrain.report import write_report
+    from bigtrain.report.prices import parse_prices
     from bigtrain.terminal_text import inert
 
+    prices = parse_prices(price_text) if price_text is not None else None
     for run in runs:
         if not run.is_dir():
             raise BadInput(f"{run}: not a run folder (no such directory); pass results/<run_id>")
@@ -55,7 +61,7 @@ def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None) 
         raise BadInput(f"--baseline {baseline}: not a run folder (no such directory)")
     out_dir = out_dir or DEFAULT_REPORTS_DIR / default_report_name(runs)
     try:
-        index = write_report(list(runs), out_dir, baseline=baseline)
+        index = write_report(list(runs), out_dir, baseline=baseline, prices_usd_per_h=prices)
     except OSError as exc:
         raise BadInput(f"cannot write the report to {out_dir}: {exc.strerror} "
                        f"({exc.filename})") from None

@@ -6,10 +6,7 @@ from collections.abc import Sequence
 
 from bigtrain.compare.result import GATING_VERDICTS, Comparison
 from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
-
-
-def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+from bigtrain.markdown_escape import escape_markdown as _md_escape
 
 
 def _md_table(rows: Sequence[Row]) -> list[str]:
@@ -32,9 +29,12 @@ def render_markdown(comparison: Comparison) -> str:
     redefined = comparison.redefined_cells()
     icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
     lines = [
-        f"## {icon} bigbench compare: `{comparison.baseline_run}` -> `{comparison.candidate_run}`",
+        # Run ids are data (a CI job may build them from a branch name): escaped text, not code
+        # spans, since a backtick in the id would end a code span and nothing inside one escapes.
+        f"## {icon} bigbench compare: {_md_escape(comparison.baseline_run)} -> "
+        f"{_md_escape(comparison.candidate_run)}",
         "",
-        f"**{summary_line(comparison)}**; {thresholds_line(comparison)}.",
+        f"**{_md_escape(summary_line(comparison))}**; {_md_escape(thresholds_line(comparison))}.",
         "",
     ]
     for line in comparison.hardware_differences:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bigtrain.report.data import load_report_data
@@ -15,20 +15,23 @@ from bigtrain.report.render import (
     write_markdown,
     write_parquet,
 )
+from bigtrain.report.summary import overview as build_overview
 from bigtrain.report.tables import all_tables
 
 
 def write_report(
-    run_dirs: Sequence[Path], out_dir: Path, baseline: Path | None = None
+    run_dirs: Sequence[Path], out_dir: Path, baseline: Path | None = None,
+    prices_usd_per_h: Mapping[str, float] | None = None,
 ) -> Path:
     """Write the report of `run_dirs` into `out_dir` and return the path of its index.html.
 
     Writes index.html (self-contained), report.md, tables/*.csv, figures/*.png and frame.parquet.
     `baseline` (a run folder, added to the runs if missing) is what speedups are measured against;
-    without it, the first run is the baseline when there are several. Raises BadInput, naming the
-    file and line, for a run folder that cannot be read.
+    without it, the first run is the baseline when there are several. `prices_usd_per_h` (machine
+    name -> USD per hour, see `bigtrain.report.prices`) adds price-performance. Raises BadInput,
+    naming the file and line, for a run folder that cannot be read, or a price matching no machine.
     """
-    data = load_report_data(run_dirs, baseline)
+    data = load_report_data(run_dirs, baseline, prices_usd_per_h)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tables = all_tables(data)
@@ -36,7 +39,8 @@ def write_report(
     write_csvs(out_dir / "tables", tables)
     write_figures(out_dir / "figures", figures)
     write_parquet(out_dir / "frame.parquet", data.frame)
-    write_markdown(out_dir / "report.md", data, tables, figures)
+    overview = build_overview(data, tables)
+    write_markdown(out_dir / "report.md", data, tables, figures, overview)
     index = out_dir / "index.html"
-    write_html(index, data, build_sections(tables, figures))
+    write_html(index, data, build_sections(tables, figures), overview)
     return index

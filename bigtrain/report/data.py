@@ -8,8 +8,8 @@ Never imports torch or pynvml.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -43,6 +43,8 @@ class ReportData:
     frame: pd.DataFrame
     sources: tuple[str, ...]
     baseline: str | None
+    #: USD per hour of the sources the user priced (`--price`); never guessed for the others.
+    prices_usd_per_h: Mapping[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -55,8 +57,13 @@ class ReportData:
         return cell_summary(self)
 
 
-def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None) -> ReportData:
-    """Load the runs (and the baseline, if it is not among them) into one labelled frame."""
+def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None,
+                     prices_usd_per_h: Mapping[str, float] | None = None) -> ReportData:
+    """Load the runs (and the baseline, if it is not among them) into one labelled frame.
+
+    `prices_usd_per_h` (machine name -> USD per hour, as `parse_prices` reads `--price`) is
+    matched to the runs' machines; BadInput names an entry that matches none.
+    """
     paths = [Path(p) for p in run_dirs]
     if not paths:
         raise BadInput("no run folders given; pass at least one results/<run_id> folder")
@@ -72,7 +79,14 @@ def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None) -> 
     elif len(sources) > 1:
         # Without --baseline, every other run is compared with the first one named.
         baseline_source = sources[0]
-    return ReportData(runs=runs, frame=frame, sources=sources, baseline=baseline_source)
+    prices: dict[str, float] = {}
+    if prices_usd_per_h:
+        from bigtrain.report.prices import match_prices
+
+        names = _source_names(runs)
+        prices = match_prices(prices_usd_per_h, {names[r.path.resolve()]: r for r in runs})
+    return ReportData(runs=runs, frame=frame, sources=sources, baseline=baseline_source,
+                      prices_usd_per_h=prices)
 
 
 def _source_names(runs: Sequence[LoadedRun]) -> dict[Path, str]:
@@ -160,6 +174,8 @@ def cell_summary(data: ReportData) -> pd.DataFrame:
     for flag in flags:
         summary[flag] = grouped[flag].min()
     summary["repeats"] = grouped.size()
+    if "step_time_median_s" in summary:
+        summary["step_time_median_s"] = step_time_from_throughput(summary)
     firsts = grouped[labels].first()
     out = firsts.join(summary).reset_index()
     out["source"] = pd.Categorical(out["source"], categories=list(data.sources), ordered=True)
@@ -167,6 +183,23 @@ def cell_summary(data: ReportData) -> pd.DataFrame:
         out["source"].cat.codes.iloc[i], *(natural_key(out[c].iloc[i]) for c in
                                             ("model", "config", "opt_label"))))
     return out.iloc[order].reset_index(drop=True)
+
+
+def step_time_from_throughput(summary: pd.DataFrame) -> pd.Series:
+    """A cell's median step time as its items per step over its throughput (both over repeats).
+
+    Each record's items/s is items_per_step / its step-time median, so the median over repeats of
+    either one picks the same repeat when the count is odd; with an even count each median averages
+    the two middle repeats of a different quantity, and 1/mean(t) is not mean(1/t): the throughput
+    and step-time tables disagreed (by 2.6x on a noisy pair). Deriving the step time from the
+    throughput (what every speedup is computed from) makes the two tables say the same thing;
+    a cell without items per step keeps the median of its step-time medians.
+    """
+    if "items_per_step" not in summary or "items_per_s" not in summary:
+        return summary["step_time_median_s"]
+    derived = summary["items_per_step"] / summary["items_per_s"]
+    usable = summary["items_per_s"].gt(0) & derived.notna()
+    return derived.where(usable, summary["step_time_median_s"])
 
 
 def _is_flag(column: pd.Series) -> bool:

@@ -194,15 +194,113 @@ def bar_figures(
 
 
 def throughput_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
-    """Items per second per cell and optimizer, a panel per machine."""
+    """Items per second per cell, every machine on one shared log axis (a marker per machine).
+
+    Machines differ by 100-1000x (an H200 and a laptop CPU), so one linear axis serves neither and
+    a panel per machine with its own axis makes lengths incomparable: one log axis does both.
+    """
     summary = data.summary
     if summary.empty:
         return []
-    return bar_figures(
-        data, palette, summary, "items_per_s", name="throughput", title="Throughput",
-        xlabel="{unit} per second", caption="Longer bars are faster; compare colours within a "
-        "row for the optimizers, panels for the machines.",
+    rows = summary[summary["items_per_s"] > 0]
+    if rows.empty:
+        return []
+    rows = rows.assign(row=_row_labels(rows), source=rows["source"].astype(str))
+    colours = style.machine_palette(data.sources)
+    return dot_figures(
+        data, rows, "items_per_s", colour_by="source", colours=colours, marker_by="source",
+        name="throughput", title="Throughput", xlabel="{unit} per second (log scale)",
+        legend_title="machine",
+        caption="One row per cell, one marker per machine, all on the same log axis: a step of "
+        "one grid line is 10x; further right is faster.",
     )
+
+
+#: Marker shapes, one per machine, in the report's machine order.
+MACHINE_MARKERS = "oDs^vP*X<>"
+
+
+def dot_figures(
+    data: ReportData,
+    rows: pd.DataFrame,
+    value: str,
+    *,
+    colour_by: str,
+    colours: Mapping[str, str],
+    marker_by: str,
+    name: str,
+    title: str,
+    xlabel: str,
+    legend_title: str,
+    caption: str,
+    reference: float | None = None,
+) -> list[Figure]:
+    """A dot per row label and `marker_by` value on one log x axis, split per model.
+
+    `rows` needs a `row` label column (config · optimizer) and `source`. `reference` draws a
+    vertical line (1x for speedups). Several markers on one row are nudged apart vertically so
+    equal values stay visible.
+    """
+    figures = []
+    machines = [s for s in data.sources if s in set(rows[marker_by].astype(str))]
+    # Shapes follow the report's machine order, so a machine keeps its shape in every figure.
+    markers = {m: MACHINE_MARKERS[i % len(MACHINE_MARKERS)] for i, m in enumerate(data.sources)}
+    n_opts = max(1, rows["opt_label"].nunique())
+    for suffix, group in _model_groups(rows, per_row=n_opts):
+        labels = sorted(group["row"].unique(), key=style.natural_key)
+        colour_keys = [k for k in colours if k in set(group[colour_by].astype(str))]
+        legend = colour_keys if colour_by == marker_by else [*colour_keys, *machines]
+        fig, axes = _panel_figure(labels, 1, 0.24 * len(labels), legend)
+        ax = axes[0]
+        positions = {label: i for i, label in enumerate(labels)}
+        nudge = {m: (i - (len(machines) - 1) / 2) * min(0.5 / max(1, len(machines)), 0.2)
+                 for i, m in enumerate(machines)}
+        for (colour_key, marker_key), part in group.groupby([colour_by, marker_by], observed=True,
+                                                            sort=False):
+            y = part["row"].map(positions).to_numpy(dtype=float) + nudge.get(str(marker_key), 0)
+            ax.scatter(part[value].to_numpy(dtype=float), y, s=30, zorder=3,
+                       color=colours.get(str(colour_key), "#444444"),
+                       marker=markers.get(str(marker_key), "o"), edgecolors="white",
+                       linewidths=0.4)
+        values = group[value][group[value] > 0]
+        low, high = float(values.min()), float(values.max())
+        if reference is not None:
+            low, high = min(low, reference), max(high, reference)
+            ax.axvline(reference, color="#555555", linestyle="--", linewidth=1, zorder=1)
+        _log_axis(ax, decades=math.log10(high / low) if high > low else 0.0)
+        ax.set_xlim(low / 1.6, high * 1.6)
+        ax.set_yticks(range(len(labels)), labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel(xlabel.format(unit=_unit(group)))
+        ax.set_ylabel("")
+        ax.grid(axis="x", which="major", color="#dddddd")
+        full_title = f"{title}: {suffix}"
+        _dot_legend(fig, full_title, colours, colour_keys, markers,
+                    [] if colour_by == marker_by else machines, legend_title)
+        figures.append(Figure(f"{name}-{_slug(suffix)}", full_title, caption,
+                              _png(fig, tight=False)))
+    return figures
+
+
+def _dot_legend(fig: Any, title: str, colours: Mapping[str, str], colour_keys: Sequence[str],
+                markers: Mapping[str, str], marker_keys: Sequence[str], legend_title: str) -> None:
+    """Title, then one legend: a coloured marker per colour key and a grey shape per machine."""
+    from matplotlib.lines import Line2D
+
+    height_in = fig.get_figheight()
+    fig.suptitle(title, y=1 - 0.08 / height_in, va="top", fontsize=11, fontweight="bold")
+    same = not marker_keys
+    handles = [Line2D([], [], linestyle="none", color=colours[k],
+                      marker=markers.get(k, "o") if same else "o", markersize=6)
+               for k in colour_keys]
+    handles += [Line2D([], [], linestyle="none", color="#666666", marker=markers[m], markersize=6)
+                for m in marker_keys]
+    labels = [*colour_keys, *marker_keys]
+    if labels:
+        fig.legend(handles, [style.wrap(x, 40) for x in labels], title=legend_title,
+                   loc="upper center", ncols=min(len(labels), 4),
+                   bbox_to_anchor=(0.5, 1 - 0.38 / height_in), frameon=False, fontsize=8,
+                   title_fontsize=8)
 
 
 def _unit(rows: pd.DataFrame) -> str:
@@ -258,60 +356,24 @@ def efficiency_figures(data: ReportData, palette: Mapping[str, str]) -> list[Fig
     return figures
 
 
-# -- speedup heatmap ---------------------------------------------------------------------------
-def speedup_figures(data: ReportData) -> list[Figure]:
-    """Heatmap of speedup against the baseline: a row per cell, a column per other source."""
+# -- speedup dots ------------------------------------------------------------------------------
+def speedup_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
+    """Speedup against the baseline per cell: a dot per cell and machine on a log axis, 1x marked.
+
+    Colour is the optimizer (as everywhere in the report), the marker shape the machine.
+    """
     merged = speedup_frame(data)
     if merged.empty:
         return []
     merged = merged.assign(row=_row_labels(merged))
-    sources = [s for s in data.sources if s in set(merged["source"])]
-    figures = []
-    for suffix, group in _model_groups(merged, per_row=merged["opt_label"].nunique()):
-        grid = group.pivot_table(index="row", columns="source", values="speedup", aggfunc="median")
-        grid = grid.loc[sorted(grid.index, key=style.natural_key)]
-        grid = grid[[s for s in sources if s in grid.columns]]
-        logs = np.log2(grid.astype(float))
-        span = max(0.25, float(np.nanmax(np.abs(logs.to_numpy()))) if logs.size else 0.25)
-        # Fixed margins in inches (no tight bounding box: one draw less per figure).
-        left_in, top_in, bottom_in, right_in = style.label_width_in(grid.index), 0.55, 1.05, 1.9
-        cells_w = 1.7 * len(grid.columns)
-        title = f"Speedup: {suffix}"
-        # wide enough for the title too (about 0.1 in per character at 11 pt bold)
-        width = max(left_in + cells_w + right_in, 0.11 * len(title) + 0.6)
-        height = top_in + 0.28 * len(grid) + bottom_in
-        fig, ax = plt.subplots(figsize=(width, max(2.4, height)))
-        fig.subplots_adjust(left=left_in / width, right=1 - right_in / width,
-                            top=1 - top_in / fig.get_figheight(),
-                            bottom=bottom_in / fig.get_figheight())
-        annotations = grid.map(lambda v: "" if pd.isna(v) else f"{v:.2f}×")
-        sns.heatmap(
-            logs, ax=ax, cmap=style.SPEEDUP_CMAP, center=0, vmin=-span, vmax=span,
-            annot=annotations.to_numpy(), fmt="", linewidths=0.5, linecolor="white",
-            cbar_kws={"label": "speedup vs baseline",
-                      "fraction": 0.6 / width * 2, "pad": 0.25 / width * 2},
-            annot_kws={"fontsize": 8},
-        )
-        # The colour scale is log2 of the ratio; label its ticks as ratios (0.5×, 1×, 2×).
-        colorbar = ax.collections[0].colorbar
-        step = max(1, math.ceil(2 * span / 6))  # at most about seven ticks
-        ticks = [t for t in range(-math.ceil(span), math.ceil(span) + 1) if abs(t) <= span
-                 and t % step == 0] or [0]
-        if len(ticks) < 3:
-            ticks = [-span, 0.0, span]
-        colorbar.set_ticks(ticks, labels=[f"{2 ** t:.2g}×" for t in ticks])
-        ax.set_xticklabels([style.wrap(s, 24) for s in grid.columns], rotation=0, fontsize=8)
-        ax.set_ylabel("")
-        ax.set_xlabel("machine / run")
-        fig.suptitle(title, fontsize=11, fontweight="bold", y=1 - 0.12 / fig.get_figheight(),
-                     va="top")
-        figures.append(Figure(
-            f"speedup-{_slug(suffix)}", title,
-            f"Red is faster than the baseline {data.baseline}, blue slower; numbers are ratios of "
-            "items per second for the same cell.",
-            _png(fig, tight=False),
-        ))
-    return figures
+    return dot_figures(
+        data, merged, "speedup", colour_by="opt_label", colours=palette, marker_by="source",
+        name="speedup", title="Speedup", legend_title="optimizer · machine",
+        xlabel=f"throughput / throughput on {style.wrap(str(data.baseline), 60)} (log scale)",
+        reference=1.0,
+        caption=f"Right of the dashed 1x line is faster than the baseline {data.baseline}, left "
+        "slower; one dot per cell and machine, coloured by optimizer.",
+    )
 
 
 # -- phases ------------------------------------------------------------------------------------
@@ -617,7 +679,7 @@ def _opt_label(record: Any) -> str:
 #: Figure builders in reading order; each takes (data, palette) and returns its figures.
 BUILDERS: dict[str, Callable[[ReportData, Mapping[str, str]], list[Figure]]] = {
     "throughput": throughput_figures,
-    "speedup": lambda data, palette: speedup_figures(data),
+    "speedup": speedup_figures,
     "memory": memory_figures,
     "efficiency": efficiency_figures,
     "phases": lambda data, palette: phase_figures(data),

@@ -19,12 +19,17 @@ import jinja2
 import pandas as pd
 
 from bigtrain import __version__
+from bigtrain.markdown_escape import escape_markdown
 from bigtrain.report.data import ReportData
 from bigtrain.report.figures import Figure
+from bigtrain.report.summary import Overview
 from bigtrain.report.tables import RATIO_MARK, Table
 
-#: Tables longer than this fold away in report.md (a PR comment stays readable).
-MARKDOWN_FOLD_ROWS = 25
+#: report.md is pasted into PR comments: the summary stays in the open within this many lines,
+#: everything after it is folded.
+MARKDOWN_OPEN_LINES = 60
+#: A comparability list longer than this folds away in report.md.
+MARKDOWN_FOLD_DIFFERENCES = 8
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ SECTION_PLAN = (
     ("effects", "Batch norm and precision", ("batch_norm", "precision"), (),
      "These runs do not pair batch norm on/off or reduced precision with fp32."),
     ("memory", "Memory", ("memory",), ("memory-",), "No memory figures were recorded."),
-    ("efficiency", "Energy and efficiency", ("efficiency",),
+    ("efficiency", "Energy and efficiency", ("efficiency", "price"),
      ("energy-efficiency-", "model-flops-utilisation-", "share-of-measured-peak-"),
      "No power, energy or FLOP figures were recorded (no NVML on these machines)."),
     ("phases", "Where the step goes", ("phases",), ("phases-", "optimizer-floor"),
@@ -120,47 +125,87 @@ def numeric_columns(table: Table) -> list[bool]:
 
 
 def markdown_table(table: Table) -> str:
-    """A GitHub-flavoured Markdown table; pipes and line breaks in cells are escaped."""
-    def cell(text: str) -> str:
-        return text.replace("|", "\\|").replace("\n", " ")
-
-    header = [cell(str(c)) for c in table.frame.columns]
+    """A GitHub-flavoured Markdown table; every cell escaped (`escape_markdown`)."""
+    header = [escape_markdown(c) for c in table.frame.columns]
     align = ["---:" if num else "---" for num in numeric_columns(table)]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in display_rows(table)]
+    lines += ["| " + " | ".join(escape_markdown(v) for v in row) + " |"
+              for row in display_rows(table)]
     return "\n".join(lines)
+
+
+def _folded(summary: str, body: str) -> str:
+    return f"<details><summary>{escape_markdown(summary)}</summary>\n\n{body}\n\n</details>"
+
+
+def markdown_summary(data: ReportData, overview: Overview) -> list[str]:
+    """The open part of report.md: verdicts, the comparability warning, the speedup summary."""
+    md = escape_markdown
+    out = ["## Summary", ""]
+    if overview.warning:
+        out += [f"> :warning: {md(overview.warning)}", ""]
+    if overview.note:
+        out += [md(overview.note), ""]
+    out += [f"- {md(line)}" for line in overview.verdicts]
+    if overview.fastest:
+        out.append("- Fastest per model family: "
+                   + "; ".join(f"{md(family)}: {md(source)}" for family, source in overview.fastest))
+    if overview.verdicts or overview.fastest:
+        out.append("")
+    table = overview.table
+    if table is not None:
+        body = markdown_table(table)
+        out += [f"_{md(table.caption)}_", ""]
+        # Budget: the lines so far, the table, and the comparability lines that follow it.
+        after = 2 + (len(overview.differences) if len(overview.differences)
+                     <= MARKDOWN_FOLD_DIFFERENCES else 1)
+        if len(out) + len(table.frame) + 2 + after > MARKDOWN_OPEN_LINES - 6:
+            body = _folded(f"speedup per machine, family and precision ({len(table.frame)} rows)",
+                           body)
+        out += [body, ""]
+    if overview.differences:
+        out += ["### Comparability", ""]
+        items = "\n".join(f"- {md(d)}" for d in overview.differences)
+        if len(overview.differences) > MARKDOWN_FOLD_DIFFERENCES:
+            items = _folded(f"{len(overview.differences)} settings differ between the runs", items)
+        out += [items, ""]
+    elif len(data.runs) > 1:
+        out += ["Comparability: the runs share every measure and software setting recorded.", ""]
+    return out
 
 
 # -- writers -------------------------------------------------------------------------------------
 def write_markdown(path: Path, data: ReportData, tables: Sequence[Table],
-                   figures: Sequence[Figure]) -> None:
-    """report.md: the decision-making tables, long ones folded, and links to the figures."""
+                   figures: Sequence[Figure], overview: Overview) -> None:
+    """report.md: the summary in the open, then every table folded, and links to the figures.
+
+    Every piece of data (machine and run names, models, reasons) goes through `escape_markdown`:
+    the file is pasted into PR comments, and a pull request's own code writes its candidate side.
+    """
+    md = escape_markdown
     counts = _status_counts(data)
     out = [
-        f"# bigbench report: {', '.join(data.sources) or 'no runs'}",
+        f"# bigbench report: {md(', '.join(data.sources) or 'no runs')}",
         "",
-        f"{len(data.frame)} records from {len(data.runs)} run(s); {counts}."
-        + (f" Baseline: **{data.baseline}**." if data.baseline else ""),
+        f"{len(data.frame)} records from {len(data.runs)} run(s); {md(counts)}."
+        + (f" Baseline: **{md(data.baseline)}**." if data.baseline else ""),
         "",
+        *markdown_summary(data, overview),
     ]
     for table in tables:
         if not table.in_markdown:
             continue
-        out += [f"## {table.title}", "", f"_{table.caption}_", ""]
+        out += [f"## {md(table.title)}", "", f"_{md(table.caption)}_", ""]
         if table.frame.empty:
             out += ["None.", ""]
             continue
-        body = markdown_table(table)
-        if len(table.frame) > MARKDOWN_FOLD_ROWS:
-            body = (f"<details><summary>{len(table.frame)} rows</summary>\n\n{body}\n\n"
-                    "</details>")
-        out += [body, ""]
-        out += [f"- {note}" for note in table.notes]
+        out += [_folded(f"{len(table.frame)} rows", markdown_table(table)), ""]
+        out += [f"- {md(note)}" for note in table.notes]
         if table.notes:
             out.append("")
     if figures:
         out += ["## Figures", ""]
-        out += [f"- [{f.title}](figures/{f.name}.png): {f.caption}" for f in figures]
+        out += [f"- [{md(f.title)}](figures/{f.name}.png): {md(f.caption)}" for f in figures]
         out.append("")
     path.write_text("\n".join(out), encoding="utf-8")
 
@@ -201,8 +246,12 @@ _TEMPLATES = jinja2.Environment(
 )
 
 
-def write_html(path: Path, data: ReportData, sections: Sequence[Section]) -> None:
-    """index.html: one file, CSS inline, every figure embedded as a data: URI."""
+def write_html(path: Path, data: ReportData, sections: Sequence[Section],
+               overview: Overview) -> None:
+    """index.html: one file, CSS inline, every figure embedded as a data: URI; the summary first.
+
+    jinja2 autoescapes every value, so data (machine names, reasons) never becomes markup.
+    """
     template = _TEMPLATES.get_template("report.html.j2")
     page = template.render(
         title=f"bigbench report: {', '.join(data.sources) or 'no runs'}",
@@ -211,6 +260,7 @@ def write_html(path: Path, data: ReportData, sections: Sequence[Section]) -> Non
         baseline=data.baseline,
         summary=f"{len(data.frame)} records from {len(data.runs)} run(s); {_status_counts(data)}",
         sections=sections,
+        overview=overview,
         rows=display_rows,
         numeric=numeric_columns,
         data_uri=lambda fig: "data:image/png;base64," + base64.b64encode(fig.png).decode("ascii"),

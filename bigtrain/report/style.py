@@ -31,8 +31,6 @@ OKABE_ITO = (
 )
 #: Forward, backward, optimizer: a light-to-dark ramp of cividis, readable without colour vision.
 PHASE_COLOURS = ("#B8B77A", "#6C6E72", "#00224E")
-#: Diverging map for speedups (blue slower, red faster); light in the middle around 1x.
-SPEEDUP_CMAP = "vlag"
 DPI = 90
 #: Most bars (or boxes, or heatmap rows) one figure holds before the report splits it.
 MAX_ROWS_PER_FIGURE = 60
@@ -43,6 +41,17 @@ def optimizer_palette(labels: Iterable[str]) -> dict[str, str]:
     ordered = sorted(set(labels))
     colours = list(OKABE_ITO) + list(sns.color_palette("colorblind").as_hex())
     return {label: colours[i % len(colours)] for i, label in enumerate(ordered)}
+
+
+#: Machine colours (Paul Tol's "muted" set, colour-blind safe), kept apart from the optimizer
+#: colours so a machine is never mistaken for an optimizer.
+TOL_MUTED = ("#332288", "#117733", "#AA4499", "#882255", "#44AA99", "#999933", "#88CCEE",
+             "#DDCC77", "#CC6677")
+
+
+def machine_palette(sources: Iterable[str]) -> dict[str, str]:
+    """A fixed colour per machine (source), in the report's machine order."""
+    return {s: TOL_MUTED[i % len(TOL_MUTED)] for i, s in enumerate(dict.fromkeys(sources))}
 
 
 def apply_theme() -> None:

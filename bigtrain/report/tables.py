@@ -21,7 +21,7 @@ MIB = 1024 * 1024
 #: Telemetry fields about the sampling itself, left out of the telemetry table (still in Parquet).
 TELEMETRY_BOOKKEEPING = frozenset({
     "interval_s", "min_window_s", "util_sample_period_s", "nvml_device", "window_s",
-    "energy_window_s",
+    "energy_window_s", "energy_tick_s", "energy_uncertainty_j",
 })
 #: Columns that hold ratios, shown as `1.23×`.
 RATIO_MARK = "×"
@@ -120,6 +120,8 @@ def spec_table(data: ReportData) -> Table:
 def _short(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return ", ".join(map(str, value))
+    if isinstance(value, dict):  # the measure settings: readable pairs, not a Python dict
+        return "; ".join(f"{k.replace('_', ' ')}: {_short(v)}" for k, v in value.items())
     return "" if value is None else str(value)
 
 
@@ -255,6 +257,9 @@ def efficiency_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
     if power:
         out["power (W)"] = summary[power].where(valid)
         sources["power"] = power
+        # Throughput per watt of mean power: what a machine does within a power budget.
+        out["items/s per W"] = (summary["items_per_s"] / summary[power]).where(valid)
+        sources["items/s per W"] = f"items_per_s / {power}"
     if per_step:
         out["energy per step (J)"] = summary[per_step].where(valid)
         sources["energy per step"] = per_step
@@ -298,6 +303,35 @@ def efficiency_table(data: ReportData) -> Table | None:
         "the training step used); blank where the machine reports no power or peak.",
         _pretty_axes(frame),
         notes=notes,
+    )
+
+
+def price_table(data: ReportData) -> Table | None:
+    """Items per US dollar and dollars per million items, for the machines the user priced.
+
+    Only from `--price` (USD per hour); a machine without a price gets no row, never a guess.
+    """
+    prices = data.prices_usd_per_h
+    summary = data.summary
+    if not prices or summary.empty:
+        return None
+    rows = summary[summary["source"].astype(str).isin(prices) & (summary["items_per_s"] > 0)]
+    if rows.empty:
+        return None
+    usd_per_h = rows["source"].astype(str).map(prices).astype(float)
+    frame = rows[["source", *index_axes(summary)]].copy()
+    frame["USD per hour"] = usd_per_h
+    frame["items/s"] = rows["items_per_s"]
+    frame["items per USD"] = rows["items_per_s"] * 3600 / usd_per_h
+    frame["USD per million items"] = usd_per_h / 3600 / rows["items_per_s"] * 1e6
+    return Table(
+        "price",
+        "Price-performance",
+        "Training items per US dollar at the hourly prices given with --price (higher is "
+        "cheaper work), and what a million items cost; machines without a price are left out.",
+        _pretty_axes(frame),
+        in_markdown=False,
+        notes=tuple(f"{source}: {usd:g} USD per hour" for source, usd in prices.items()),
     )
 
 
@@ -489,9 +523,11 @@ def failures_table(data: ReportData) -> Table:
 
 def all_tables(data: ReportData) -> list[Table]:
     """Every table of the report, in reading order, without the ones the runs have no data for."""
+    from bigtrain.report.summary import summary_table  # it builds on this module's speedups
+
     builders = (
-        runs_table, spec_table, throughput_table, speedup_table, batch_norm_table, precision_table,
-        memory_table, efficiency_table, phases_table, step_time_table, telemetry_table,
-        telemetry_missing_table, failures_table,
+        summary_table, runs_table, spec_table, throughput_table, speedup_table, batch_norm_table,
+        precision_table, memory_table, efficiency_table, price_table, phases_table,
+        step_time_table, telemetry_table, telemetry_missing_table, failures_table,
     )
     return [t for t in (b(data) for b in builders) if t is not None]
