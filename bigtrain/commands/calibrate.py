@@ -86,7 +86,11 @@ def _print(result, path: Path, as_json: bool, *, verb: str) -> None:  # noqa: AN
     if as_json:
         click.echo(json.dumps({**result.to_json(), "path": str(path)}, indent=2, sort_keys=True))
         return
-    click.echo(f"{result.device_name} ({result.device}), measured {result.created_at}")
+    # Device names and notes come from the hardware, a stored file or an exception: data, printed
+    # with its control characters made visible.
+    from bigtrain.terminal_text import inert
+
+    click.echo(inert(f"{result.device_name} ({result.device}), measured {result.created_at}"))
     for precision, tflops in result.matmul_tflops.items():
         click.echo(f"  matmul {precision:>5}: {tflops:10.3f} TFLOP/s "
                    f"(best of sizes, median of {result.repeats})")
@@ -94,8 +98,8 @@ def _print(result, path: Path, as_json: bool, *, verb: str) -> None:  # noqa: AN
         click.echo(f"  copy bandwidth: {result.copy_bandwidth_bytes_per_s / 1e9:8.1f} GB/s "
                    f"(read + write)")
     for note in result.notes:
-        click.echo(f"  note: {note}")
-    click.echo(f"{verb} {path}")
+        click.echo(inert(f"  note: {note}"))
+    click.echo(inert(f"{verb} {path}"))
 
 
 COMMANDS = [calibrate]
