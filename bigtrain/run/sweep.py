@@ -222,56 +222,73 @@ def _spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if k not in ("preset", "description") and old.get(k) != new.get(k)]
 
 
+@dataclass(frozen=True)
+class _RunStart:
+    """Where a sweep starts: its folder and manifest, and what a resumed run already holds."""
+
+    run_dir: Path
+    manifest: Manifest
+    #: (cell_id, repeat) pairs that need no new measurement.
+    done: frozenset[tuple[str, int]]
+    #: Cells with any record (a not-run record is written only for cells without one).
+    recorded_ids: frozenset[str]
+    previous: tuple[CellRecord, ...]
+
+
+def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
+              environment: dict[str, Any]) -> _RunStart:
+    """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
+    from bigtrain.envinfo import fingerprint_differences
+
+    if not options.resume:
+        run_id = options.run_id or default_run_id()
+        manifest = Manifest(
+            run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
+            environment=environment, started_at=now_iso(), state="running",
+            cells_total=len(cells) * spec.measure.repeats,
+            executor=options.executor or DEFAULT_EXECUTOR,
+        )
+        return _RunStart(run_dir=Path(options.out_dir) / run_id, manifest=manifest,
+                         done=frozenset(), recorded_ids=frozenset(), previous=())
+
+    run_dir = Path(options.out_dir) / options.resume
+    manifest = read_manifest(run_dir)
+    # The manifest's run id goes into every new record; a hand-edited one is refused here.
+    check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
+    executor_name = options.executor or manifest.executor
+    problems = _spec_differences(dict(manifest.spec), spec.to_json())
+    problems += fingerprint_differences(dict(manifest.environment), environment)
+    if executor_name != manifest.executor:
+        problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
+    if problems and not options.force:
+        raise BadInput(
+            f"cannot resume {run_dir}: the spec, the executor or this machine differs from "
+            f"the run's ({'; '.join(problems)}); use --force to resume anyway"
+        )
+    previous = tuple(load_run(run_dir).records)
+    done = {(r.cell_id, r.repeat) for r in previous
+            if r.status not in FAILED_STATUSES or not options.retry_failed}
+    manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None,
+                       executor=executor_name)
+    return _RunStart(run_dir=run_dir, manifest=manifest, done=frozenset(done),
+                     recorded_ids=frozenset(r.cell_id for r in previous), previous=previous)
+
+
 def run_sweep(spec: SweepSpec, options: SweepOptions,
               progress: SweepProgress | None = None) -> SweepOutcome:
     """Run (or resume) a sweep and return how it ended. Bad input raises BadInput before any cell
     runs; cell failures are records; interrupts end the sweep cleanly."""
-    from bigtrain.envinfo import collect_environment, fingerprint_differences
+    from bigtrain.envinfo import collect_environment
 
     progress = progress or SilentProgress()
-    executor_name = options.executor or DEFAULT_EXECUTOR
     inventory = DeviceInventory.detect()
     cells = expand(spec, inventory, max_cells=options.max_cells)
-    environment = collect_environment()
-    done: set[tuple[str, int]] = set()
-    recorded_ids: set[str] = set()
-    previous: list[CellRecord] = []
+    start = _open_run(spec, options, cells, collect_environment())
+    run_dir, manifest, recorded_ids = start.run_dir, start.manifest, start.recorded_ids
 
-    if options.resume:
-        run_dir = Path(options.out_dir) / options.resume
-        manifest = read_manifest(run_dir)
-        # The manifest's run id goes into every new record; a hand-edited one is refused here.
-        check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
-        executor_name = options.executor or manifest.executor
-        problems = _spec_differences(dict(manifest.spec), spec.to_json())
-        problems += fingerprint_differences(dict(manifest.environment), environment)
-        if executor_name != manifest.executor:
-            problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
-        if problems and not options.force:
-            raise BadInput(
-                f"cannot resume {run_dir}: the spec, the executor or this machine differs from "
-                f"the run's ({'; '.join(problems)}); use --force to resume anyway"
-            )
-        loaded = load_run(run_dir)
-        previous = list(loaded.records)
-        for record in previous:
-            recorded_ids.add(record.cell_id)
-            if record.status not in FAILED_STATUSES or not options.retry_failed:
-                done.add((record.cell_id, record.repeat))
-        manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None,
-                           executor=executor_name)
-    else:
-        run_id = options.run_id or default_run_id()
-        run_dir = Path(options.out_dir) / run_id
-        manifest = Manifest(
-            run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
-            environment=environment, started_at=now_iso(), state="running",
-            cells_total=len(cells) * spec.measure.repeats, executor=executor_name,
-        )
-
-    make_executor = executor_factory(executor_name)  # an unknown name fails before any write
-    rounds = plan_jobs(manifest.run_id, spec, cells, done)
-    records: list[CellRecord] = list(previous)
+    make_executor = executor_factory(manifest.executor)  # an unknown name fails before any write
+    rounds = plan_jobs(manifest.run_id, spec, cells, start.done)
+    records: list[CellRecord] = list(start.previous)
     finished, error = False, None
     executor: Executor = make_executor(ExecutorSettings(
         slots=tuple(slots_for(sorted({c.device for c in cells if c.status == PENDING}),
