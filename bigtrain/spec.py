@@ -81,6 +81,7 @@ class SweepSpec:
     device: tuple[str, ...]
     batch_size: tuple[int | None, ...]
     compile: tuple[str, ...]
+    cuda_graphs: tuple[str, ...] = ("off",)
     measure: MeasureSettings = MeasureSettings()
 
     def to_json(self) -> dict[str, Any]:
