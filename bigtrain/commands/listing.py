@@ -18,7 +18,7 @@ def list_command(topic: str | None) -> None:
 
 
 def _models() -> list[str]:
-    from bigtrain.workloads import FAMILIES
+    from bigtrain.workloads import FAMILIES, UNAVAILABLE_FAMILIES
 
     lines = []
     for family_name, family in FAMILIES:
@@ -29,6 +29,8 @@ def _models() -> list[str]:
                          f"{size.default_batch_size}; {bn}; {family.item_unit}{default}")
             if size.hyperparameters():
                 lines.append(f"    {size.hyperparameters_text()}")
+    for family_name, reason in UNAVAILABLE_FAMILIES:
+        lines.append(f"{family_name}:*  unavailable: {reason}")
     return lines
 
 
