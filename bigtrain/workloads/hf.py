@@ -106,6 +106,9 @@ def _size(name: str, model_type: str, task: str, batch: int, note: str, *,
 
 #: The tiny twins' vocabulary: small enough that the embedding does not dominate a CPU step.
 _TINY_TEXT = {"vocab_size": 1024}
+#: T5 starts decoding from its pad token (0), as the published checkpoints' configs say; the
+#: config class has no default, and the model needs it to shift `labels` into decoder inputs.
+_T5_DECODER_START = {"decoder_start_token_id": 0}
 SIZES: dict[str, HFSize] = {s.name: s for s in (
     _size("gpt2", "gpt2", CAUSAL_LM, 16, "GPT-2 (124M), 1024-token context", seq_len=1024,
           params=124_439_808),
@@ -142,10 +145,10 @@ SIZES: dict[str, HFSize] = {s.name: s for s in (
                   "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
                   "max_position_embeddings": 64}, seq_len=64),
     _size("t5-small", "t5", SEQ2SEQ_LM, 32, "T5 small (60M), 512 input and 128 target tokens",
-          seq_len=512, target_len=128, params=60_506_624),
+          config=_T5_DECODER_START, seq_len=512, target_len=128, params=60_506_624),
     _size("t5-tiny", "t5", SEQ2SEQ_LM, 4, "T5 architecture, 2+2 layers of width 64 (CPU tests)",
-          config={**_TINY_TEXT, "d_model": 64, "d_ff": 128, "d_kv": 32, "num_layers": 2,
-                  "num_heads": 2}, seq_len=64, target_len=16),
+          config={**_TINY_TEXT, **_T5_DECODER_START, "d_model": 64, "d_ff": 128, "d_kv": 32,
+                  "num_layers": 2, "num_heads": 2}, seq_len=64, target_len=16),
     _size("vit-base", "vit", IMAGE_CLASSIFICATION, 128,
           "ViT-Base/16 (86.6M), 224 px, 1000 classes", config={"num_labels": 1000},
           params=86_567_656),
