@@ -237,6 +237,20 @@ def test_tv_tiny_twins_train_on_the_cpu(size: str) -> None:
     assert torch.equal(again.inputs, workload.inputs) and torch.equal(again.targets, workload.targets)
 
 
+def test_a_tv_size_with_bad_stages_names_the_field() -> None:
+    from bigtrain.workloads import SizeConfigError
+    from bigtrain.workloads.tv import TorchvisionSize
+
+    with pytest.raises(SizeConfigError, match=r"TorchvisionSize 'x': field 'stage_widths' must "
+                                              r"have one entry per stage depth, got \(8,\)"):
+        TorchvisionSize(name="x", default_batch_size=1, architecture="convnext_tiny",
+                        image_px=32, classes=10, stage_depths=(1, 1), stage_widths=(8,))
+    with pytest.raises(SizeConfigError, match=r"field 'stage_depths' applies to resnet18, "
+                                              r"resnet50, convnext_tiny only"):
+        TorchvisionSize(name="x", default_batch_size=1, architecture="efficientnet_b0",
+                        image_px=32, classes=10, stage_depths=(1,))
+
+
 @needs_torchvision
 @pytest.mark.parametrize(("size", "has_bn"), [("resnet18-tiny", True), ("efficientnet_b0-tiny", True),
                                               ("mobilenet_v3_large-tiny", True),
@@ -315,7 +329,7 @@ def test_tv_and_hf_cells_run_in_a_sweep(entry_points: Path, tmp_path: Path) -> N
     assert [(r.model, r.status) for r in outcome.records] == [
         ("tv:resnet18-tiny", "ok"), ("hf:gpt2-tiny", "ok")], [r.reason for r in outcome.records]
     assert by_model["tv:resnet18-tiny"].item_unit == "images"
-    assert by_model["tv:resnet18-tiny"].param_count == 11_181_642
+    assert by_model["tv:resnet18-tiny"].param_count == 4_910_922
     assert by_model["hf:gpt2-tiny"].item_unit == "tokens"
     assert by_model["hf:gpt2-tiny"].extra["attention_implementation"] == "sdpa"
     assert by_model["hf:gpt2-tiny"].flops_per_step and by_model["hf:gpt2-tiny"].flops_per_step > 0

@@ -81,6 +81,11 @@ class HFSize(SizeConfig):
         if self.task == SEQ2SEQ_LM:
             self.require_positive_int("target_len")
 
+    @property
+    def item_unit(self) -> str:
+        """What one item is: an image for image classification, else a token."""
+        return "images" if self.task == IMAGE_CLASSIFICATION else "tokens"
+
     def config_fields(self) -> dict[str, Any]:
         """The config overrides as keyword arguments."""
         return dict(self.config)
@@ -194,21 +199,21 @@ def synthetic_inputs(config: HFSize, model_config: Any, batch_size: int,
         px = model_config.image_size
         pixels = torch.randn(batch_size, model_config.num_channels, px, px, generator=generator)
         labels = torch.randint(0, model_config.num_labels, (batch_size,), generator=generator)
-        return {"pixel_values": pixels, "labels": labels}, batch_size, "images"
+        return {"pixel_values": pixels, "labels": labels}, batch_size, config.item_unit
     vocab = model_config.vocab_size
     tokens = torch.randint(0, vocab, (batch_size, config.seq_len), generator=generator)
     if config.task == CAUSAL_LM:  # the model shifts labels by one itself
-        return {"input_ids": tokens, "labels": tokens.clone()}, tokens.numel(), "tokens"
+        return {"input_ids": tokens, "labels": tokens.clone()}, tokens.numel(), config.item_unit
     if config.task == MASKED_LM:
         masked = torch.rand(tokens.shape, generator=generator) < MASK_FRACTION
         masked[0, 0] = True  # at least one predicted position, whatever the draw
         labels = torch.where(masked, tokens, torch.full_like(tokens, IGNORE_INDEX))
         # A reserved id stands in for [MASK]: synthetic data has no tokenizer.
         inputs = torch.where(masked, torch.full_like(tokens, vocab - 1), tokens)
-        return {"input_ids": inputs, "labels": labels}, tokens.numel(), "tokens"
+        return {"input_ids": inputs, "labels": labels}, tokens.numel(), config.item_unit
     targets = torch.randint(0, vocab, (batch_size, config.target_len), generator=generator)
     items = tokens.numel() + targets.numel()  # T5 reads the input and writes the target
-    return {"input_ids": tokens, "labels": targets}, items, "tokens"
+    return {"input_ids": tokens, "labels": targets}, items, config.item_unit
 
 
 def _build(config: HFSize, *, batch_size: int, batch_norm: bool, device: torch.device,

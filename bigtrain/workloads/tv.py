@@ -2,8 +2,10 @@
 
 Each real size is the library's builder as users call it (`torchvision.models.resnet50`), on
 224 px ImageNet-shaped images into 1000 classes. Each has a `-tiny` twin of the same architecture
-(the same builder on 32 px images into 10 classes; ViT, whose builder fixes its depth, the same
-VisionTransformer class with two narrow layers) so that CPU tests run them in seconds.
+on 32 px images into 10 classes, so that CPU tests run them in seconds: the builder's own classes
+with fewer or narrower stages where they take that (ResNet: one block a stage; ConvNeXt: four
+narrow one-block stages; ViT: two narrow layers), the builder itself otherwise (EfficientNet,
+MobileNet, already small).
 
 Batch norm off swaps the norm layer for an identity (`norm_layer=`), which the ResNet, EfficientNet
 and MobileNet builders take; ViT and ConvNeXt use layer norm and have no batch-norm slot. On a GPU
@@ -32,18 +34,24 @@ from bigtrain.workloads.libraries import (
 FAMILY_NAME = "tv"
 #: A builder in `torchvision.models` (`resnet50`), or this class for the tiny ViT.
 VIT_CLASS = "VisionTransformer"
+#: Builders whose classes a tiny twin can build with its own `stage_depths` (and widths).
+STAGED = {"resnet18": "BasicBlock", "resnet50": "Bottleneck", "convnext_tiny": "CNBlockConfig"}
 
 
 @dataclass(frozen=True, kw_only=True)
 class TorchvisionSize(SizeConfig):
     """A torchvision model: `architecture` is the builder's name in `torchvision.models` (or
     `VisionTransformer` with `vit_*` fields for a small ViT), fed `image_px` square RGB images into
-    `classes` classes. `params_published` is the parameter count torchvision's weight metadata
-    gives for the real architecture (None for a tiny twin)."""
+    `classes` classes. A tiny twin of a ResNet or ConvNeXt sets `stage_depths` (blocks per stage;
+    ConvNeXt also `stage_widths`, channels per stage) and is built from the builder's classes.
+    `params_published` is the parameter count torchvision's weight metadata gives for the real
+    architecture (None for a tiny twin)."""
 
     architecture: str
     image_px: int
     classes: int
+    stage_depths: tuple[int, ...] = ()
+    stage_widths: tuple[int, ...] = ()
     vit_patch: int = 0
     vit_layers: int = 0
     vit_heads: int = 0
@@ -63,6 +71,18 @@ class TorchvisionSize(SizeConfig):
                 raise self.invalid("vit_patch", f"must divide image_px {self.image_px}")
             if self.vit_width % self.vit_heads:
                 raise self.invalid("vit_heads", f"must divide vit_width {self.vit_width}")
+        if self.stage_depths or self.stage_widths:
+            if self.architecture not in STAGED:
+                raise self.invalid("stage_depths", f"applies to {', '.join(STAGED)} only")
+            self.require_positive_ints("stage_depths")
+            if self.architecture.startswith("resnet") and len(self.stage_depths) != 4:
+                raise self.invalid("stage_depths", "must have 4 entries (ResNet's stages)")
+            if self.architecture.startswith("resnet") and self.stage_widths:
+                raise self.invalid("stage_widths", "must be empty: ResNet fixes its widths")
+            if self.architecture.startswith("convnext"):
+                self.require_positive_ints("stage_widths")
+                if len(self.stage_widths) != len(self.stage_depths):
+                    raise self.invalid("stage_widths", "must have one entry per stage depth")
 
     def hyperparameters(self) -> dict[str, Any]:
         """The fields that apply to this size (a builder's size leaves the ViT fields out)."""
@@ -70,7 +90,7 @@ class TorchvisionSize(SizeConfig):
         fields.pop("params_published")
         if self.architecture != VIT_CLASS:
             fields = {k: v for k, v in fields.items() if not k.startswith("vit_")}
-        return fields
+        return {k: v for k, v in fields.items() if not (k.startswith("stage_") and not v)}
 
 
 def _real(name: str, batch: int, params: int, has_bn: bool) -> TorchvisionSize:
@@ -80,11 +100,21 @@ def _real(name: str, batch: int, params: int, has_bn: bool) -> TorchvisionSize:
         description=f"torchvision {name}, 224 px, 1000 classes ({params / 1e6:.1f}M parameters)")
 
 
+#: The tiny twins' stages: (depths, widths) per staged builder.
+_TINY_STAGES: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
+    "resnet18": ((1, 1, 1, 1), ()),
+    "resnet50": ((1, 1, 1, 1), ()),
+    "convnext_tiny": ((1, 1, 1, 1), (16, 32, 64, 128)),
+}
+
+
 def _tiny(name: str, has_bn: bool) -> TorchvisionSize:
+    depths, widths = _TINY_STAGES.get(name, ((), ()))
+    shape = f"one block a stage{', widths ' + '/'.join(map(str, widths)) if widths else ''}, "
     return TorchvisionSize(
         name=f"{name}-tiny", default_batch_size=4, has_batch_norm=has_bn, architecture=name,
-        image_px=32, classes=10, description=f"torchvision {name} on 32 px images, 10 classes "
-                                             f"(CPU tests)")
+        image_px=32, classes=10, stage_depths=depths, stage_widths=widths,
+        description=f"torchvision {name}, {shape if depths else ''}32 px, 10 classes (CPU tests)")
 
 
 # (builder, default batch on a GPU, parameters per torchvision's weight metadata, BN slots)
@@ -121,10 +151,27 @@ def build_model(config: TorchvisionSize, *, batch_norm: bool) -> nn.Module:
             image_size=config.image_px, patch_size=config.vit_patch, num_layers=config.vit_layers,
             num_heads=config.vit_heads, hidden_dim=config.vit_width, mlp_dim=config.vit_mlp,
             num_classes=config.classes)
-    kwargs: dict[str, Any] = {"weights": None, "num_classes": config.classes}
+    kwargs: dict[str, Any] = {"num_classes": config.classes}
     if config.has_batch_norm and not batch_norm:
         kwargs["norm_layer"] = nn.Identity  # takes (and ignores) the channel count it is given
-    return torchvision.models.get_model(config.architecture, **kwargs)
+    if config.stage_depths:
+        return _staged_twin(config, kwargs)
+    return torchvision.models.get_model(config.architecture, weights=None, **kwargs)
+
+
+def _staged_twin(config: TorchvisionSize, kwargs: dict[str, Any]) -> nn.Module:
+    """A ResNet or ConvNeXt of the builder's own classes with the size's stages."""
+    if config.architecture.startswith("resnet"):
+        from torchvision.models import resnet
+
+        block = getattr(resnet, STAGED[config.architecture])
+        return resnet.ResNet(block, list(config.stage_depths), **kwargs)
+    from torchvision.models.convnext import CNBlockConfig, ConvNeXt
+
+    widths = config.stage_widths
+    stages = [CNBlockConfig(width, widths[i + 1] if i + 1 < len(widths) else None, depth)
+              for i, (width, depth) in enumerate(zip(widths, config.stage_depths))]
+    return ConvNeXt(stages, **kwargs)
 
 
 def _build(config: TorchvisionSize, *, batch_size: int, batch_norm: bool, device: torch.device,
