@@ -2,7 +2,8 @@
 # One-step set-up: a virtual environment in .venv with bigtrain installed (editable) and a torch
 # build that fits the box, online or offline.
 #   bash setup.sh           # to run sweeps
-#   bash setup.sh --test    # also the test tools (pytest, pytest-benchmark) and headless chromium
+#   bash setup.sh --test    # also the test tools (pytest, pytest-benchmark), the models extra
+#                           # (torchvision, transformers: the tv:/hf: families) and headless chromium
 # Environment: PYTHON (default python3), TORCH_SPEC (default: torch==2.13.0 on a box without an
 # NVIDIA GPU, which keeps CI and laptops on the small CPU build; plain `torch` where nvidia-smi
 # answers, which brings a CUDA build), PIP_NO_INDEX=1 to force the offline path.
@@ -103,7 +104,15 @@ if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
   fi
 elif (( online )); then
   if (( want_test )); then
-    "${pip[@]}" -e '.[test]'
+    # The `models` extra (tv:/hf: families) pins torchvision to torch 2.13's release: installed
+    # beside that torch only, so it never swaps the venv's torch for another (CUDA) build.
+    if [[ $(.venv/bin/python -c "import torch; print(torch.__version__)") == 2.13.* ]]; then
+      "${pip[@]}" -e '.[test,models]'
+      did+=("installed the models extra")
+    else
+      "${pip[@]}" -e '.[test]'
+      did+=("models extra not installed (pinned to torch 2.13): tv:/hf: tests skip")
+    fi
     # The report's browser test renders index.html in Debian's chromium; install it when we can.
     if ! command -v chromium >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
         && [[ $(id -u) == 0 ]]; then

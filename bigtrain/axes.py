@@ -33,6 +33,7 @@ PLAIN_IMPLS = frozenset({"", "default", "auto", "none"})
 
 BATCH_NORM_CHOICES = ("on", "off")
 COMPILE_CHOICES = ("off", "on")
+CUDA_GRAPHS_CHOICES = ("off", "on")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 
@@ -210,6 +211,12 @@ AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="compile", help="torch.compile the model: off, on",
          parse=_one_of("compile setting", COMPILE_CHOICES), choices=COMPILE_CHOICES,
          default=("off",), label=switch("compiled", "eager")),
+    # Added after the first runs: optional in presets and manifests, and at its default ("off")
+    # left out of the cell_id, so every earlier cell keeps its id. "off" is not labelled either,
+    # so earlier cells keep their labels too.
+    Axis(name="cuda_graphs", help="capture the training step as a CUDA graph and replay it: off, on",
+         parse=_one_of("cuda-graphs setting", CUDA_GRAPHS_CHOICES), choices=CUDA_GRAPHS_CHOICES,
+         default=("off",), label=switch("cuda-graphs"), column="graphs", required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.
 AXIS_NAMES: tuple[str, ...] = tuple(axis.name for axis in AXIS_TABLE)

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.axes import AXIS_NAMES, PROGRESS_STYLE, cell_label
+from bigtrain.axes import AXIS_BY_NAME, AXIS_NAMES, PROGRESS_STYLE, cell_label
 from bigtrain.errors import BadInput
 from bigtrain.spec import SweepSpec
 
@@ -37,6 +37,7 @@ class Cell:
     device: str
     batch_size: int
     compile: str
+    cuda_graphs: str = "off"
     status: str = PENDING
     reason: str | None = None
 
@@ -51,9 +52,26 @@ class Cell:
 
 
 def cell_id_for(axes: dict[str, Any]) -> str:
-    """A stable id from the axis values alone: same axes, same id, on any machine and run."""
-    canonical = json.dumps(axes, sort_keys=True, separators=(",", ":"))
+    """A stable id from the axis values alone: same axes, same id, on any machine and run.
+
+    An axis added after the first runs (`required_in_preset=False`) stays out of the id while it
+    has its default value, so a cell that existed before the axis keeps its id.
+    """
+    identity = {name: value for name, value in axes.items() if not _at_optional_default(name, value)}
+    canonical = json.dumps(identity, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:12]
+
+
+def _at_optional_default(name: str, value: Any) -> bool:
+    entry = AXIS_BY_NAME.get(name)
+    return entry is not None and not entry.required_in_preset and (value,) == entry.default
+
+
+def cuda_graphs_skip(cuda_graphs: str, device_type: str) -> str | None:
+    """Why a cell with `cuda_graphs` on cannot run on `device_type` (None: it can try)."""
+    if cuda_graphs == "on" and device_type != "cuda":
+        return f"CUDA graphs need a CUDA device; {device_type} cells run eagerly only"
+    return None
 
 
 @dataclass(frozen=True)
@@ -155,6 +173,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", device_reason
         elif precision_reason := skip_reason(recipe, device_type, _bf16(device, inventory)):
             status, reason = "skipped", precision_reason
+        elif graphs_reason := cuda_graphs_skip(axes["cuda_graphs"], device_type):
+            status, reason = "skipped", graphs_reason
         elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
             status, reason = "unsupported", impl_reason
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))

@@ -12,6 +12,7 @@ A preset names the axes of the matrix and the measurement settings:
     device = ["auto"]
     batch_size = ["default"]
     compile = ["off"]
+    cuda_graphs = ["off"]     # optional (added later): left out, it is ["off"]
     [measure]
     warmup_s = 0.25
     duration_s = 1.0
@@ -81,6 +82,7 @@ class SweepSpec:
     device: tuple[str, ...]
     batch_size: tuple[int | None, ...]
     compile: tuple[str, ...]
+    cuda_graphs: tuple[str, ...] = ("off",)
     measure: MeasureSettings = MeasureSettings()
 
     def to_json(self) -> dict[str, Any]:

@@ -21,17 +21,20 @@ def list_command(topic: str | None) -> None:
 
 
 def _models() -> list[str]:
-    from bigtrain.workloads import FAMILIES
+    from bigtrain.workloads import FAMILIES, UNAVAILABLE_FAMILIES
 
     lines = []
     for family_name, family in FAMILIES:
         for size_name, size in family.sizes.items():
             default = " (default size)" if size_name == family.default_size else ""
             bn = "BN slots" if size.has_batch_norm else "no BN"
+            unit = getattr(size, "item_unit", None) or family.item_unit  # a size may say its own
             lines.append(f"{family_name}:{size_name:<12} {size.description}; batch "
-                         f"{size.default_batch_size}; {bn}; {family.item_unit}{default}")
+                         f"{size.default_batch_size}; {bn}; {unit}{default}")
             if size.hyperparameters():
                 lines.append(f"    {size.hyperparameters_text()}")
+    for family_name, reason in UNAVAILABLE_FAMILIES:
+        lines.append(f"{family_name}:*  unavailable: {reason}")
     return lines
 
 

@@ -27,6 +27,13 @@ if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.run.build import BuiltCell
 
 STEP_TIME = "step_time"
+#: The record's note where a step ran as one unit and its phases could not be timed apart.
+PHASES_NOT_SEPARABLE = "the step ran as one replayed CUDA graph: its phases are not timed apart"
+
+
+class CellSkipped(Exception):
+    """A cell that cannot be measured here, found out only when building it (a CUDA graph that
+    cannot be captured); the worker records it as `skipped` with this message as the reason."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +121,9 @@ class StepTimeResult:
                 forward=statistics.median(loop.forward_s),
                 backward=statistics.median(loop.backward_s),
                 optimizer=statistics.median(loop.optimizer_s),
-            ),
+            ) if loop.forward_s else None,
             "phase_times_s": {"forward": loop.forward_s, "backward": loop.backward_s,
-                              "optimizer": loop.optimizer_s},
+                              "optimizer": loop.optimizer_s} if loop.forward_s else None,
             "warmup_steps": loop.warmup_steps,
             "warmup_s": loop.warmup_s,
             "window_s": loop.window_s,
@@ -136,6 +143,8 @@ class StepTimeResult:
                                "peak_rss_method": self.peak.rss_method}
         if self.loop.compile is not None:
             out["compile"] = dataclasses.asdict(self.loop.compile)
+        if not self.loop.forward_s:
+            out["phase_times"] = PHASES_NOT_SEPARABLE
         if self.loop.clock_events_made_in_window:
             out["clock_events_made_in_window"] = self.loop.clock_events_made_in_window
         return out

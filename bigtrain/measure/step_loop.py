@@ -77,6 +77,10 @@ class TrainingStep:
     (step, scaler update, zero_grad).
     """
 
+    #: The window times each phase; a step that runs as one unit (a replayed CUDA graph) says False
+    #: and is timed whole.
+    separable_phases = True
+
     def __init__(
         self,
         workload: Workload,
@@ -251,12 +255,19 @@ def measure_window(
     on_window_close: Callable[[], None] = lambda: None,
     expected_step_s: float | None = None,
 ) -> WindowResult:
-    """Run the timed window: only the steps and one timestamp per phase boundary inside it."""
+    """Run the timed window: only the steps and one timestamp per phase boundary inside it.
+
+    A step whose phases cannot be told apart (`separable_phases` False: a replayed CUDA graph) gets
+    one timestamp per step and empty phase lists, so no mark is recorded where nothing happens.
+    """
     clock = _Clock(device)
+    phases = getattr(step, "separable_phases", True)
+    marks_per_step = 3 if phases else 1
+    phase_mark = clock.mark if phases else _no_mark
     expected_steps = settings.min_steps
     if expected_step_s:
         expected_steps = max(expected_steps, int(1.25 * settings.duration_s / expected_step_s))
-    clock.reserve(3 * min(expected_steps, 100_000) + 1)
+    clock.reserve(marks_per_step * min(expected_steps, 100_000) + 1)
     steps = 0
     loss = None
     synchronize(device)
@@ -264,7 +275,7 @@ def measure_window(
     window_start = time.perf_counter()
     clock.mark()
     while True:
-        loss = step(clock.mark)
+        loss = step(phase_mark)
         clock.mark()
         steps += 1
         if steps >= settings.min_steps and time.perf_counter() - window_start >= settings.duration_s:
@@ -273,14 +284,21 @@ def measure_window(
     window_s = time.perf_counter() - window_start
     on_window_close()
     intervals = clock.intervals_s()
-    forward = intervals[0::3]
-    backward = intervals[1::3]
-    optimizer = intervals[2::3]
-    totals = [f + b + o for f, b, o in zip(forward, backward, optimizer)]
+    if phases:
+        forward = intervals[0::3]
+        backward = intervals[1::3]
+        optimizer = intervals[2::3]
+        totals = [f + b + o for f, b, o in zip(forward, backward, optimizer)]
+    else:
+        forward, backward, optimizer, totals = [], [], [], intervals
     return WindowResult(step_times_s=tuple(totals), forward_s=tuple(forward),
                         backward_s=tuple(backward), optimizer_s=tuple(optimizer),
                         window_s=window_s, last_loss=loss,
                         clock_events_made_in_window=clock.made_in_window)
+
+
+def _no_mark() -> None:
+    """The phase mark of a step timed whole."""
 
 
 def run_loop(

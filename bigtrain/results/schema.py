@@ -240,6 +240,7 @@ class CellRecord:
     device: str
     batch_size: int
     compile: str
+    cuda_graphs: str = "off"  # optional axis: records written before it existed ran eagerly
     # outcome
     status: str
     reason: str | None = None

@@ -27,6 +27,7 @@ class BuiltCell:
 
     workload: Workload
     optimizer: torch.optim.Optimizer
+    #: The training step: a TrainingStep, or its captured CUDA graph (`cuda_graphs` on).
     step: TrainingStep
     device: torch.device
     device_name: str
@@ -69,13 +70,19 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
     optimizer, optimizer_step = build_optimizer(
         resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
     )
-    step = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
+    step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
     compiles = cell.compile == "on" or cell.impl == "compiled"
 
     syncs, sync_reason = recipe.host_syncs(cell.impl)
-    notes: dict[str, Any] = {"cudnn_benchmark": cudnn_benchmark, "host_syncs_per_step": syncs}
+    notes: dict[str, Any] = {**workload.notes, "cudnn_benchmark": cudnn_benchmark,
+                             "host_syncs_per_step": syncs}
     if sync_reason:
         notes["host_sync_reason"] = sync_reason
+    if getattr(cell, "cuda_graphs", "off") == "on":
+        from bigtrain.measure.cuda_graphs import capture_training_step
+
+        step, graph_notes = capture_training_step(step, device)  # CellSkipped when it cannot
+        notes.update(graph_notes)
     return BuiltCell(
         workload=workload,
         optimizer=optimizer,

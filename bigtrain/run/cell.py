@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.matrix import Cell
-from bigtrain.measure.protocols import STEP_TIME, StepTimeSettings
+from bigtrain.measure.protocols import STEP_TIME, CellSkipped, StepTimeSettings
 from bigtrain.results.schema import CellRecord
 # The record builders live in run/records.py; re-exported here, where callers have found them.
 from bigtrain.run.records import (  # noqa: F401
@@ -46,6 +46,9 @@ def run_cell(job: CellJob) -> CellRecord:
     started = now_iso()
     try:
         return _measure(job, started)
+    except CellSkipped as exc:  # found out only when building (a CUDA graph that cannot capture)
+        return base_record(job, status="skipped", reason=str(exc), started_at=started,
+                           ended_at=now_iso(), worker_pid=os.getpid())
     except Exception as exc:  # the cell failed; the record says how
         return exception_record(job, exc, started_at=started, worker_pid=os.getpid())
 
@@ -74,7 +77,8 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
     from bigtrain.workloads import workload_version
 
     workload = built.workload
-    flops = _count_flops(built.step, job.cell)
+    # A replayed CUDA graph dispatches no operators to count: count its eager step.
+    flops = _count_flops(getattr(built.step, "eager_step", built.step), job.cell)
     record = base_record(
         job,
         started_at=started,

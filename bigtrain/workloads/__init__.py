@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bigtrain.errors import unknown_choice
+from bigtrain.errors import BadInput, unknown_choice
 from bigtrain.registry import Registry
 from bigtrain.workloads import cnn, mlp, rnn, transformer
 from bigtrain.workloads.base import SizeConfig, SizeConfigError, Workload, WorkloadFamily
@@ -19,9 +19,19 @@ for _family in (mlp.FAMILY, cnn.FAMILY, rnn.FAMILY, transformer.FAMILY):
     FAMILIES.register(_family.name, _family)
 
 
+#: Families a plugin declares but cannot provide on this machine (a missing optional extra):
+#: name -> why, with the install command. Listed by `bigbench list models`; naming one is bad input.
+UNAVAILABLE_FAMILIES: Registry[str] = Registry("unavailable workload family")
+
+
 def register_family(family: WorkloadFamily, *, replace: bool = False) -> WorkloadFamily:
     """Add a model family (for plugins: call this from your `bigtrain.workloads` entry point)."""
     return FAMILIES.register(family.name, family, replace=replace)
+
+
+def register_unavailable_family(name: str, reason: str, *, replace: bool = False) -> None:
+    """Declare family `name` unavailable here, and why (for plugins whose library is missing)."""
+    UNAVAILABLE_FAMILIES.register(name, reason, replace=replace)
 
 
 @dataclass(frozen=True)
@@ -41,6 +51,10 @@ def resolve_model(name: str, where: str = "") -> ModelRef:
     family_name, _, size_name = name.strip().partition(":")
     family = FAMILIES.get(family_name)
     if family is None:
+        unavailable = UNAVAILABLE_FAMILIES.get(family_name)
+        if unavailable:
+            prefix = f"{where}: " if where else ""
+            raise BadInput(f"{prefix}model family {family_name!r} is unavailable: {unavailable}")
         raise unknown_choice("model family", family_name, FAMILIES.names(), where)
     size_name = size_name or family.default_size
     if size_name not in family.sizes:
@@ -50,5 +64,5 @@ def resolve_model(name: str, where: str = "") -> ModelRef:
 
 
 __all__ = ["CNNSize", "FAMILIES", "MLPSize", "ModelRef", "RNNSize", "SizeConfig", "SizeConfigError",
-           "TransformerSize", "Workload", "WorkloadFamily", "definition_version", "register_family",
-           "resolve_model", "workload_version"]
+           "TransformerSize", "UNAVAILABLE_FAMILIES", "Workload", "WorkloadFamily", "definition_version",
+           "register_family", "register_unavailable_family", "resolve_model", "workload_version"]

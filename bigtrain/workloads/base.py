@@ -126,6 +126,9 @@ class Workload:
     item_unit: str
     targets: torch.Tensor | None = None
     loss_fn: LossFn | None = None
+    #: What the record's `extra` should say about how the model was built (e.g. the attention
+    #: implementation a library picked, its version); JSON-ready values.
+    notes: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.inputs, Mapping):
