@@ -106,7 +106,7 @@ elif (( online )); then
   if (( want_test )); then
     # The `models` extra (tv:/hf: families) pins torchvision to torch 2.13's release: installed
     # beside that torch only, so it never swaps the venv's torch for another (CUDA) build.
-    if [[ $(.venv/bin/python -c "import torch; print(torch.__version__)") == 2.13.* ]]; then
+    if [[ $(.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null) == 2.13.* ]]; then
       "${pip[@]}" -e '.[test,models]'
       did+=("installed the models extra")
     else
