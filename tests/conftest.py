@@ -18,6 +18,21 @@ REPO = TESTS_DIR.parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+def run_cli(*args: str, cwd: Path | None = None):
+    """Invoke bigbench in-process; with `cwd`, from that folder (relative outputs land there)."""
+    from click.testing import CliRunner
+
+    from bigtrain.cli import main
+
+    previous = Path.cwd()
+    if cwd is not None:
+        os.chdir(cwd)
+    try:
+        return CliRunner().invoke(main, list(args), catch_exceptions=False)
+    finally:
+        os.chdir(previous)
+
+
 def write_preset(folder: Path, models: list[str], optimizers: list[str] | None = None,
                  timeout: float = 60, name: str = "tiny.toml") -> Path:
     """Write a small preset TOML and return its path."""

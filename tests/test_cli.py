@@ -3,26 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bigtrain.cli import main
 from bigtrain.results.store import load_run
-from conftest import write_preset
-
-
-def _run(*args: str, cwd: Path | None = None):
-    """Invoke bigbench in-process; with `cwd`, from that folder (relative outputs land there)."""
-    previous = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        os.chdir(previous)
+from conftest import run_cli as _run, write_preset
 
 
 @pytest.mark.parametrize(("topic", "expected"), [

@@ -155,7 +155,7 @@ def test_a_step_timed_whole_has_step_times_and_no_phases() -> None:
                             telemetry=None, telemetry_reason="test")
     built = type("Built", (), {"workload": step.workload})()
     fields = result.record_fields(built)
-    assert fields["status"] == "ok" and fields["step_time_s"].n == len(loop.step_times_s)
+    assert fields["status"] == "ok" and fields["step_time_s"].n == len(loop.window.step_times_s)
     assert fields["phase_time_s"] is None and fields["phase_times_s"] is None
     assert result.extra()["phase_times"] == PHASES_NOT_SEPARABLE
 

@@ -5,17 +5,14 @@ written anywhere."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from bigtrain.cli import main
 from bigtrain.errors import BadInput
 from bigtrain.run_ids import RUN_ID_MAX_CHARS, check_run_id, run_id_problem, safe_run_id
-from conftest import REPO, write_preset
+from conftest import REPO, run_cli as _run, write_preset
 
 REFERENCE_RUN = REPO / "results" / "cpu-2vcpu-quick"
 
@@ -25,16 +22,6 @@ HOSTILE_IDS = [
     "[/x]", "caf\u00e9",
 ]
 GOOD_IDS = ["e2e", "pr-123", "20261128-141500-box", "main.baseline_2", "x" * RUN_ID_MAX_CHARS, "0"]
-
-
-def _run(*args: str, cwd: Path | None = None):
-    previous = Path.cwd()
-    if cwd is not None:
-        os.chdir(cwd)
-    try:
-        return CliRunner().invoke(main, list(args), catch_exceptions=False)
-    finally:
-        os.chdir(previous)
 
 
 def _files_under(folder: Path) -> set[Path]:

@@ -106,8 +106,8 @@ class StepTimeResult:
         """CellRecord fields (status and reason included) from this result."""
         from bigtrain.results.schema import PhaseTimes, StepTimeStats
 
-        loop = self.loop
-        stats = StepTimeStats.from_samples(loop.step_times_s)
+        loop, window = self.loop, self.loop.window
+        stats = StepTimeStats.from_samples(window.step_times_s)
         status, reason = "ok", None
         if not (math.isfinite(loop.loss_first) and math.isfinite(loop.loss_last)):
             status = "diverged"
@@ -116,17 +116,17 @@ class StepTimeResult:
             "status": status,
             "reason": reason,
             "step_time_s": stats,
-            "step_times_s": loop.step_times_s,
+            "step_times_s": window.step_times_s,
             "phase_time_s": PhaseTimes(
-                forward=statistics.median(loop.forward_s),
-                backward=statistics.median(loop.backward_s),
-                optimizer=statistics.median(loop.optimizer_s),
-            ) if loop.forward_s else None,
-            "phase_times_s": {"forward": loop.forward_s, "backward": loop.backward_s,
-                              "optimizer": loop.optimizer_s} if loop.forward_s else None,
+                forward=statistics.median(window.forward_s),
+                backward=statistics.median(window.backward_s),
+                optimizer=statistics.median(window.optimizer_s),
+            ) if window.forward_s else None,
+            "phase_times_s": {"forward": window.forward_s, "backward": window.backward_s,
+                              "optimizer": window.optimizer_s} if window.forward_s else None,
             "warmup_steps": loop.warmup_steps,
             "warmup_s": loop.warmup_s,
-            "window_s": loop.window_s,
+            "window_s": window.window_s,
             "items_per_s": built.workload.items_per_step / stats.median,
             "peak_mem_allocated_bytes": self.peak.allocated_bytes,
             "peak_mem_reserved_bytes": self.peak.reserved_bytes,
@@ -143,10 +143,10 @@ class StepTimeResult:
                                "peak_rss_method": self.peak.rss_method}
         if self.loop.compile is not None:
             out["compile"] = dataclasses.asdict(self.loop.compile)
-        if not self.loop.forward_s:
+        if not self.loop.window.forward_s:
             out["phase_times"] = PHASES_NOT_SEPARABLE
-        if self.loop.clock_events_made_in_window:
-            out["clock_events_made_in_window"] = self.loop.clock_events_made_in_window
+        if self.loop.window.clock_events_made_in_window:
+            out["clock_events_made_in_window"] = self.loop.window.clock_events_made_in_window
         return out
 
 
@@ -172,9 +172,9 @@ class StepTimeProtocol:
         loop = run_loop(built.step, built.device, settings, on_window_open=window_open,
                         on_window_close=sampler.stop, compile_probe=built.compile_probe)
         peak = instruments.memory.stop()
-        steps = len(loop.step_times_s)
+        steps = len(loop.window.step_times_s)
         telemetry, telemetry_reason = sampler.result(
-            window_s=loop.window_s, steps=steps,
+            window_s=loop.window.window_s, steps=steps,
             items=built.workload.items_per_step * steps,
         )
         return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,

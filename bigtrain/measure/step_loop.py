@@ -39,20 +39,16 @@ class CompileActivity:
 
 @dataclass(frozen=True, kw_only=True)
 class LoopResult:
-    """Raw figures from one warm-up and measured window."""
+    """Raw figures from one warm-up and measured window: the window's own result, what the
+    warm-up saw, and both ends' losses read on the host once the window is closed."""
 
-    step_times_s: tuple[float, ...]
-    forward_s: tuple[float, ...]
-    backward_s: tuple[float, ...]
-    optimizer_s: tuple[float, ...]
+    window: WindowResult
     warmup_steps: int
     warmup_s: float
     warmup_settled: bool
-    window_s: float
     loss_first: float
     loss_last: float
     compile: CompileActivity | None = None
-    clock_events_made_in_window: int = 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -315,16 +311,11 @@ def run_loop(
                             expected_step_s=warm.recent_step_s)
     loss_last = float(window.last_loss.detach().float().item())
     return LoopResult(
-        step_times_s=window.step_times_s,
-        forward_s=window.forward_s,
-        backward_s=window.backward_s,
-        optimizer_s=window.optimizer_s,
+        window=window,
         warmup_steps=warm.steps,
         warmup_s=warm.seconds,
         warmup_settled=warm.settled,
-        window_s=window.window_s,
         loss_first=warm.loss_first,
         loss_last=loss_last,
         compile=warm.compile,
-        clock_events_made_in_window=window.clock_events_made_in_window,
     )
