@@ -42,8 +42,25 @@ def workload_version(model_name: str) -> str:
     return definition_version(ref.family, ref.size)
 
 
+#: Stamps already computed in this process, keyed by the builder function itself (held, so its id
+#: cannot be reused) and the frozen size config: a reused worker builds the same definition for
+#: cell after cell, and walking and parsing the code costs ~15-20 ms each time.
+_STAMPS: dict[tuple[Any, SizeConfig], str] = {}
+
+
 def definition_version(family: WorkloadFamily, config: SizeConfig) -> str:
     """The version stamp of one family's builder with one size config."""
+    try:
+        return _STAMPS[(family.build_fn, config)]
+    except KeyError:
+        pass
+    except TypeError:  # a config with an unhashable field: compute it every time
+        return _compute_version(family, config)
+    stamp = _STAMPS[(family.build_fn, config)] = _compute_version(family, config)
+    return stamp
+
+
+def _compute_version(family: WorkloadFamily, config: SizeConfig) -> str:
     digest = hashlib.sha256()
     digest.update(_config_text(config).encode())
     # WorkloadFamily.build counts too: it seeds torch and gates batch norm before the builder.
