@@ -57,12 +57,7 @@ def group_repeats(records: Iterable[CellRecord]) -> dict[str, list[CellRecord]]:
 
 def workload_version(record: CellRecord) -> str | None:
     """The record's workload version, or None where it has none (records written before it)."""
-    # Read defensively: older records lack the field; a reader without the field keeps the key
-    # in `extra`.
-    version = getattr(record, "workload_version", None)
-    if version is None:
-        version = (record.extra or {}).get("workload_version")
-    return None if version is None else str(version)
+    return record.workload_version
 
 
 def _side_version(records: Sequence[CellRecord]) -> str | None:
