@@ -40,11 +40,20 @@ SCHEMA_VERSION = 1
 
 STATUS_OK = "ok"
 #: Every status a record can carry. `skipped` and `unsupported` are decided before any work starts.
-STATUSES = ("ok", "oom", "error", "timeout", "crashed", "diverged", "skipped", "unsupported")
+STATUSES = ("ok", "oom", "error", "timeout", "crashed", "diverged", "skipped", "unsupported",
+            "not_reached")
 #: Statuses that mean the cell was attempted and did not produce a valid measurement.
 FAILED_STATUSES = frozenset({"oom", "error", "timeout", "crashed", "diverged"})
 #: Statuses decided by the matrix, not by running anything.
 NOT_RUN_STATUSES = frozenset({"skipped", "unsupported"})
+#: A converge cell that trained within its budget without reaching its target: an outcome, not a
+#: failure (the record holds its curve and best value), and not a measurement of time to target.
+NOT_REACHED = "not_reached"
+#: What a record measured: the step-time protocol (`bigbench sweep`) or time to a target
+#: (`bigbench converge`).
+PROTOCOLS = ("step_time", "converge")
+#: The columns of a converge record's `curve`, one value per evaluation, in step order.
+CURVE_COLUMNS = ("step", "wall_s", "train_loss", "eval_loss", "eval_metric")
 
 #: The axis columns of a record, in table order (see bigtrain.axes).
 AXES = AXIS_NAMES
@@ -219,6 +228,21 @@ RECORD_RULES: Mapping[str, Rule] = {
     "hardware_reasons": mapping(text(), nullable=True),
     "phase_times_s": mapping(numbers(minimum=0), nullable=True),
     "workload_version": _OPTIONAL_TEXT,
+    "protocol": choice(PROTOCOLS),
+    "seed": integer(minimum=0, nullable=True),
+    "lr_used": number(above=0, nullable=True),
+    "target_metric": _OPTIONAL_TEXT,
+    "target_value": number(nullable=True),
+    "target_direction": choice(("max", "min"), nullable=True),
+    "steps_to_target": _COUNT,
+    "time_to_target_s": _SPAN_S,
+    "energy_to_target_j": _AMOUNT,
+    "data_time_s": _SPAN_S,
+    "eval_time_s": _SPAN_S,
+    "best_value": number(nullable=True),
+    "final_value": number(nullable=True),
+    "final_eval_loss": number(nullable=True),
+    "curve": mapping(numbers(), nullable=True),
     "extra": mapping(value_rule=_extra_value, nullable=True),
 }
 
@@ -289,6 +313,23 @@ class CellRecord:
     phase_times_s: Mapping[str, Sequence[float]] | None = None
     # the measured workload definition's stamp (bigtrain.workloads.workload_version); null if older
     workload_version: str | None = None
+    # -- time to target (`bigbench converge`); None/empty on step-time records ------------------
+    protocol: str = "step_time"
+    seed: int | None = None  # the training seed (converge: one per repeat)
+    lr_used: float | None = None  # the learning rate actually used (the lr axis resolved)
+    target_metric: str | None = None  # the held-out quantity the target is on (e.g. accuracy)
+    target_value: float | None = None
+    target_direction: str | None = None  # "max": higher is better; "min": lower is better
+    steps_to_target: int | None = None  # optimizer steps until the first evaluation at target
+    time_to_target_s: float | None = None  # wall seconds for those steps, data loading included
+    energy_to_target_j: float | None = None  # GPU energy for those steps (NVML), None on CPU
+    data_time_s: float | None = None  # of the time spent, the loader's share (batches, shuffles)
+    eval_time_s: float | None = None  # held-out evaluations: excluded from time_to_target_s
+    best_value: float | None = None  # best held-out target metric seen
+    final_value: float | None = None  # held-out target metric at the last evaluation
+    final_eval_loss: float | None = None
+    # {step, wall_s, train_loss, eval_loss, eval_metric}: equal-length lists, one per evaluation
+    curve: Mapping[str, Sequence[float]] | None = None
     # anything else a workload or a later version wants to say
     extra: Mapping[str, Any] = field(default_factory=dict)
 
