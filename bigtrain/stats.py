@@ -15,6 +15,7 @@ No numpy, torch or pandas here; scipy supplies the distributions.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -305,8 +306,10 @@ def _all_positive(*groups: Sequence[float]) -> bool:
 # metric, every look after every round -- shows any interval beyond the band when nothing
 # changed. Bonferroni over the family of m cell x metric tests (it gives simultaneous intervals,
 # which the interval-based decisions need; Holm only improves the rejections of point nulls), and
-# alpha spent over the looks: evenly over the looks from MIN_PAIRED_ROUNDS to max_rounds when the
-# number of rounds is capped, else alpha * k0 / (k (k + 1)) at look k (which sums to alpha over
+# alpha spent over the looks: when the number of rounds is capped, half at the last look and half
+# evenly over the looks from MIN_PAIRED_ROUNDS before it (a t quantile at a tiny level with few
+# degrees of freedom is huge, so the early looks only catch the clear cases and the budget's
+# answer gets the most); uncapped, alpha * k0 / (k (k + 1)) at look k (which sums to alpha over
 # all looks k >= k0, however many rounds a budget allows). Both are union bounds, valid whatever
 # the correlation between cells, metrics and looks.
 
@@ -329,13 +332,15 @@ class PairedInterval:
 
 
 def paired_log_ratio_interval(
-    baseline: Sequence[float], candidate: Sequence[float], *, level: float
+    baseline: Sequence[float], candidate: Sequence[float], *, level: float,
+    with_p_value: bool = True,
 ) -> PairedInterval:
     """The (1 - level) paired t interval of the ratio of geometric means of candidate/baseline.
 
     `baseline[i]` and `candidate[i]` were measured in the same round. Values must be positive.
     With one pair the interval is (0, inf); when every round gives the same ratio the interval is
-    that point (the noise is zero, not unknown).
+    that point (the noise is zero, not unknown). `with_p_value=False` skips the p-value (None),
+    the slow part, where only the interval is wanted.
     """
     if len(baseline) != len(candidate):
         raise ValueError(f"paired values need equal lengths, got {len(baseline)} and "
@@ -348,21 +353,25 @@ def paired_log_ratio_interval(
         raise ValueError(f"level must be in (0, 1), got {level}")
     logs = [math.log(c) - math.log(b) for b, c in zip(baseline, candidate)]
     n = len(logs)
-    mean = statistics.fmean(logs)
+    mean = math.fsum(logs) / n
     ratio = safe_exp(mean)
     if n < 2:
         return PairedInterval(rounds=n, ratio=ratio, ratio_low=0.0, ratio_high=math.inf,
                               level=level, p_value=None)
-    spread = statistics.stdev(logs)
+    # plain floats (two passes): statistics.stdev's exact fractions cost 50x, and this runs at
+    # every look of every test of every simulated gate run in bench/compare_power.py
+    spread = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (n - 1))
     # below float resolution of the logs themselves: identical ratios, an exact answer
     if spread <= 1e-12 * max(1.0, abs(mean)):
         return PairedInterval(rounds=n, ratio=ratio, ratio_low=ratio, ratio_high=ratio,
                               level=level, p_value=1.0 if mean == 0 else 0.0)
-    from scipy.stats import t as student_t
-
     se = spread / math.sqrt(n)
-    half_width = float(student_t.isf(level / 2, n - 1)) * se
-    p_value = float(2 * student_t.sf(abs(mean) / se, n - 1))
+    half_width = _t_quantile(level / 2, n - 1) * se
+    p_value = None
+    if with_p_value:
+        from scipy.stats import t as student_t
+
+        p_value = float(2 * student_t.sf(abs(mean) / se, n - 1))
     return PairedInterval(rounds=n, ratio=ratio, ratio_low=safe_exp(mean - half_width),
                           ratio_high=safe_exp(mean + half_width), level=level, p_value=p_value)
 
@@ -371,18 +380,32 @@ def look_level(alpha: float, look: int, *, family_size: int, max_rounds: int | N
                first_look: int = MIN_PAIRED_ROUNDS) -> float:
     """The two-sided error level of one test at one look (0 where a look spends nothing).
 
-    `look` is the number of rounds run so far. Over the family of `family_size` tests and every
-    look the levels sum to at most `alpha` (see the section comment above).
+    `look` is the number of rounds run so far. With `max_rounds`, half of alpha is kept for the
+    last look (where a budget's detection is judged, with the most degrees of freedom) and half is
+    spread evenly over the looks before it (early stops for clear answers); without, look k gets
+    alpha * k0 / (k (k + 1)). Over the family of `family_size` tests and every look the levels
+    sum to at most `alpha` (see the section comment above).
     """
     if family_size < 1:
         raise ValueError(f"family_size must be at least 1, got {family_size}")
     if look < first_look or (max_rounds is not None and look > max_rounds):
         return 0.0
-    if max_rounds is not None:
-        per_look = alpha / (max_rounds - first_look + 1)
-    else:
+    if max_rounds is None:
         per_look = alpha * first_look / (look * (look + 1))
+    elif max_rounds == first_look:
+        per_look = alpha
+    elif look == max_rounds:
+        per_look = alpha / 2
+    else:
+        per_look = alpha / 2 / (max_rounds - first_look)
     return per_look / family_size
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_quantile(upper_tail: float, df: int) -> float:
+    from scipy.stats import t as student_t
+
+    return float(student_t.isf(upper_tail, df))
 
 
 def band_outcome(ratio_low: float, ratio_high: float, *, threshold_pct: float,

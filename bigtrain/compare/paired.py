@@ -9,7 +9,8 @@ codes), with per cell the rounds used, per metric the smallest change the rounds
 The statistics (bigtrain/stats.py, "paired rounds"): per round, the ratio candidate/baseline of a
 metric (e.g. the round's median step time) -- the drift a round shares cancels; a paired t interval
 of the mean log ratio; decided when the interval lies beyond the threshold band (regressed or
-improved) or inside it (unchanged); Bonferroni over the cell x metric family and alpha spent over
+improved) or inside it (unchanged); Bonferroni over the cell x metric family (a metric that is an
+exact function of another, throughput of step time, is one test with it) and alpha spent over
 the looks (one look after each round), so that, with nothing changed, at most `alpha` of whole gate
 runs show any alarm. A decision, once reached at a look, stands; later rounds go to the cells still
 undecided. Rounds where either side is not ok are left out of the ratios; a cell failed in the
@@ -116,7 +117,7 @@ def compare_paired(
             continue
         tests[cell_id] = [(metric, pairs) for metric in chosen
                           if (pairs := _pairs(metric, rounds))]
-    family_size = max(1, sum(len(t) for t in tests.values()))
+    family_size = max(1, sum(_distinct_tests(t) for t in tests.values()))
 
     decided_cells = []
     for cell_id, rounds in cells.items():
@@ -183,6 +184,19 @@ def _chosen_metrics(metrics: Sequence[str | Metric] | None) -> tuple[Metric, ...
     return tuple(chosen)
 
 
+def _distinct_tests(tests: Sequence[tuple[Metric, Sequence[tuple[int, float, float]]]]) -> int:
+    """How many different tests a cell's metrics make: a metric whose per-round log ratios are
+    another's, or their negatives, is the same test (throughput is items per step over the median
+    step time), and its alarms are that test's, so it does not widen the family."""
+    seen: set[tuple[tuple[int, float], ...]] = set()
+    for _, pairs in tests:
+        logs = tuple((look, round(math.log(c / b), 9)) for look, b, c in pairs)
+        mirrored = tuple((look, -value + 0.0) for look, value in logs)
+        if logs not in seen and mirrored not in seen:
+            seen.add(logs)
+    return len(seen)
+
+
 def _pairs(metric: Metric, rounds: Sequence[PairedRound]) -> list[tuple[int, float, float]]:
     """(look, baseline, candidate) for the rounds where both sides are ok with a positive value.
 
@@ -221,7 +235,7 @@ def _decide_metric(
         if level <= 0 or not known:
             continue
         interval = paired_log_ratio_interval([b for b, _ in known], [c for _, c in known],
-                                             level=level)
+                                             level=level, with_p_value=False)
         outcome = band_outcome(interval.ratio_low, interval.ratio_high,
                                threshold_pct=threshold_pct,
                                higher_is_better=metric.higher_is_better)
@@ -240,6 +254,10 @@ def _decide_metric(
     used = [(b, c) for at, b, c in pairs if at <= look]
     base_used = [b for b, _ in used]
     cand_used = [c for _, c in used]
+    if interval.p_value is None and len(used) >= 2:
+        # the p-value of the look that stands, for the record
+        with_p = paired_log_ratio_interval(base_used, cand_used, level=interval.level)
+        interval = replace(interval, p_value=with_p.p_value)
     ratio = interval.ratio
     return Verdict(
         outcome=outcome,
