@@ -299,7 +299,7 @@ def _all_positive(*groups: Sequence[float]) -> bool:
 # with outliers (they inflate the variance) rather than narrowing.
 #
 # A metric is decided when its interval of the ratio lies entirely beyond an edge of the threshold
-# band [1 - t, 1 + t] (regressed or improved) or entirely inside it (unchanged: equivalence, as in
+# band [1 / (1 + t), 1 + t] (regressed or improved) or entirely inside it (unchanged: equivalence, as in
 # the two one-sided tests, TOST); an interval that straddles an edge is undecided.
 #
 # False alarms: alpha (default 0.01) bounds the chance that a whole gate run -- every cell and
@@ -410,13 +410,14 @@ def _t_quantile(upper_tail: float, df: int) -> float:
 
 def band_outcome(ratio_low: float, ratio_high: float, *, threshold_pct: float,
                  higher_is_better: bool) -> str:
-    """Where an interval of the ratio lies against the band [1 - t, 1 + t].
+    """Where an interval of the ratio lies against the band [1 / (1 + t), 1 + t].
 
     Beyond the band on the worse side: regressed; on the better side: improved; entirely inside:
-    unchanged; across an edge: undecided.
+    unchanged; across an edge: undecided. The band is symmetric in logs, so a metric and its
+    reciprocal (throughput and step time) decide alike: 5% slower is 1/1.05 of the throughput.
     """
     upper_edge = 1 + threshold_pct / 100
-    lower_edge = max(0.0, 1 - threshold_pct / 100)
+    lower_edge = 1 / upper_edge
     if ratio_low > upper_edge:
         return IMPROVED if higher_is_better else REGRESSED
     if ratio_high < lower_edge:

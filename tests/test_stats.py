@@ -209,6 +209,9 @@ def test_band_outcome_in_both_directions():
     assert stats.band_outcome(1.06, 1.2, higher_is_better=True, **band) == "improved"
     assert stats.band_outcome(0.8, 0.94, higher_is_better=False, **band) == "improved"
     assert stats.band_outcome(0.8, 0.94, higher_is_better=True, **band) == "regressed"
+    # symmetric in logs: the lower edge is 1/1.05 = 0.9524, not 0.95
+    assert stats.band_outcome(0.8, 0.951, higher_is_better=True, **band) == "regressed"
+    assert stats.band_outcome(0.951, 1.0, higher_is_better=True, **band) == "undecided"
     assert stats.band_outcome(0.97, 1.04, higher_is_better=False, **band) == "unchanged"
     assert stats.band_outcome(1.0, 1.07, higher_is_better=False, **band) == "undecided"
     assert stats.band_outcome(0.9, 1.1, higher_is_better=False, **band) == "undecided"

@@ -110,8 +110,7 @@ def compare_paired(
         if not baseline and not candidate:
             continue
         axes = (candidate or baseline)[0].axes()
-        status = status_comparison(cell_id, axes, baseline, candidate,
-                                   side_summary(baseline, candidate))
+        status = _status_by_round(cell_id, axes, rounds, baseline, candidate)
         if status is not None:
             settled[cell_id] = replace(status, rounds=len(rounds))
             continue
@@ -168,6 +167,33 @@ def compare_paired(
 def all_decided(result: CompareResult) -> bool:
     """The runner's stopping rule after each round: True when no cell is undecided."""
     return result.all_decided
+
+
+def _status_by_round(
+    cell_id: str,
+    axes: Mapping[str, object],
+    rounds: Sequence[PairedRound],
+    baseline: Sequence[CellRecord],
+    candidate: Sequence[CellRecord],
+) -> CellComparison | None:
+    """The cell's verdict where statuses settle it, judged round by round, else None.
+
+    A candidate not ok in a round whose baseline was ok fails the cell (or regresses it, for a
+    target not reached); a round where the baseline was not ok either (a box-wide hiccup) is only
+    left out of the ratios. Missing sides and cells never ok together go as in `compare`.
+    """
+    summary = side_summary(baseline, candidate)
+    if not baseline or not candidate:
+        return status_comparison(cell_id, axes, baseline, candidate, summary)
+    both = [(r.baseline, r.candidate) for r in rounds
+            if r.baseline is not None and r.candidate is not None]
+    broken = [(b, c) for b, c in both if b.status == STATUS_OK and c.status != STATUS_OK]
+    if broken:
+        return status_comparison(cell_id, axes, [b for b, _ in broken], [c for _, c in broken],
+                                 summary)
+    if not any(b.status == STATUS_OK and c.status == STATUS_OK for b, c in both):
+        return status_comparison(cell_id, axes, baseline, candidate, summary)
+    return None
 
 
 def _chosen_metrics(metrics: Sequence[str | Metric] | None) -> tuple[Metric, ...]:
