@@ -25,13 +25,15 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from bigtrain.compare.gate import side_summary, status_comparison
+from bigtrain.compare.gate import check_runs, group_repeats, side_summary, status_comparison
 from bigtrain.compare.metrics import METRICS, METRICS_BY_NAME, Metric, metric_names_text
 from bigtrain.compare.result import CellComparison, Comparison, MetricComparison
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
 from bigtrain.errors import BadInput
 from bigtrain.results.schema import STATUS_OK, CellRecord
+from bigtrain.results.store import LoadedRun
 from bigtrain.stats import (
     CENTER_GEOMEAN,
     DEFAULT_ALPHA,
@@ -161,6 +163,65 @@ def compare_paired(
         rounds=max((len(r) for r in cells.values()), default=0),
         max_rounds=max_rounds,
         family_size=family_size,
+    )
+
+
+def rounds_from_records(
+    baseline: Sequence[CellRecord], candidate: Sequence[CellRecord]
+) -> dict[str, list[PairedRound]]:
+    """Paired rounds from two sides' records: records of a cell with the same `repeat` number were
+    measured in the same round (how `bigbench ab` writes its two run folders)."""
+    base_cells, cand_cells = group_repeats(baseline), group_repeats(candidate)
+    rounds: dict[str, list[PairedRound]] = {}
+    for cell_id in sorted(set(base_cells) | set(cand_cells)):
+        base = {r.repeat: r for r in base_cells.get(cell_id, [])}
+        cand = {r.repeat: r for r in cand_cells.get(cell_id, [])}
+        rounds[cell_id] = [PairedRound(round_index=i, baseline=base.get(i), candidate=cand.get(i))
+                           for i in sorted(set(base) | set(cand))]
+    return rounds
+
+
+def compare_paired_runs(
+    baseline: Sequence[LoadedRun],
+    candidate: Sequence[LoadedRun],
+    *,
+    allow_different_hardware: bool = False,
+    **options: Any,
+) -> CompareResult:
+    """`compare --paired`: run folders of the two sides of `bigbench ab`, judged as paired rounds.
+
+    Folder k of the baseline pairs with folder k of the candidate (their rounds follow the
+    previous pair's); options as compare_paired.
+    """
+    if len(baseline) != len(candidate):
+        raise BadInput(f"--paired pairs baseline and candidate folders one to one: got "
+                       f"{len(baseline)} baseline and {len(candidate)} candidate folders")
+    differences, warnings = check_runs(baseline, candidate,
+                                       allow_different_hardware=allow_different_hardware)
+    rounds: dict[str, list[PairedRound]] = {}
+    offset = 0
+    for base_run, cand_run in zip(baseline, candidate):
+        pair = rounds_from_records(base_run.records, cand_run.records)
+        width = 1 + max((r.round_index for rs in pair.values() for r in rs), default=-1)
+        for cell_id, cell_rounds in pair.items():
+            rounds.setdefault(cell_id, []).extend(
+                replace(r, round_index=offset + r.round_index) for r in cell_rounds)
+        offset += width
+    if baseline and candidate:
+        base_cells = {r.cell_id for run in baseline for r in run.records}
+        cand_cells = {r.cell_id for run in candidate for r in run.records}
+        if base_cells and cand_cells and not base_cells & cand_cells:
+            raise BadInput(f"no cell of {candidate[0].path} matches a cell of {baseline[0].path}: "
+                           f"were they swept with different presets or devices?")
+    return compare_paired(
+        rounds,
+        baseline_run=" + ".join(r.manifest.run_id for r in baseline),
+        candidate_run=" + ".join(r.manifest.run_id for r in candidate),
+        baseline_path=" + ".join(str(r.path) for r in baseline),
+        candidate_path=" + ".join(str(r.path) for r in candidate),
+        hardware_differences=differences,
+        warnings=warnings,
+        **options,
     )
 
 
