@@ -43,13 +43,14 @@ from bigtrain.stats import (
     REGRESSED,
     UNCHANGED,
     UNDECIDED,
-    PairedInterval,
     Verdict,
     band_outcome,
     detectable_change_pct,
     geometric_mean,
     look_level,
     paired_log_ratio_interval,
+    paired_look_interval,
+    safe_exp,
 )
 
 #: What `bigbench compare` makes and `compare_paired` extends (one result type for both).
@@ -75,6 +76,7 @@ def compare_paired(
     alpha: float = DEFAULT_ALPHA,
     max_rounds: int | None = None,
     metrics: Sequence[str | Metric] | None = None,
+    final: bool = False,
     baseline_run: str = "baseline",
     candidate_run: str = "candidate",
     baseline_path: str | None = None,
@@ -88,7 +90,9 @@ def compare_paired(
     nothing changed, that a whole gate run raises any alarm; `max_rounds`: the planned cap on the
     rounds (alpha is spread over the looks up to it, and rounds beyond it are ignored), or None
     when the rounds are open-ended (a time budget): alpha is then spent as alpha*3/(k(k+1)) at
-    look k; `metrics`: the metric names (or Metric objects) to gate, default all.
+    look k; `metrics`: the metric names (or Metric objects) to gate, default all; `final`: no
+    round follows these (a time budget ran out before max_rounds): the last look gets the alpha
+    kept for the end (reaching max_rounds is final by itself).
     """
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
@@ -133,7 +137,8 @@ def compare_paired(
             MetricComparison(metric, _decide_metric(
                 pairs, looks=len(rounds), metric=metric,
                 threshold_pct=threshold_pct.get(metric.name, DEFAULT_THRESHOLD_PCT),
-                alpha=alpha, family_size=family_size, max_rounds=max_rounds))
+                alpha=alpha, family_size=family_size, max_rounds=max_rounds,
+                last_look=len(rounds) if final else None))
             for metric, pairs in tests[cell_id]
         ]
         outcomes = {m.outcome for m in verdicts}
@@ -312,39 +317,45 @@ def _decide_metric(
     alpha: float,
     family_size: int,
     max_rounds: int | None,
+    last_look: int | None,
 ) -> Verdict:
     """The first look whose interval decides the metric, else the last look's interval."""
-    chosen: tuple[PairedInterval, str, int] | None = None
-    last: tuple[PairedInterval, str, int] | None = None
+    logs_by_look: dict[int, list[float]] = {}
+    for look, b, c in pairs:
+        logs_by_look.setdefault(look, []).append(math.log(c) - math.log(b))
+    # running sums of the log ratios, shifted by the first (so equal ratios sum to exactly 0)
+    shift = math.log(pairs[0][2]) - math.log(pairs[0][1])
+    n, total, squares = 0, 0.0, 0.0
+    chosen: tuple[str, int, float] | None = None  # outcome, look, level
     for look in range(1, looks + 1):
-        level = look_level(alpha, look, family_size=family_size, max_rounds=max_rounds)
-        known = [(b, c) for at, b, c in pairs if at <= look]
-        if level <= 0 or not known:
+        for value in logs_by_look.get(look, ()):
+            n, total, squares = n + 1, total + (value - shift), squares + (value - shift) ** 2
+        level = look_level(alpha, look, family_size=family_size, max_rounds=max_rounds,
+                           last_look=last_look)
+        if level <= 0 or n == 0:
             continue
-        interval = paired_log_ratio_interval([b for b, _ in known], [c for _, c in known],
-                                             level=level, with_p_value=False)
-        outcome = band_outcome(interval.ratio_low, interval.ratio_high,
+        mean, low, high = paired_look_interval(n, total, squares, level=level)
+        outcome = band_outcome(safe_exp(low + shift), safe_exp(high + shift),
                                threshold_pct=threshold_pct,
                                higher_is_better=metric.higher_is_better)
-        last = (interval, outcome, look)
+        chosen = (outcome, look, level)
         if outcome != UNDECIDED:
-            chosen = last
             break
     base_all = [b for _, b, _ in pairs]
     cand_all = [c for _, _, c in pairs]
-    if chosen is None and last is None:
+    if chosen is None:
         # too few rounds for any look: the point estimate only, undecided
         interval = paired_log_ratio_interval(base_all, cand_all, level=alpha / family_size)
         interval = replace(interval, ratio_low=0.0, ratio_high=math.inf)
-        chosen = (interval, UNDECIDED, looks)
-    interval, outcome, look = chosen or last  # type: ignore[misc]
+        outcome, look = UNDECIDED, looks
+    else:
+        outcome, look, level = chosen
+        used = [(b, c) for at, b, c in pairs if at <= look]
+        interval = paired_log_ratio_interval([b for b, _ in used], [c for _, c in used],
+                                             level=level)
     used = [(b, c) for at, b, c in pairs if at <= look]
     base_used = [b for b, _ in used]
     cand_used = [c for _, c in used]
-    if interval.p_value is None and len(used) >= 2:
-        # the p-value of the look that stands, for the record
-        with_p = paired_log_ratio_interval(base_used, cand_used, level=interval.level)
-        interval = replace(interval, p_value=with_p.p_value)
     ratio = interval.ratio
     return Verdict(
         outcome=outcome,
