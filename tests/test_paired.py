@@ -62,7 +62,11 @@ def test_the_result_renders_like_compare():
     result = compare_paired(synthetic_rounds(seed=2, n_rounds=5))
     data = cmp.to_json(result)
     assert data["counts"]["undecided"] + data["counts"]["unchanged"] == 6
-    assert "paired rounds" in cmp.render_markdown(result)
+    markdown = cmp.render_markdown(result)
+    assert "paired rounds" in markdown
+    if data["counts"]["undecided"]:
+        open_part = markdown.split("<details>")[0]
+        assert "### Undecided (not gating" in open_part and "| undecided |" in open_part
 
 
 def test_a_cell_failed_in_the_candidate_fails_the_gate():
