@@ -8,8 +8,8 @@ run folders `<id>-baseline` and `<id>-candidate` whose records carry `repeat` = 
 run by its prefix (`results/<id>`) or either folder, or give `--results DIR` to take every pair in
 DIR. Their rounds, pooled, are the population; nothing here measures anything.
 
-Rounds are the unit of resampling: a trial draws rounds with replacement from the pool and keeps
-each round whole (both sides of every cell, as measured together), so the drift a round shares
+Rounds are the unit of resampling: a trial draws rounds from the pool (distinct rounds, without
+replacement, while the pool has enough; with replacement beyond, flagged) and keeps each round whole (both sides of every cell, as measured together), so the drift a round shares
 and the pairing the gate relies on stay as they were. Under A/A the two sides are exchangeable, so
 each drawn round's sides are swapped with probability 1/2. Each trial runs the gate exactly as
 `ab` does after its last round (`compare_paired`, max_rounds = the rounds drawn, every look).
@@ -29,8 +29,10 @@ measured. So `optimizer_time` moves by the full factor and `step_time`/`items_pe
 optimizer's share of the step. A trial catches the slowdown when the gate fails; the share of
 (trial, cell) pairs decided `regressed` is printed too.
 
-Caveat: resampling reuses the pool's rounds; with fewer distinct rounds than a trial draws, the
-intervals are narrower than fresh rounds would give (the report says so).
+Caveats: the trials share the pool's rounds, so they are not independent (a pool of a few rounds
+gives rates with wider real uncertainty than their Wilson intervals); with fewer distinct rounds
+than a trial draws, rounds repeat and the intervals are narrower than fresh rounds would give (the
+report flags those rows).
 """
 
 from __future__ import annotations
@@ -215,12 +217,21 @@ def variants(pool: Sequence[Mapping[str, PairedRound]], factors: Sequence[float]
 
 
 # -- trials ------------------------------------------------------------------------------------------
+def draw_rounds(pool_size: int, rounds: int, rng: random.Random) -> list[int]:
+    """Which pool rounds a trial uses: distinct ones while the pool allows (a round drawn twice
+    repeats its ratios exactly, which fresh rounds never do: a few repeated steady values make a
+    zero-spread interval), with replacement beyond."""
+    if rounds <= pool_size:
+        return rng.sample(range(pool_size), rounds)
+    return [rng.randrange(pool_size) for _ in range(rounds)]
+
+
 def trial(prepared: Mapping, pool_size: int, rounds: int, factor: float, rng: random.Random, *,
           thresholds: Mapping[str, float], alpha: float) -> tuple[bool, bool, int, int]:
     """One resampled gate run: (any alarm, gate failed, cells regressed, cells)."""
     by_cell: dict[str, list[PairedRound]] = {}
-    for position in range(rounds):
-        drawn = prepared[rng.randrange(pool_size), rng.random() < 0.5, factor]
+    for position, pick in enumerate(draw_rounds(pool_size, rounds, rng)):
+        drawn = prepared[pick, rng.random() < 0.5, factor]
         for cell, pair in drawn.items():
             by_cell.setdefault(cell, []).append(replace(pair, round_index=position))
     result = compare_paired(by_cell, thresholds=thresholds, alpha=alpha, max_rounds=rounds)

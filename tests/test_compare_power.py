@@ -131,3 +131,13 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert power.main([str(tmp_path / "nothing")]) == 2
     assert "no folder" in capsys.readouterr().err
     assert power.main([]) == 2
+
+
+def test_trials_draw_distinct_rounds_while_the_pool_allows():
+    import random
+
+    rng = random.Random(0)
+    assert sorted(power.draw_rounds(10, 10, rng)) == list(range(10))
+    assert len(set(power.draw_rounds(10, 4, rng))) == 4
+    beyond = power.draw_rounds(3, 12, rng)
+    assert len(beyond) == 12 and set(beyond) <= {0, 1, 2}
