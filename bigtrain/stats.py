@@ -15,6 +15,7 @@ No numpy, torch or pandas here; scipy supplies the distributions.
 
 from __future__ import annotations
 
+import functools
 import math
 import statistics
 from collections.abc import Sequence
@@ -29,6 +30,14 @@ MIN_STEP_SAMPLES = 5
 REGRESSED = "regressed"
 IMPROVED = "improved"
 UNCHANGED = "unchanged"
+#: Paired rounds only (`bigbench ab`): the interval of the ratio straddles an edge of the threshold
+#: band, so the rounds so far neither show a change beyond the threshold nor rule one out.
+UNDECIDED = "undecided"
+
+#: What the baseline/candidate values of a verdict are: the medians of the per-repeat values, or
+#: their geometric means (where the change is a ratio of geometric means, the values shown are too).
+CENTER_MEDIAN = "median"
+CENTER_GEOMEAN = "geomean"
 
 METHOD_REPEATS = "welch-t on log per-repeat values"
 METHOD_STEPS = "mann-whitney-u on step samples (1 repeat: between-process noise not measured)"
@@ -81,6 +90,24 @@ class Verdict:
     candidate_median: float
     baseline_n: int  # repeats (or steps, for the step test) that went into the test
     candidate_n: int
+    # the quantities the change is about: geometric means where the ratio is one of geometric
+    # means, else the medians (None in verdicts built before these fields: read the medians)
+    center: str = CENTER_MEDIAN
+    baseline_value: float | None = None
+    candidate_value: float | None = None
+    # paired rounds (`bigbench ab`) only
+    rounds: int | None = None  # rounds that went into the interval (the look that decided it)
+    mde_pct: float | None = None  # smallest change (in %) these rounds could have shown beyond the band
+
+    @property
+    def baseline_shown(self) -> float:
+        """The baseline quantity the verdict is about (geometric mean or median)."""
+        return self.baseline_median if self.baseline_value is None else self.baseline_value
+
+    @property
+    def candidate_shown(self) -> float:
+        """The candidate quantity the verdict is about (geometric mean or median)."""
+        return self.candidate_median if self.candidate_value is None else self.candidate_value
 
     @property
     def worse_pct(self) -> float:
@@ -93,9 +120,14 @@ class Verdict:
         if self.p_value is not None:
             parts.append(f"p={self.p_value:.3g}")
         if self.ratio_low is not None and self.ratio_high is not None:
-            level = round((1 - self.alpha) * 100, 2)
-            parts.append(f"{level:g}% CI of ratio [{self.ratio_low:.4g}, {self.ratio_high:.4g}]")
-        parts.append(f"n={self.baseline_n} vs {self.candidate_n}")
+            level = f"{(1 - self.alpha) * 100:.6g}"
+            parts.append(f"{level}% CI of ratio [{self.ratio_low:.4g}, {self.ratio_high:.4g}]")
+        if self.rounds is not None:
+            parts.append(f"{self.rounds} rounds")
+            if self.mde_pct is not None and math.isfinite(self.mde_pct):
+                parts.append(f"could detect >= {self.mde_pct:.3g}%")
+        else:
+            parts.append(f"n={self.baseline_n} vs {self.candidate_n}")
         return "; ".join(parts)
 
 
@@ -148,7 +180,7 @@ def welch_log_ratio_test(
     var_cand = statistics.variance(log_cand) / len(log_cand)
     se = math.sqrt(var_base + var_cand)
     if se == 0:
-        ratio = math.exp(diff)
+        ratio = safe_exp(diff)
         return RatioTest(p_value=1.0 if diff == 0 else 0.0, ratio_low=ratio, ratio_high=ratio)
     # Welch-Satterthwaite degrees of freedom
     df = (var_base + var_cand) ** 2 / (
@@ -159,10 +191,19 @@ def welch_log_ratio_test(
     half_width = float(student_t.ppf(1 - alpha / 2, df)) * se
     return RatioTest(
         p_value=p_value,
-        ratio_low=math.exp(diff - half_width),
-        ratio_high=math.exp(diff + half_width),
-        ratio=math.exp(diff),
+        ratio_low=safe_exp(diff - half_width),
+        ratio_high=safe_exp(diff + half_width),
+        ratio=safe_exp(diff),
     )
+
+
+def safe_exp(x: float) -> float:
+    """exp(x), inf where it overflows: with 2 repeats at alpha 0.001 the t quantile is ~30, and a
+    noisy pair of logs makes an interval edge like exp(800) (math.exp raises there)."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
 
 
 def decide(
@@ -229,8 +270,171 @@ def decide(
         candidate_median=statistics.median(candidate.per_repeat),
         baseline_n=n_base,
         candidate_n=n_cand,
+        center=CENTER_GEOMEAN if method == METHOD_REPEATS else CENTER_MEDIAN,
+        baseline_value=(geometric_mean(baseline.per_repeat) if method == METHOD_REPEATS
+                        else statistics.median(baseline.per_repeat)),
+        candidate_value=(geometric_mean(candidate.per_repeat) if method == METHOD_REPEATS
+                         else statistics.median(candidate.per_repeat)),
     )
+
+
+def geometric_mean(values: Sequence[float]) -> float:
+    """The geometric mean of positive values (what a mean of logs is about)."""
+    return safe_exp(statistics.fmean(math.log(v) for v in values))
 
 
 def _all_positive(*groups: Sequence[float]) -> bool:
     return all(x > 0 for group in groups for x in group)
+
+
+# -- paired rounds (`bigbench ab`) -------------------------------------------------------------
+#
+# Each round runs a cell once per side, close together in time, so whatever slows the box during a
+# round (another job, a thermal state, a noisy neighbour) slows both sides. The per-round log ratio
+# log(candidate / baseline) cancels that shared drift; the test is on the mean of those log ratios,
+# i.e. on the ratio of the geometric means. A paired t interval is used, not a sign-rank test or a
+# bootstrap: the per-test levels below are tiny (alpha split over the family and over the looks,
+# ~1e-4 and less), which a rank test can only reach after ~15 rounds (its smallest p-value is
+# 2/2^n) and a bootstrap cannot resolve at all; the t interval can, and its answer widens
+# with outliers (they inflate the variance) rather than narrowing.
+#
+# A metric is decided when its interval of the ratio lies entirely beyond an edge of the threshold
+# band [1 / (1 + t), 1 + t] (regressed or improved) or entirely inside it (unchanged: equivalence, as in
+# the two one-sided tests, TOST); an interval that straddles an edge is undecided.
+#
+# False alarms: alpha (default 0.01) bounds the chance that a whole gate run -- every cell and
+# metric, every look after every round -- shows any interval beyond the band when nothing
+# changed. Bonferroni over the family of m cell x metric tests (it gives simultaneous intervals,
+# which the interval-based decisions need; Holm only improves the rejections of point nulls), and
+# alpha spent over the looks: when the number of rounds is capped, half at the last look and half
+# evenly over the looks from MIN_PAIRED_ROUNDS before it (a t quantile at a tiny level with few
+# degrees of freedom is huge, so the early looks only catch the clear cases and the budget's
+# answer gets the most); uncapped, alpha * k0 / (k (k + 1)) at look k (which sums to alpha over
+# all looks k >= k0, however many rounds a budget allows). Both are union bounds, valid whatever
+# the correlation between cells, metrics and looks.
+
+#: The first look at which paired rounds may decide anything: with 2 rounds the t interval has one
+#: degree of freedom and at the levels used here is useless, so spending alpha on it is a waste.
+MIN_PAIRED_ROUNDS = 3
+METHOD_PAIRED = "paired t on per-round log ratios"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairedInterval:
+    """The interval of a candidate/baseline ratio from paired per-round values."""
+
+    rounds: int  # pairs that went into it
+    ratio: float  # exp(mean log ratio): the ratio of the geometric means
+    ratio_low: float  # 0 and inf when fewer than two pairs
+    ratio_high: float
+    level: float  # the two-sided error level of the interval
+    p_value: float | None  # of "ratio = 1", for the record; decisions use the interval
+
+
+def paired_log_ratio_interval(
+    baseline: Sequence[float], candidate: Sequence[float], *, level: float,
+    with_p_value: bool = True,
+) -> PairedInterval:
+    """The (1 - level) paired t interval of the ratio of geometric means of candidate/baseline.
+
+    `baseline[i]` and `candidate[i]` were measured in the same round. Values must be positive.
+    With one pair the interval is (0, inf); when every round gives the same ratio the interval is
+    that point (the noise is zero, not unknown). `with_p_value=False` skips the p-value (None),
+    the slow part, where only the interval is wanted.
+    """
+    if len(baseline) != len(candidate):
+        raise ValueError(f"paired values need equal lengths, got {len(baseline)} and "
+                         f"{len(candidate)}")
+    if not baseline:
+        raise ValueError("paired interval needs at least one pair")
+    if min(baseline) <= 0 or min(candidate) <= 0:
+        raise ValueError("log-ratio test needs positive values")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    logs = [math.log(c) - math.log(b) for b, c in zip(baseline, candidate)]
+    n = len(logs)
+    mean = math.fsum(logs) / n
+    ratio = safe_exp(mean)
+    if n < 2:
+        return PairedInterval(rounds=n, ratio=ratio, ratio_low=0.0, ratio_high=math.inf,
+                              level=level, p_value=None)
+    # plain floats (two passes): statistics.stdev's exact fractions cost 50x, and this runs at
+    # every look of every test of every simulated gate run in bench/compare_power.py
+    spread = math.sqrt(math.fsum((x - mean) ** 2 for x in logs) / (n - 1))
+    # below float resolution of the logs themselves: identical ratios, an exact answer
+    if spread <= 1e-12 * max(1.0, abs(mean)):
+        return PairedInterval(rounds=n, ratio=ratio, ratio_low=ratio, ratio_high=ratio,
+                              level=level, p_value=1.0 if mean == 0 else 0.0)
+    se = spread / math.sqrt(n)
+    half_width = _t_quantile(level / 2, n - 1) * se
+    p_value = None
+    if with_p_value:
+        from scipy.stats import t as student_t
+
+        p_value = float(2 * student_t.sf(abs(mean) / se, n - 1))
+    return PairedInterval(rounds=n, ratio=ratio, ratio_low=safe_exp(mean - half_width),
+                          ratio_high=safe_exp(mean + half_width), level=level, p_value=p_value)
+
+
+def look_level(alpha: float, look: int, *, family_size: int, max_rounds: int | None = None,
+               first_look: int = MIN_PAIRED_ROUNDS) -> float:
+    """The two-sided error level of one test at one look (0 where a look spends nothing).
+
+    `look` is the number of rounds run so far. With `max_rounds`, half of alpha is kept for the
+    last look (where a budget's detection is judged, with the most degrees of freedom) and half is
+    spread evenly over the looks before it (early stops for clear answers); without, look k gets
+    alpha * k0 / (k (k + 1)). Over the family of `family_size` tests and every look the levels
+    sum to at most `alpha` (see the section comment above).
+    """
+    if family_size < 1:
+        raise ValueError(f"family_size must be at least 1, got {family_size}")
+    if look < first_look or (max_rounds is not None and look > max_rounds):
+        return 0.0
+    if max_rounds is None:
+        per_look = alpha * first_look / (look * (look + 1))
+    elif max_rounds == first_look:
+        per_look = alpha
+    elif look == max_rounds:
+        per_look = alpha / 2
+    else:
+        per_look = alpha / 2 / (max_rounds - first_look)
+    return per_look / family_size
+
+
+@functools.lru_cache(maxsize=4096)
+def _t_quantile(upper_tail: float, df: int) -> float:
+    from scipy.stats import t as student_t
+
+    return float(student_t.isf(upper_tail, df))
+
+
+def band_outcome(ratio_low: float, ratio_high: float, *, threshold_pct: float,
+                 higher_is_better: bool) -> str:
+    """Where an interval of the ratio lies against the band [1 / (1 + t), 1 + t].
+
+    Beyond the band on the worse side: regressed; on the better side: improved; entirely inside:
+    unchanged; across an edge: undecided. The band is symmetric in logs, so a metric and its
+    reciprocal (throughput and step time) decide alike: 5% slower is 1/1.05 of the throughput.
+    """
+    upper_edge = 1 + threshold_pct / 100
+    lower_edge = 1 / upper_edge
+    if ratio_low > upper_edge:
+        return IMPROVED if higher_is_better else REGRESSED
+    if ratio_high < lower_edge:
+        return REGRESSED if higher_is_better else IMPROVED
+    if lower_edge <= ratio_low and ratio_high <= upper_edge:
+        return UNCHANGED
+    return UNDECIDED
+
+
+def detectable_change_pct(interval: PairedInterval, *, threshold_pct: float) -> float:
+    """The smallest change, in %, these rounds could have decided as beyond the threshold.
+
+    An observed mean log ratio of log(1 + t) + h (h: the interval's half-width in logs) puts the
+    interval's lower edge exactly on the band's upper edge: a true change of that size is decided
+    about half the time, a smaller one rarely. inf with fewer than two pairs or a zero level.
+    """
+    if interval.rounds < 2 or not math.isfinite(interval.ratio_high) or interval.ratio_low <= 0:
+        return math.inf
+    half_width = (math.log(interval.ratio_high) - math.log(interval.ratio_low)) / 2
+    return (safe_exp(math.log1p(threshold_pct / 100) + half_width) - 1) * 100

@@ -148,3 +148,90 @@ def test_explain_names_method_p_and_interval():
 def test_decide_refuses_negative_threshold():
     with pytest.raises(ValueError):
         decide(_repeats(1.0), _repeats(1.0), higher_is_better=False, threshold_pct=-1)
+
+
+def test_welch_interval_does_not_overflow_at_tiny_alpha_with_two_repeats():
+    """`bench/compare_power.py --trials 20 --runs 2 --repeats 2 --per-side 2` at alpha 0.001 hit
+    OverflowError: two noisy repeats a side give ~1 degree of freedom, a t quantile in the
+    hundreds, and an interval edge of exp(1000+)."""
+    test = stats.welch_log_ratio_test([1.0, 100.0], [1.0, 1e6], alpha=0.001)
+    assert test.ratio_high == math.inf
+    assert 0 <= test.ratio_low < 1
+    verdict = decide(MetricSamples(per_repeat=(1.0, 100.0)), MetricSamples(per_repeat=(1.0, 1e6)),
+                     higher_is_better=False, threshold_pct=5, alpha=0.001)
+    assert verdict.outcome == "unchanged"  # within the (enormous) noise
+    assert "inf]" in verdict.explain()
+
+
+def test_safe_exp_is_exp_until_it_overflows():
+    assert stats.safe_exp(1.0) == math.exp(1.0)
+    assert stats.safe_exp(1e4) == math.inf
+    assert stats.safe_exp(-1e4) == 0.0
+
+
+def test_decide_shows_geometric_means_where_the_ratio_is_of_geometric_means():
+    verdict = decide(MetricSamples(per_repeat=(1.0, 4.0)), MetricSamples(per_repeat=(2.0, 8.0)),
+                     higher_is_better=False, threshold_pct=5)
+    assert verdict.center == stats.CENTER_GEOMEAN
+    assert verdict.baseline_shown == pytest.approx(2.0)  # sqrt(1 * 4), not the median 2.5
+    assert verdict.candidate_shown == pytest.approx(4.0)
+    assert verdict.ratio == pytest.approx(verdict.candidate_shown / verdict.baseline_shown)
+
+
+# -- paired rounds ------------------------------------------------------------------------------
+def test_paired_interval_against_hand_computation():
+    # log ratios log(2), log(2)+0.1, log(2)-0.1: mean log(2), sd 0.1, se 0.1/sqrt(3);
+    # t(0.975, df 2) = 4.302653
+    base = [1.0, 1.0, 1.0]
+    cand = [2.0, 2.0 * math.exp(0.1), 2.0 * math.exp(-0.1)]
+    interval = stats.paired_log_ratio_interval(base, cand, level=0.05)
+    half = 4.302653 * 0.1 / math.sqrt(3)
+    assert interval.ratio == pytest.approx(2.0)
+    assert interval.ratio_low == pytest.approx(2.0 * math.exp(-half), rel=1e-6)
+    assert interval.ratio_high == pytest.approx(2.0 * math.exp(half), rel=1e-6)
+    assert interval.p_value < 0.01
+
+
+def test_paired_interval_edge_cases():
+    one = stats.paired_log_ratio_interval([1.0], [1.1], level=0.01)
+    assert (one.ratio_low, one.ratio_high) == (0.0, math.inf)
+    flat = stats.paired_log_ratio_interval([1.0, 2.0, 3.0], [1.1, 2.2, 3.3], level=0.01)
+    assert flat.ratio_low == pytest.approx(1.1) and flat.ratio_high == pytest.approx(1.1)
+    with pytest.raises(ValueError, match="equal lengths"):
+        stats.paired_log_ratio_interval([1.0], [1.0, 2.0], level=0.01)
+    with pytest.raises(ValueError, match="positive"):
+        stats.paired_log_ratio_interval([0.0, 1.0], [1.0, 1.0], level=0.01)
+
+
+def test_band_outcome_in_both_directions():
+    band = {"threshold_pct": 5.0}
+    assert stats.band_outcome(1.06, 1.2, higher_is_better=False, **band) == "regressed"
+    assert stats.band_outcome(1.06, 1.2, higher_is_better=True, **band) == "improved"
+    assert stats.band_outcome(0.8, 0.94, higher_is_better=False, **band) == "improved"
+    assert stats.band_outcome(0.8, 0.94, higher_is_better=True, **band) == "regressed"
+    # symmetric in logs: the lower edge is 1/1.05 = 0.9524, not 0.95
+    assert stats.band_outcome(0.8, 0.951, higher_is_better=True, **band) == "regressed"
+    assert stats.band_outcome(0.951, 1.0, higher_is_better=True, **band) == "undecided"
+    assert stats.band_outcome(0.97, 1.04, higher_is_better=False, **band) == "unchanged"
+    assert stats.band_outcome(1.0, 1.07, higher_is_better=False, **band) == "undecided"
+    assert stats.band_outcome(0.9, 1.1, higher_is_better=False, **band) == "undecided"
+
+
+@pytest.mark.parametrize("max_rounds", [None, 3, 10, 40])
+def test_look_levels_spend_at_most_alpha_over_family_and_looks(max_rounds):
+    family = 18
+    total = sum(stats.look_level(0.01, look, family_size=family, max_rounds=max_rounds)
+                for look in range(1, 5000)) * family
+    assert total <= 0.01 + 1e-12
+    assert total > 0.0099  # and spends nearly all of it (the open-ended series converges slowly)
+    assert stats.look_level(0.01, 2, family_size=family, max_rounds=max_rounds) == 0.0
+
+
+def test_detectable_change_is_threshold_plus_half_width():
+    interval = stats.paired_log_ratio_interval([1.0, 1.0, 1.0], [1.0, math.exp(0.1),
+                                                                  math.exp(-0.1)], level=0.05)
+    half = math.log(interval.ratio_high / interval.ratio_low) / 2
+    assert stats.detectable_change_pct(interval, threshold_pct=5) == pytest.approx(
+        (1.05 * math.exp(half) - 1) * 100)
+    one = stats.paired_log_ratio_interval([1.0], [1.0], level=0.05)
+    assert stats.detectable_change_pct(one, threshold_pct=5) == math.inf

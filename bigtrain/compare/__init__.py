@@ -2,7 +2,7 @@
 
 Rooms: `metrics` (what is compared, in which direction), `thresholds` (`--threshold`), `gate`
 (the decision; on records in memory or on run folders), `result` (verdicts and decided cells),
-`rows`, `terminal`, `markdown`, `json_report` (the renderings). Statistics live in
+`paired` (the gate on paired rounds, for `bigbench ab`), `rows`, `terminal`, `markdown`, `json_report` (the renderings). Statistics live in
 `bigtrain.stats`. The public names are re-exported here.
 
 Analysing side of the wall: never imports torch, pynvml or pandas.
@@ -19,6 +19,7 @@ from bigtrain.compare.gate import (
     hardware_differences,
     workload_version,
 )
+from bigtrain.compare.paired import CompareResult, PairedRound, all_decided, compare_paired
 from bigtrain.compare.json_report import JSON_FORMAT_VERSION, to_json
 from bigtrain.compare.markdown import render_markdown
 from bigtrain.compare.metrics import (
@@ -52,9 +53,18 @@ from bigtrain.compare.rows import (
 )
 from bigtrain.compare.terminal import render_terminal
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
-from bigtrain.stats import DEFAULT_ALPHA, IMPROVED, REGRESSED, UNCHANGED, Verdict, decide
+from bigtrain.stats import (
+    DEFAULT_ALPHA,
+    IMPROVED,
+    REGRESSED,
+    UNCHANGED,
+    UNDECIDED,
+    Verdict,
+    decide,
+)
 
 __all__ = [
+    "CompareResult", "PairedRound", "UNDECIDED", "all_decided", "compare_paired",
     "DEFAULT_ALPHA", "DEFAULT_THRESHOLD_PCT", "FAILED", "GATING_VERDICTS", "IMPROVED",
     "JSON_FORMAT_VERSION", "METRICS", "METRICS_BY_NAME", "METRIC_NAMES", "MISSING", "NEW", "NOISY",
     "REDEFINED", "REGRESSED", "STEADY", "UNCHANGED", "VERDICT_ORDER", "CellComparison",

@@ -28,7 +28,7 @@ from bigtrain.compare.result import (
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
 from bigtrain.envinfo import fingerprint_differences
 from bigtrain.errors import BadInput
-from bigtrain.results.schema import STATUS_OK, CellRecord
+from bigtrain.results.schema import NOT_REACHED, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun, load_run
 from bigtrain.stats import (
     DEFAULT_ALPHA,
@@ -76,30 +76,12 @@ def compare_cell(
     """Decide one cell from its baseline and candidate repeats (either side may be empty)."""
     any_record = (list(candidate) or list(baseline))[0]
     axes = any_record.axes()
+    common = side_summary(baseline, candidate)
+    settled = status_comparison(cell_id, axes, baseline, candidate, common)
+    if settled is not None:
+        return settled
     base_ok = [r for r in baseline if r.status == STATUS_OK]
     cand_ok = [r for r in candidate if r.status == STATUS_OK]
-    cand_not_ok = [r for r in candidate if r.status != STATUS_OK]
-    base_version, cand_version = _side_version(baseline), _side_version(candidate)
-    common = {
-        "baseline_repeats": len(baseline),
-        "candidate_repeats": len(candidate),
-        "baseline_workload_version": base_version,
-        "candidate_workload_version": cand_version,
-    }
-    if not candidate:
-        return CellComparison(cell_id, axes, MISSING, note="not in the candidate run", **common)
-    if not baseline:
-        return CellComparison(cell_id, axes, NEW, note="not in the baseline run", **common)
-    if base_ok and cand_not_ok:
-        worst = cand_not_ok[0]
-        note = f"{worst.status} in the candidate (repeat {worst.repeat}): {worst.reason}"
-        return CellComparison(cell_id, axes, FAILED, note=note, **common)
-    if not base_ok and not cand_ok:
-        note = f"not ok in either run ({baseline[0].status} -> {candidate[0].status})"
-        return CellComparison(cell_id, axes, UNCHANGED, note=note, **common)
-    if not base_ok:
-        note = f"{baseline[0].status} in the baseline ({baseline[0].reason}); ok now"
-        return CellComparison(cell_id, axes, NEW, note=note, **common)
 
     metrics = []
     for metric in METRICS:
@@ -120,6 +102,55 @@ def compare_cell(
     outcome = REGRESSED if REGRESSED in outcomes else IMPROVED if IMPROVED in outcomes else UNCHANGED
     note = None if metrics else "no metric present in both runs"
     return CellComparison(cell_id, axes, outcome, tuple(metrics), note, **common)
+
+
+def side_summary(baseline: Sequence[CellRecord], candidate: Sequence[CellRecord]) -> dict[str, Any]:
+    """The repeat counts and workload versions of both sides, as CellComparison fields."""
+    return {
+        "baseline_repeats": len(baseline),
+        "candidate_repeats": len(candidate),
+        "baseline_workload_version": _side_version(baseline),
+        "candidate_workload_version": _side_version(candidate),
+    }
+
+
+def status_comparison(
+    cell_id: str,
+    axes: Mapping[str, Any],
+    baseline: Sequence[CellRecord],
+    candidate: Sequence[CellRecord],
+    common: Mapping[str, Any],
+) -> CellComparison | None:
+    """The cell's verdict when the records' statuses settle it, else None (compare the metrics).
+
+    Missing on a side, failed in the candidate where the baseline was ok, a converge cell that
+    reached its target in the baseline and not in the candidate (a regression of the thing
+    measured), or not ok on either side. Shared by `compare` and the paired rounds of `ab`.
+    """
+    base_ok = [r for r in baseline if r.status == STATUS_OK]
+    cand_ok = [r for r in candidate if r.status == STATUS_OK]
+    cand_not_ok = [r for r in candidate if r.status != STATUS_OK]
+    if not candidate:
+        return CellComparison(cell_id, axes, MISSING, note="not in the candidate run", **common)
+    if not baseline:
+        return CellComparison(cell_id, axes, NEW, note="not in the baseline run", **common)
+    if base_ok and cand_not_ok:
+        broken = [r for r in cand_not_ok if r.status != NOT_REACHED]
+        if not broken:
+            worst = cand_not_ok[0]
+            note = (f"target reached in the baseline, not in the candidate (repeat "
+                    f"{worst.repeat}): {worst.reason}")
+            return CellComparison(cell_id, axes, REGRESSED, note=note, **common)
+        worst = broken[0]
+        note = f"{worst.status} in the candidate (repeat {worst.repeat}): {worst.reason}"
+        return CellComparison(cell_id, axes, FAILED, note=note, **common)
+    if not base_ok and not cand_ok:
+        note = f"not ok in either run ({baseline[0].status} -> {candidate[0].status})"
+        return CellComparison(cell_id, axes, UNCHANGED, note=note, **common)
+    if not base_ok:
+        note = f"{baseline[0].status} in the baseline ({baseline[0].reason}); ok now"
+        return CellComparison(cell_id, axes, NEW, note=note, **common)
+    return None
 
 
 def _samples(metric: Metric, records: Sequence[CellRecord]) -> MetricSamples | None:

@@ -26,6 +26,8 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
             "workload_version": {"baseline": cell.baseline_workload_version,
                                  "candidate": cell.candidate_workload_version},
             "workload_redefined": cell.workload_redefined,
+            "rounds": cell.rounds,
+            "decided": cell.decided,
             "metrics": [
                 {
                     "metric": m.metric.name,
@@ -34,18 +36,27 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
                     "verdict": m.outcome,
                     "baseline_median": m.verdict.baseline_median,
                     "candidate_median": m.verdict.candidate_median,
+                    # the quantities the change is about (geometric means or medians)
+                    "center": m.verdict.center,
+                    "baseline_value": _finite_or_none(m.verdict.baseline_shown),
+                    "candidate_value": _finite_or_none(m.verdict.candidate_shown),
                     "ratio": _finite_or_none(m.verdict.ratio),
                     "change_pct": _finite_or_none(m.verdict.change_pct),
                     "threshold_pct": m.verdict.threshold_pct,
                     "method": m.verdict.method,
                     "p_value": m.verdict.p_value,
+                    # an edge is null where it is unbounded (too few repeats or rounds)
                     "ratio_interval": (
-                        [m.verdict.ratio_low, m.verdict.ratio_high]
+                        [_finite_or_none(m.verdict.ratio_low),
+                         _finite_or_none(m.verdict.ratio_high)]
                         if m.verdict.ratio_low is not None else None
                     ),
                     "confidence": 1 - m.verdict.alpha,
                     "baseline_n": m.verdict.baseline_n,
                     "candidate_n": m.verdict.candidate_n,
+                    "rounds": m.verdict.rounds,
+                    "mde_pct": (_finite_or_none(m.verdict.mde_pct)
+                                if m.verdict.mde_pct is not None else None),
                 }
                 for m in cell.metrics
             ],
@@ -57,6 +68,10 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         "thresholds_pct": dict(comparison.thresholds_pct),
         "alpha": comparison.alpha,
         "gate_failed": comparison.gate_failed,
+        "paired": ({"rounds": comparison.rounds, "max_rounds": comparison.max_rounds,
+                    "family_size": comparison.family_size,
+                    "all_decided": comparison.all_decided}
+                   if comparison.paired else None),
         "counts": comparison.counts(),
         "redefined_cells": len(comparison.redefined_cells()),
         "hardware_differences": list(comparison.hardware_differences),
@@ -65,5 +80,5 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
     }
 
 
-def _finite_or_none(value: float) -> float | None:
-    return value if math.isfinite(value) else None
+def _finite_or_none(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

@@ -82,6 +82,14 @@ METRICS: tuple[Metric, ...] = (
            higher_is_better=False, value=lambda r: r.peak_rss_bytes, kind=STEADY),
     Metric(name="energy_per_step", label="energy per step", record_field="telemetry.joules_per_step",
            unit="J", higher_is_better=False, value=_energy_per_step),
+    # converge records (`bigbench converge`); None on step-time records, which then do not count.
+    # A candidate that does not reach the target where the baseline did is a regression of its
+    # own (status not_reached, see compare.gate.status_comparison).
+    Metric(name="time_to_target_s", label="time to target", record_field="time_to_target_s",
+           unit="s", higher_is_better=False, value=lambda r: r.time_to_target_s),
+    Metric(name="steps_to_target", label="steps to target", record_field="steps_to_target",
+           unit="steps", higher_is_better=False,
+           value=lambda r: None if r.steps_to_target is None else float(r.steps_to_target)),
 )
 METRIC_NAMES = tuple(m.name for m in METRICS)
 METRICS_BY_NAME = {m.name: m for m in METRICS}

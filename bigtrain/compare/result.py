@@ -11,7 +11,7 @@ from typing import Any
 
 from bigtrain.axes import compare_cell_label
 from bigtrain.compare.metrics import Metric
-from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, Verdict
+from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED, Verdict
 
 NEW = "new"
 MISSING = "missing"
@@ -21,8 +21,11 @@ FAILED = "failed"
 #: because the code under test changed; every rendering names the flagged cells.
 REDEFINED = "redefined"
 #: Every verdict a cell or metric can get, worst first: the order of tables and of the summary.
-VERDICT_ORDER = (REGRESSED, FAILED, MISSING, NEW, IMPROVED, UNCHANGED)
-#: Verdicts that fail the gate (exit code 1).
+#: `undecided` comes from paired rounds only (`bigbench ab`, see bigtrain/compare/paired.py).
+VERDICT_ORDER = (REGRESSED, FAILED, MISSING, NEW, UNDECIDED, IMPROVED, UNCHANGED)
+#: Verdicts that fail the gate (exit code 1). `undecided` does not: the rounds ran out before
+#: the noise allowed a decision, which is shown (with the smallest change the rounds could have
+#: seen) but is not evidence of a regression; a gate that failed on it would fail on a noisy box.
 GATING_VERDICTS = frozenset({REGRESSED, FAILED})
 
 
@@ -51,6 +54,12 @@ class CellComparison:
     candidate_repeats: int = 0
     baseline_workload_version: str | None = None
     candidate_workload_version: str | None = None
+    rounds: int | None = None  # paired rounds (`ab`): the rounds its verdict rests on
+
+    @property
+    def decided(self) -> bool:
+        """False while more paired rounds could still decide the cell."""
+        return self.outcome != UNDECIDED
 
     @property
     def label(self) -> str:
@@ -88,12 +97,22 @@ class Comparison:
     cells: tuple[CellComparison, ...]
     hardware_differences: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
+    # paired rounds (`bigbench ab`, bigtrain/compare/paired.py): how they were judged
+    paired: bool = False
+    rounds: int | None = None  # the most rounds any cell had
+    max_rounds: int | None = None  # the cap alpha was spent over; None: open-ended spending
+    family_size: int | None = None  # cell x metric tests alpha was split over
+
+    @property
+    def all_decided(self) -> bool:
+        """True when no cell is undecided: more paired rounds would change nothing."""
+        return all(cell.decided for cell in self.cells)
 
     def counts(self) -> dict[str, int]:
-        """How many cells got each verdict, in VERDICT_ORDER."""
-        counts = dict.fromkeys(VERDICT_ORDER, 0)
+        """How many cells got each verdict, in VERDICT_ORDER (`undecided` for paired rounds only)."""
+        counts = dict.fromkeys((v for v in VERDICT_ORDER if v != UNDECIDED or self.paired), 0)
         for cell in self.cells:
-            counts[cell.outcome] += 1
+            counts[cell.outcome] = counts.get(cell.outcome, 0) + 1
         return counts
 
     def redefined_cells(self) -> list[CellComparison]:

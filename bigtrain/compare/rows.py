@@ -7,18 +7,37 @@ from dataclasses import dataclass
 
 from bigtrain.compare.result import VERDICT_ORDER, Comparison
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT
-from bigtrain.stats import Verdict
+from bigtrain.stats import CENTER_GEOMEAN, Verdict
 
 
 def format_value(value: float, unit: str) -> str:
-    """A metric value with a readable unit (ms for short times, MiB for memory)."""
+    """A metric value with a readable unit (ms for short times, MiB for memory, `27,720 items/s`)."""
+    if not math.isfinite(value):
+        return f"{value} {unit}"
     if unit == "s":
         if abs(value) < 1:
-            return f"{value * 1e3:.4g} ms"
-        return f"{value:.4g} s"
+            return f"{_plain(value * 1e3)} ms"
+        return f"{_plain(value)} s"
     if unit == "bytes":
-        return f"{value / 2**20:.4g} MiB"
-    return f"{value:.4g} {unit}"
+        return f"{_plain(value / 2**20)} MiB"
+    return f"{_plain(value)} {unit}"
+
+
+def _plain(number: float) -> str:
+    """Four significant digits without exponent notation: `27,720`, `412.3`, `0.01234`."""
+    if number == 0:
+        return "0"
+    if abs(number) >= 1000:
+        return f"{number:,.0f}"
+    decimals = max(0, 3 - math.floor(math.log10(abs(number))))
+    return f"{number:.{decimals}f}"
+
+
+def format_shown(verdict: Verdict, unit: str) -> tuple[str, str]:
+    """The baseline and candidate quantities the verdict is about, labelled `geomean` when so."""
+    suffix = " (geomean)" if verdict.center == CENTER_GEOMEAN else ""
+    return (format_value(verdict.baseline_shown, unit) + suffix,
+            format_value(verdict.candidate_shown, unit) + suffix)
 
 
 def format_change(verdict: Verdict) -> str:
@@ -55,14 +74,15 @@ def table_rows(comparison: Comparison) -> list[Row]:
             continue
         for m in cell.metrics:
             v = m.verdict
+            baseline, candidate = format_shown(v, m.metric.unit)
             rows.append((
                 (rank[m.outcome], cell_index),
                 Row(
                     outcome=m.outcome,
                     cell=label,
                     metric=m.metric.name,
-                    baseline=format_value(v.baseline_median, m.metric.unit),
-                    candidate=format_value(v.candidate_median, m.metric.unit),
+                    baseline=baseline,
+                    candidate=candidate,
                     change=f"{format_change(v)} (limit {v.threshold_pct:g}%)",
                     evidence=v.explain(),
                 ),
@@ -75,6 +95,10 @@ def summary_line(comparison: Comparison) -> str:
     counts = comparison.counts()
     parts = [f"{n} {verdict}" for verdict, n in counts.items() if n]
     line = f"{', '.join(parts) or 'nothing to compare'} (of {len(comparison.cells)} cells)"
+    if comparison.paired:
+        line += f" after {comparison.rounds} paired rounds"
+        if not comparison.all_decided:
+            line += "; undecided does not fail the gate: more rounds needed to tell"
     redefined = len(comparison.redefined_cells())
     if redefined:
         line += f"; {redefined} with a redefined workload, compared all the same"
@@ -89,4 +113,7 @@ def thresholds_line(comparison: Comparison) -> str:
     line = f"threshold {common:g}%"
     if others:
         line += f" ({', '.join(others)})"
+    if comparison.paired:
+        return (f"{line}; paired rounds: at most {comparison.alpha:g} chance of any false alarm "
+                f"over {comparison.family_size} cell x metric tests and every round")
     return f"{line}; noise test at alpha={comparison.alpha:g}"

@@ -10,11 +10,15 @@ from typing import Any
 
 from bigtrain.compare.result import FAILED, MISSING, NEW, Comparison
 from bigtrain.compare.rows import summary_line, table_rows, thresholds_line
-from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED
+from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED
 from bigtrain.terminal_text import data_text
 
 VERDICT_STYLES = {REGRESSED: "bold red", FAILED: "bold red",
-                  MISSING: "yellow", NEW: "cyan", IMPROVED: "green", UNCHANGED: "dim"}
+                  MISSING: "yellow", NEW: "cyan", UNDECIDED: "yellow", IMPROVED: "green",
+                  UNCHANGED: "dim"}
+#: Off a terminal (CI logs, a file) nothing folds: each row stays one line however long, since a
+#: log has no width to fit and 6 cells folded to 80 columns made 346 lines.
+UNFOLDED_WIDTH = 100_000
 
 
 def render_terminal(comparison: Comparison, console: Any = None) -> None:
@@ -24,12 +28,16 @@ def render_terminal(comparison: Comparison, console: Any = None) -> None:
     from rich.text import Text
 
     console = console or Console()
+    if not console.is_terminal:
+        console = Console(file=console.file, width=UNFOLDED_WIDTH, no_color=console.no_color,
+                          force_terminal=False, highlight=False)
+    fold = "fold" if console.is_terminal else "ignore"
     table = Table(
         title=data_text(f"{comparison.baseline_run} -> {comparison.candidate_run}"),
         caption=data_text(thresholds_line(comparison)),
     )
     for column in ("verdict", "cell", "metric", "baseline", "candidate", "change", "evidence"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow=fold, no_wrap=not console.is_terminal)
     for row in table_rows(comparison):
         table.add_row(
             data_text(row.outcome, VERDICT_STYLES[row.outcome]),
