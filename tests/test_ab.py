@@ -51,15 +51,17 @@ def _logged(log: Path) -> dict[int, str]:
 
 
 def test_aa_run_writes_two_normal_run_folders_in_the_recorded_seeded_order(tmp_path: Path) -> None:
-    result = _ab(tmp_path, "--model", "mlp:seed,mlp:small", "--rounds", "2", "--order-seed", "7",
+    result = _ab(tmp_path, "--model", "mlp:seed,mlp:small", "--rounds", "3", "--order-seed", "7",
                  "--run-id", "aa", "--json", str(tmp_path / "ab.json"),
                  "--markdown", str(tmp_path / "ab.md"))
     assert result.exit_code in (0, 1), result.output  # a verdict, whichever the noise gave
     facts = json.loads((tmp_path / "ab.json").read_text())["ab"]
     assert facts["order_seed"] == 7 and facts["mode"] == "interleave"
-    assert 1 <= facts["rounds_used"] <= 2  # --rounds honoured (the gate may stop it sooner)
+    # --rounds honoured: nothing is decided before the third round, and 3 is the limit.
+    assert facts["rounds_used"] == 3 and facts["stop_reason"] in ("rounds", "decided")
     assert "bigbench ab" in (tmp_path / "ab.md").read_text()
-    assert f"{facts['rounds_used']} round(s) of at most 2" in result.output
+    assert "3 round(s) of at most 3" in result.output
+    assert "smallest detectable change: step_time" in result.output
 
     runs = {side: load_run(tmp_path / "results" / f"aa-{side}")
             for side in ("baseline", "candidate")}
@@ -98,7 +100,7 @@ def test_aa_run_writes_two_normal_run_folders_in_the_recorded_seeded_order(tmp_p
 def test_each_side_runs_in_its_own_interpreter_with_only_its_own_env(tmp_path: Path) -> None:
     base_py, base_log = _wrapper(tmp_path, "baseline")
     cand_py, cand_log = _wrapper(tmp_path, "candidate")
-    result = _ab(tmp_path, "--rounds", "1", "--run-id", "w", "--baseline-python", str(base_py),
+    result = _ab(tmp_path, "--budget-s", "0.001", "--run-id", "w", "--baseline-python", str(base_py),
                  "--candidate-python", str(cand_py), "--candidate-env", "AB_MARK=cand")
     assert result.exit_code in (0, 1), result.output
     base_pids, cand_pids = _logged(base_log), _logged(cand_log)
@@ -130,7 +132,7 @@ def test_budget_stops_before_a_round_that_would_overrun_it(tmp_path: Path) -> No
 
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="duet needs 2 cores")
 def test_duet_runs_the_sides_on_two_cores_swapped_every_round(tmp_path: Path) -> None:
-    result = _ab(tmp_path, "--mode", "duet", "--rounds", "2", "--threshold", "1000%",
+    result = _ab(tmp_path, "--mode", "duet", "--rounds", "3",
                  "--run-id", "d", "--json", str(tmp_path / "ab.json"))
     assert result.exit_code in (0, 1), result.output
     rounds_used = json.loads((tmp_path / "ab.json").read_text())["ab"]["rounds_used"]
@@ -141,8 +143,8 @@ def test_duet_runs_the_sides_on_two_cores_swapped_every_round(tmp_path: Path) ->
         cores[side] = {r.repeat: r.extra["ab_core"] for r in run.records}
     a, b = sorted(os.sched_getaffinity(0))[-2:]
     assert cores["baseline"][0] == a and cores["candidate"][0] == b
-    if rounds_used == 2:
-        assert cores["baseline"][1] == b and cores["candidate"][1] == a
+    assert rounds_used == 3
+    assert cores["baseline"] == {0: a, 1: b, 2: a} and cores["candidate"] == {0: b, 1: a, 2: b}
 
 
 def test_duet_is_refused_on_one_core_before_anything_is_written(
@@ -157,7 +159,7 @@ def test_duet_is_refused_on_one_core_before_anything_is_written(
 
 @pytest.mark.parametrize("args, message", [
     (["--mode", "zigzag"], "'zigzag' is not one of 'interleave', 'duet'"),
-    (["--rounds", "0"], "--rounds"),
+    (["--rounds", "2"], "--rounds 2: paired rounds decide nothing before 3 rounds"),
     (["--budget-s", "0"], "--budget-s"),
     (["--alpha", "1.5"], "--alpha"),
     (["--baseline-env", "NOVALUE"], "--baseline-env: 'NOVALUE' is not NAME=VALUE"),
@@ -188,7 +190,7 @@ def test_an_interpreter_without_bigtrain_is_refused_naming_its_flag(tmp_path: Pa
 
 def test_a_crashing_cell_is_recorded_and_the_next_cell_gets_a_fresh_worker(
         tmp_path: Path, faults: None) -> None:
-    result = _ab(tmp_path, "--model", "fault:segv,mlp:seed", "--rounds", "1", "--run-id", "f")
+    result = _ab(tmp_path, "--model", "fault:segv,mlp:seed", "--budget-s", "0.001", "--run-id", "f")
     # Crashed on both sides is "not ok in either run", as compare has it: no verdict asserted.
     assert result.exit_code in (0, 1), result.output
     for side in ("baseline", "candidate"):
@@ -202,7 +204,7 @@ def test_ctrl_c_leaves_both_folders_valid_and_does_not_pass_the_gate(tmp_path: P
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     process = subprocess.Popen(
         [sys.executable, "-m", "bigtrain", "ab", *TINY, "--rounds", "30", "--budget-s", "3600",
-         "--threshold", "1000%", "--out", str(tmp_path / "results"), "--run-id", "int"],
+         "--out", str(tmp_path / "results"), "--run-id", "int"],
         cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     cells = tmp_path / "results" / "int-candidate" / "cells.jsonl"
     deadline = time.monotonic() + 300

@@ -78,8 +78,11 @@ class AbOptions:
         if self.run_id is not None:
             for side in SIDES:
                 check_run_id(f"{self.run_id}-{side}", "--run-id")
-        if self.max_rounds < 1:
-            raise BadInput(f"--rounds must be >= 1, got {self.max_rounds}")
+        from bigtrain.stats import MIN_PAIRED_ROUNDS
+
+        if self.max_rounds < MIN_PAIRED_ROUNDS:
+            raise BadInput(f"--rounds {self.max_rounds}: paired rounds decide nothing before "
+                           f"{MIN_PAIRED_ROUNDS} rounds; give {MIN_PAIRED_ROUNDS} or more")
         if not self.budget_s > 0:
             raise BadInput(f"--budget-s must be > 0 seconds, got {self.budget_s}")
 
@@ -288,9 +291,11 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                     current.close(kill=False)
                     current = None
                     durations.append(clock() - round_start)
-                    result, decided = decide_rounds(rounds, thresholds_pct=options.thresholds_pct,
-                                                    alpha=options.alpha,
-                                                    max_rounds=options.max_rounds)
+                    result, decided = decide_rounds(
+                        rounds, thresholds_pct=options.thresholds_pct, alpha=options.alpha,
+                        max_rounds=options.max_rounds,
+                        runs={n: (st.manifest.run_id, st.run_dir, st.manifest.environment)
+                              for n, st in starts.items()})
                     if on_round is not None:
                         on_round(RoundReport(index=index, duration_s=durations[-1],
                                              elapsed_s=clock() - started, result=result,

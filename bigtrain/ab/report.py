@@ -3,6 +3,7 @@ JSON). Paths and run ids are data: the callers print text through `inert`, Markd
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from bigtrain.markdown_escape import escape_markdown
@@ -29,7 +30,30 @@ def outcome_lines(outcome: Any) -> list[str]:
         f"{outcome.elapsed_s:.1f} s of a {outcome.budget_s:g} s budget ({outcome.mode}, order "
         f"seed {outcome.order_seed}); stopped: {_STOPS.get(outcome.stop_reason, outcome.stop_reason)}",
     ]
+    if outcome.result is not None:
+        lines += [f"ab: {line}" for line in detectable_lines(outcome.result)]
     lines += [f"ab: {side} run: {path}" for side, path in outcome.run_dirs.items()]
+    return lines
+
+
+def detectable_lines(result: Any) -> list[str]:
+    """Per cell: its verdict, the rounds it rests on, and the smallest change of each metric the
+    rounds could have decided (`Verdict.mde_pct`); `not measurable` where the rounds were too
+    few or the metric too noisy for any bound."""
+    lines = []
+    for cell in result.sorted_cells():
+        if not cell.metrics:
+            continue
+        parts = []
+        for m in cell.metrics:
+            mde = m.verdict.mde_pct
+            if mde is None:
+                continue
+            parts.append(f"{m.metric.name} {mde:.3g}%" if math.isfinite(mde)
+                         else f"{m.metric.name} not measurable")
+        rounds = f" after {cell.rounds} round(s)" if cell.rounds is not None else ""
+        detail = f"; smallest detectable change: {', '.join(parts)}" if parts else ""
+        lines.append(f"{cell.label}: {cell.outcome}{rounds}{detail}")
     return lines
 
 

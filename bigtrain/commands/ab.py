@@ -39,8 +39,8 @@ MODES = ("interleave", "duet")
 @click.option("--mode", type=click.Choice(MODES), default="interleave", show_default=True,
               help="interleave: one side after the other on one core; duet: both at once, one "
                    "core each, swapped every round (needs 2 cores)")
-@click.option("--rounds", type=click.IntRange(min=1), default=30, show_default=True,
-              help="at most this many rounds (each runs every cell once per side)")
+@click.option("--rounds", type=int, default=30, show_default=True,
+              help="at most this many rounds, 3 or more (each runs every cell once per side)")
 @click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=600.0,
               show_default=True, help="start no round that would end after this many seconds")
 @click.option("--threshold", "threshold_spec", metavar="PCT|METRIC=PCT,..", default=None,
