@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import dataclasses
 import json
 import secrets
 import shutil
@@ -24,14 +23,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from bigtrain.ab.plan import INTERLEAVE, Slot, next_round_fits, round_order, side_cores, usable_cores
 from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND
 from bigtrain.ab.side_worker import SideWorker, run_jobs, side_environment
-from bigtrain.ab.sides import BASELINE, CANDIDATE, SIDES, Side
+from bigtrain.ab.sides import SIDES, Side
 from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION
 from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand

@@ -21,7 +21,7 @@ from typing import Any
 
 import psutil
 
-from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND, job_message, send
+from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND, job_message
 from bigtrain.ab.sides import Side
 from bigtrain.results.schema import CellRecord, SchemaError
 from bigtrain.run.cell import CellJob

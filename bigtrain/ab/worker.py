@@ -24,7 +24,7 @@ from typing import IO, Any
 from bigtrain.ab.protocol import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, send
 
 
-def _message_channel() -> IO[str]:
+def message_channel() -> IO[str]:
     """The original standard output, for messages only; fd 1 then points at standard error."""
     sys.stdout.flush()
     channel = os.fdopen(os.dup(1), "w", encoding="utf-8")
@@ -51,7 +51,7 @@ def serve(*, protocol: int, core: int | None) -> int:
     from bigtrain.run.process_tree import mark_as_subreaper
     from bigtrain.run.worker import _die_with_parent
 
-    channel = _message_channel()
+    channel = message_channel()
     _die_with_parent()
     mark_as_subreaper()
     if os.getppid() == 1:

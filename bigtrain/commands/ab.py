@@ -125,10 +125,9 @@ def ab_worker(protocol: int | None, core: int | None, describe: bool) -> None:
     from bigtrain.ab import worker
 
     if describe:
-        channel = worker._message_channel()
         from bigtrain.ab.protocol import send
 
-        send(channel, worker.describe())
+        send(worker.message_channel(), worker.describe())
         return
     if protocol is None:
         raise click.UsageError("ab-worker needs --protocol N (it is started by `bigbench ab`)")
