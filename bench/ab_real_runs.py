@@ -34,7 +34,7 @@ def _run(out: Path, run_id: str, ab_args: list[str], candidate_env: dict[str, st
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     (out / f"{run_id}.log").write_text(done.stdout + done.stderr)
     data = json.loads(json_path.read_text()) if json_path.is_file() else {}
-    outcomes = {c["cell_id"]: c["outcome"] for c in data.get("cells", [])}
+    outcomes = {c["cell_id"]: c["verdict"] for c in data.get("cells", [])}
     return {"run_id": run_id, "exit_code": done.returncode,
             "wall_s": round(time.monotonic() - started, 1),
             "rounds": data.get("ab", {}).get("rounds_used"),

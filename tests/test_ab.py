@@ -219,3 +219,40 @@ def test_ctrl_c_leaves_both_folders_valid_and_does_not_pass_the_gate(tmp_path: P
         run = load_run(tmp_path / "results" / f"int-{side}")
         assert run.manifest.state == "interrupted"
         assert not run.truncated_lines
+
+
+def _fake_side(tmp_path: Path, name: str) -> Path:
+    """An interpreter that is the fake worker (tests/fake_ab_worker.py): exact synthetic records."""
+    script = tmp_path / f"fake-{name}"
+    script.write_text(f'#!/bin/sh\nshift 3\nexec "{sys.executable}" '
+                      f'"{TESTS_DIR / "fake_ab_worker.py"}" "$@"\n')  # drops `-m bigtrain ab-worker`
+    script.chmod(0o755)
+    return script
+
+
+def test_the_run_stops_as_soon_as_every_cell_is_decided(tmp_path: Path) -> None:
+    # Known synthetic values at the process boundary: the candidate twice as slow, jitter 0.2%.
+    result = _ab(tmp_path, "--model", "mlp:seed,mlp:small", "--rounds", "10", "--run-id", "dec",
+                 "--baseline-python", str(_fake_side(tmp_path, "b")),
+                 "--candidate-python", str(_fake_side(tmp_path, "c")),
+                 "--baseline-env", "FAKE_AB_SIDE=b", "--candidate-env", "FAKE_AB_SIDE=c",
+                 "--candidate-env", "FAKE_AB_STEP_S=0.002", "--json", str(tmp_path / "ab.json"))
+    assert result.exit_code == 1, result.output  # regressed: the gate fails
+    data = json.loads((tmp_path / "ab.json").read_text())
+    assert data["ab"]["stop_reason"] == "decided" and data["ab"]["rounds_used"] == 3
+    assert {c["verdict"] for c in data["cells"]} == {"regressed"}
+    assert "every cell decided" in result.output
+
+
+def test_with_nothing_decided_the_round_limit_stops_it_and_undecided_passes(tmp_path: Path) -> None:
+    # Equal sides, but a 0.01% threshold no interval can get inside: never decided.
+    result = _ab(tmp_path, "--rounds", "4", "--run-id", "und", "--threshold", "0.01%",
+                 "--baseline-python", str(_fake_side(tmp_path, "b")),
+                 "--candidate-python", str(_fake_side(tmp_path, "c")),
+                 "--baseline-env", "FAKE_AB_SIDE=b", "--candidate-env", "FAKE_AB_SIDE=c",
+                 "--json", str(tmp_path / "ab.json"))
+    assert result.exit_code == 0, result.output
+    data = json.loads((tmp_path / "ab.json").read_text())
+    assert data["ab"]["stop_reason"] == "rounds" and data["ab"]["rounds_used"] == 4
+    assert {c["verdict"] for c in data["cells"]} == {"undecided"}
+    assert "smallest detectable change: step_time" in result.output
