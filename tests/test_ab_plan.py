@@ -73,3 +73,17 @@ def test_env_pairs_parse_and_bad_ones_name_the_flag_and_value() -> None:
     for bad in ("NOEQUALS", "=v", "1A=v", "A B=v"):
         with pytest.raises(BadInput, match=f"--baseline-env: '{bad}' is not NAME=VALUE"):
             parse_env_pairs([bad], "--baseline-env")
+
+
+@pytest.mark.parametrize("module", ["bigtrain.ab.driver", "bigtrain.ab.worker",
+                                    "bigtrain.ab.side_worker", "bigtrain.ab.gate"])
+def test_ab_modules_are_on_the_measuring_side_of_the_wall(module: str) -> None:
+    from test_architecture import _loaded_after_import
+
+    assert _loaded_after_import(module, ["pandas", "seaborn", "matplotlib"]) == []
+
+
+def test_the_ab_command_module_loads_no_torch() -> None:
+    from test_architecture import _loaded_after_import
+
+    assert _loaded_after_import("bigtrain.commands.ab", ["torch", "pynvml"]) == []
