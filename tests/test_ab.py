@@ -190,13 +190,26 @@ def test_an_interpreter_without_bigtrain_is_refused_naming_its_flag(tmp_path: Pa
 
 def test_a_crashing_cell_is_recorded_and_the_next_cell_gets_a_fresh_worker(
         tmp_path: Path, faults: None) -> None:
-    result = _ab(tmp_path, "--model", "fault:segv,mlp:seed", "--budget-s", "0.001", "--run-id", "f")
+    from bigtrain.matrix import DeviceInventory, expand
+    from bigtrain.spec import spec_from_preset
+
+    # An order seed whose first round runs the crashing cell first on both sides, so a cell
+    # follows the crash on each side.
+    spec = spec_from_preset("ci", {"model": "fault:segv,mlp:seed", "optimizer": "sgd"})
+    cells = {c.model: c.cell_id for c in expand(spec, DeviceInventory.detect())}
+    crash_id, cell_ids = cells["fault:segv"], sorted(cells.values())
+    seed = next(s for s in range(1000)
+                if [x.cell_id for x in round_order(cell_ids, 0, s, "interleave")[:2]]
+                == [crash_id, crash_id])
+    result = _ab(tmp_path, "--model", "fault:segv,mlp:seed", "--budget-s", "0.001",
+                 "--order-seed", str(seed), "--run-id", "f")
     # Crashed on both sides is "not ok in either run", as compare has it: no verdict asserted.
     assert result.exit_code in (0, 1), result.output
     for side in ("baseline", "candidate"):
         records = {r.model: r for r in load_run(tmp_path / "results" / f"f-{side}").records}
         assert records["fault:segv"].status == "crashed"
         assert records["mlp:seed"].status == "ok"
+        assert records["mlp:seed"].extra["ab_position"] > records["fault:segv"].extra["ab_position"]
         assert records["mlp:seed"].worker_pid != records["fault:segv"].worker_pid
 
 

@@ -278,7 +278,8 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                     round_cores = side_cores(options.mode, index, cores)
                     current = _Round(sides, round_cores, log_dir, index)
                     rounds.append(current.records)
-                    for slot in round_order(list(by_id), index, seed, options.mode):
+                    # Sorted ids: the order depends on the seed and the cells alone.
+                    for slot in round_order(sorted(by_id), index, seed, options.mode):
                         cell = by_id[slot.cell_id]
                         names = SIDES if slot.side is None else (slot.side,)
                         jobs = [(current.worker(n), _job(starts[n].manifest.run_id, cell, index,
