@@ -86,8 +86,9 @@ def main() -> None:
 
 def _register() -> None:
     from bigtrain.commands import COMMANDS
+    from bigtrain.commands.ab import COMMANDS as AB_COMMANDS  # `bigbench ab` and its worker
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, *AB_COMMANDS]:
         main.add_command(command)
 
 

@@ -1,0 +1,74 @@
+"""The messages between the A/B driver and a side's worker: one JSON object a line.
+
+The worker is started as `PY -m bigtrain ab-worker --protocol N` by the side's own interpreter, so
+it runs the side's bigtrain, which may be older or newer than the driver's. The interface is kept
+small and versioned: the driver names the protocol version it speaks, and a worker that does not
+speak it exits with code 2 and says so. Version 1:
+
+    worker -> driver  {"ready": 1, "pid": .., "cores": [..], "python": .., "bigtrain_version": ..,
+                       "torch_threads": ..}
+    driver -> worker  {"job": {"run_id", "cell_id", "axes", "repeat", "device", "protocol",
+                       "settings", "seed"}}
+    worker -> driver  {"record": <a cells.jsonl record>}   or   {"error": "why the job was refused"}
+    driver -> worker  {"stop": true}   (or end of input)
+
+`ab-worker --describe` prints one object instead: {"protocol": [1], "bigtrain_version", "python",
+"environment": <what `bigbench env --json` prints>}.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import IO, Any
+
+PROTOCOL_VERSION = 1
+SUPPORTED_PROTOCOLS = (1,)
+WORKER_COMMAND = "ab-worker"
+
+
+def job_message(job: Any) -> dict[str, Any]:
+    """The `job` message for a CellJob: plain values only (no pickles across versions)."""
+    return {"job": {
+        "run_id": job.run_id,
+        "cell_id": job.cell.cell_id,
+        "axes": job.cell.axes(),
+        "repeat": job.repeat,
+        "device": job.device,
+        "protocol": job.protocol,
+        "settings": dataclasses.asdict(job.settings),
+        "seed": job.seed,
+    }}
+
+
+def job_from_message(message: Mapping[str, Any]) -> Any:
+    """The CellJob a `job` message describes, built with this process's bigtrain.
+
+    ValueError naming the field when the message holds an axis or setting this version lacks (a
+    newer driver asking for something this worker cannot measure).
+    """
+    from bigtrain.matrix import Cell
+    from bigtrain.measure.protocols import StepTimeSettings
+    from bigtrain.run.cell import CellJob
+
+    axes = dict(message["axes"])
+    known_axes = {f.name for f in dataclasses.fields(Cell)} - {"cell_id", "status", "reason"}
+    unknown = sorted(set(axes) - known_axes)
+    if unknown:
+        raise ValueError(f"this worker's bigtrain has no axis {', '.join(unknown)}")
+    settings = dict(message["settings"])
+    known_settings = {f.name for f in dataclasses.fields(StepTimeSettings)}
+    unknown = sorted(set(settings) - known_settings)
+    if unknown:
+        raise ValueError(f"this worker's bigtrain has no step-time setting {', '.join(unknown)}")
+    cell = Cell(cell_id=message["cell_id"], **axes)
+    return CellJob(run_id=message["run_id"], cell=cell, repeat=int(message["repeat"]),
+                   device=message["device"], settings=StepTimeSettings(**settings),
+                   protocol=message["protocol"], seed=int(message["seed"]))
+
+
+def send(stream: IO[str], message: Mapping[str, Any]) -> None:
+    """Write one message as one line and flush it."""
+    stream.write(json.dumps(message, allow_nan=False) + "\n")
+    stream.flush()

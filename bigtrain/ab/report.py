@@ -1,0 +1,74 @@
+"""What `bigbench ab` says besides compare's table: per round, and at the end (text, Markdown,
+JSON). Paths and run ids are data: the callers print text through `inert`, Markdown escapes."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from bigtrain.markdown_escape import escape_markdown
+
+_STOPS = {
+    "decided": "every cell decided",
+    "rounds": "round limit reached",
+    "budget": "the next round would overrun the budget",
+    "interrupted": "interrupted: the gate is not passed",
+}
+
+
+def round_line(report: Any) -> str:
+    """One line after a round: its time, the time so far, whether everything is decided."""
+    state = "every cell decided" if report.decided else "undecided cells remain"
+    return (f"ab: round {report.index + 1} took {report.duration_s:.1f} s "
+            f"({report.elapsed_s:.1f} s so far); {state}")
+
+
+def outcome_lines(outcome: Any) -> list[str]:
+    """The A/B run's facts: rounds used against the limits, why it stopped, where it wrote."""
+    lines = [
+        f"ab: {outcome.rounds_used} round(s) of at most {outcome.max_rounds} in "
+        f"{outcome.elapsed_s:.1f} s of a {outcome.budget_s:g} s budget ({outcome.mode}, order "
+        f"seed {outcome.order_seed}); stopped: {_STOPS.get(outcome.stop_reason, outcome.stop_reason)}",
+    ]
+    if outcome.result is not None:
+        lines += [f"ab: {line}" for line in detectable_lines(outcome.result)]
+    lines += [f"ab: {side} run: {path}" for side, path in outcome.run_dirs.items()]
+    return lines
+
+
+def detectable_lines(result: Any) -> list[str]:
+    """Per cell: its verdict, the rounds it rests on, and the smallest change of each metric the
+    rounds could have decided (`Verdict.mde_pct`); `not measurable` where the rounds were too
+    few or the metric too noisy for any bound."""
+    lines = []
+    for cell in result.sorted_cells():
+        if not cell.metrics:
+            continue
+        parts = []
+        for m in cell.metrics:
+            mde = m.verdict.mde_pct
+            if mde is None:
+                continue
+            parts.append(f"{m.metric.name} {mde:.3g}%" if math.isfinite(mde)
+                         else f"{m.metric.name} not measurable")
+        rounds = f" after {cell.rounds} round(s)" if cell.rounds is not None else ""
+        detail = f"; smallest detectable change: {', '.join(parts)}" if parts else ""
+        lines.append(f"{cell.label}: {cell.outcome}{rounds}{detail}")
+    return lines
+
+
+def outcome_markdown(outcome: Any) -> str:
+    """compare's Markdown, then the A/B run's facts."""
+    from bigtrain.compare import render_markdown
+
+    facts = "\n".join(f"- {escape_markdown(line.removeprefix('ab: '))}"
+                      for line in outcome_lines(outcome))
+    return render_markdown(outcome.result) + "\n**bigbench ab**\n\n" + facts + "\n"
+
+
+def outcome_json(outcome: Any) -> dict[str, Any]:
+    """compare's JSON (when a round finished) with the A/B run's facts under `ab`."""
+    from bigtrain.compare import to_json
+
+    data = to_json(outcome.result) if outcome.result is not None else {}
+    return {**data, "ab": outcome.to_json()}
