@@ -349,7 +349,8 @@ def spec_from_json(data: Mapping[str, Any]) -> SweepSpec:
     for axis in AXIS_TABLE:
         # An axis added after the run was made is absent from its manifest: the default applies.
         values = data[axis.name] if axis.required_in_preset else data.get(axis.name, axis.default)
-        axes[axis.name] = tuple(None if v == "default" else v for v in values)
+        # "default" is written for the axis's own default: None for batch_size, "default" for lr.
+        axes[axis.name] = tuple(axis.parse(v, "manifest") if v == "default" else v for v in values)
     converge = data.get("converge")
     return SweepSpec(
         preset=str(data.get("preset", "")),
