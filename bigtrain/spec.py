@@ -270,8 +270,13 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
                 measure = dataclasses.replace(measure, **{key: given[key]})
             except BadInput as exc:
                 raise BadInput(f"{_flag(key)}: {exc}") from None
-    return dataclasses.replace(spec, measure=measure, converge=_converge_overrides(spec, given),
-                               **axes)
+    converge = _converge_overrides(spec, given)
+    if converge is not None and converge.max_time_s >= measure.cell_timeout_s:
+        raise BadInput(
+            f"the converge time budget ({converge.max_time_s:g} s a cell) must be shorter than the "
+            f"cell timeout ({measure.cell_timeout_s:g} s), or every cell that misses its target is "
+            f"killed instead of recorded: lower --max-time-s or raise --cell-timeout")
+    return dataclasses.replace(spec, measure=measure, converge=converge, **axes)
 
 
 def _converge_overrides(spec: SweepSpec, given: Mapping[str, Any]) -> ConvergeSettings | None:

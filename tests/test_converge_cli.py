@@ -130,3 +130,15 @@ def test_dry_run_lists_cells_and_marks_models_without_a_task(tmp_path: Path) -> 
                      "--optimizer", "adam")
     assert result.exit_code == 0, result.output
     assert "has no converge task" in result.output
+
+
+def test_a_time_budget_past_the_cell_timeout_is_bad_input(tmp_path: Path) -> None:
+    result = run_cli("converge", "--dry-run", "--max-time-s", "500", "--cell-timeout", "100")
+    assert result.exit_code == 2
+    assert "must be shorter than the cell timeout (100 s)" in result.output
+
+
+def test_dry_run_states_the_converge_budgets() -> None:
+    result = run_cli("converge", "--dry-run", "--max-steps", "7")
+    assert result.exit_code == 0, result.output
+    assert "train to target: <= 7 steps" in result.output
