@@ -171,15 +171,16 @@ def _shown_axes(frame: pd.DataFrame) -> list[str]:
     return [a for a in SHOWN_AXES if a in frame and frame[a].astype(str).nunique() > 1]
 
 
-def _identity(frame: pd.DataFrame, data: ReportData, extra_axes: Sequence[str] = ()) -> pd.DataFrame:
-    """The columns that name a setting in a table: source (if several), model, optimizer, lr, axes."""
+def _identity(frame: pd.DataFrame, data: ReportData) -> pd.DataFrame:
+    """The columns that name a setting in a table: source (if several), model, optimizer, lr, and
+    the axes that vary among the report's converge records (the same columns in every table)."""
     columns: dict[str, pd.Series] = {}
     if len(data.sources) > 1:
         columns["source"] = frame["source"]
     columns["model"] = frame["model"]
     columns["optimizer"] = frame["opt_label"]
     columns["lr"] = frame["lr_used"]
-    for axis in [*_shown_axes(frame), *extra_axes]:
+    for axis in _shown_axes(converge_records(data)):
         columns[axis.replace("_", " ")] = frame[axis]
     return pd.DataFrame(columns)
 
