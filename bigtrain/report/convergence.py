@@ -25,7 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bigtrain.report.data import ReportData
+from bigtrain.report.data import CONFIG_AXES, ReportData, axis_value_label
 from bigtrain.report.tables import RATIO_MARK, Table
 from bigtrain.results.curves import curve_frame
 from bigtrain.results.frame import CONVERGE_PROTOCOL
@@ -34,10 +34,13 @@ from bigtrain.results.schema import AXES, STATUS_OK
 #: What makes one converge setting: a cell (its axes, matched across runs) at one learning rate,
 #: on one machine. Its seeds are the repeats.
 SETTING_KEYS = ("source", "match_key", "lr_used")
+#: Axes a setting's configuration leaves out: the model names the figure, the optimizer and lr
+#: name the line (`lr_used`), the device is the machine.
+NOT_CONFIG_AXES = ("model", "optimizer", "impl", "device", "lr")
 #: Axes shown in the converge tables when they vary (model and optimizer always).
 SHOWN_AXES = ("precision", "batch_norm", "batch_size", "compile")
 #: Labels copied onto each setting from its first record.
-SETTING_LABELS = ("cell_id", *AXES, "opt_label", "config", "config_in_model", "target_metric",
+SETTING_LABELS = ("cell_id", *AXES, "opt_label", "setting_config", "target_metric",
                   "target_value", "target_direction")
 
 
@@ -90,11 +93,33 @@ def median_band(curves: Sequence[tuple[Sequence[float], Sequence[float]]],
 
 # -- the converge part of the frame --------------------------------------------------------------
 def converge_records(data: ReportData) -> pd.DataFrame:
-    """The rows of the report's frame that a converge run wrote (empty for step-time runs)."""
+    """The rows of the report's frame that a converge run wrote (empty for step-time runs), with
+    `setting_config`: the configuration a setting is drawn and named under (`setting_configs`)."""
     frame = data.frame
     if frame.empty or "protocol" not in frame:
-        return frame.iloc[0:0]
-    return frame[frame["protocol"] == CONVERGE_PROTOCOL]
+        return frame.iloc[0:0].assign(setting_config=pd.Series(dtype="str"))
+    rows = frame[frame["protocol"] == CONVERGE_PROTOCOL]
+    return rows.assign(setting_config=setting_configs(rows))
+
+
+def setting_configs(rows: pd.DataFrame) -> pd.Series:
+    """Per row, the axes that vary within its model, labelled (`BN on · bf16`), or `all`.
+
+    Like the report's `config_in_model`, but never the learning rate (an `lr` axis, where runs
+    have one): the lr is named from `lr_used` beside the optimizer, so it is not said twice.
+    """
+    out = pd.Series("all", index=rows.index, dtype="str")
+    for _, group in rows.groupby("model", sort=False):
+        axes = [a for a in CONFIG_AXES if a not in NOT_CONFIG_AXES and a in group
+                and group[a].astype(str).nunique() > 1]
+        if not axes:
+            continue
+        parts = [group[a].map(lambda v, a=a: axis_value_label(a, v)) for a in axes]
+        label = parts[0]
+        for part in parts[1:]:
+            label = label + " · " + part
+        out[group.index] = label
+    return out
 
 
 def has_convergence(data: ReportData) -> bool:
@@ -120,8 +145,8 @@ def target_label(metric: object, direction: object, value: object) -> str:
 def setting_label(row: pd.Series, with_model: bool = True) -> str:
     """`cnn:tiny · BN on · adam · lr 0.001`: one converge setting, as figures and lines name it."""
     parts = [str(row["model"])] if with_model else []
-    if row["config_in_model"] != "all":
-        parts.append(str(row["config_in_model"]))
+    if row["setting_config"] != "all":
+        parts.append(str(row["setting_config"]))
     parts += [str(row["opt_label"]), lr_label(row["lr_used"])]
     return " · ".join(parts)
 
@@ -163,7 +188,7 @@ def settings_frame(data: ReportData) -> pd.DataFrame:
     order = [data.sources.index(s) if s in data.sources else len(data.sources)
              for s in frame["source"]]
     frame = frame.assign(_order=order).sort_values(
-        ["_order", "model", "config_in_model", "opt_label", "lr_used"], kind="stable")
+        ["_order", "model", "setting_config", "opt_label", "lr_used"], kind="stable")
     return frame.drop(columns="_order").reset_index(drop=True)
 
 
@@ -298,7 +323,7 @@ def not_reached_frame(data: ReportData) -> pd.DataFrame:
         bad = bad.join(ran, on=["run_path", "cell_id", "repeat"])
     else:
         bad = bad.assign(step=math.nan, wall_s=math.nan)
-    return bad.sort_values(["source", "model", "config_in_model", "opt_label", "lr_used", "seed"],
+    return bad.sort_values(["source", "model", "setting_config", "opt_label", "lr_used", "seed"],
                            kind="stable")
 
 

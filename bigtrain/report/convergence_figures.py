@@ -67,12 +67,12 @@ def labelled_curves(data: ReportData) -> pd.DataFrame:
     if curves.empty:
         return curves
     labels = converge_records(data)[["run_path", "cell_id", "repeat", "source", "opt_label",
-                                     "config_in_model", "match_key"]]
+                                     "setting_config", "match_key"]]
     return curves.merge(labels, on=["run_path", "cell_id", "repeat"], how="inner")
 
 
 def _panel_of(rows: pd.DataFrame, several_sources: bool) -> pd.Series:
-    config = rows["config_in_model"].astype(str).replace("all", "")
+    config = rows["setting_config"].astype(str).replace("all", "")
     if several_sources:
         return (rows["source"].astype(str) + " · " + config).str.rstrip(" ·")
     return config
