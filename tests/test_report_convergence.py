@@ -282,3 +282,16 @@ def test_the_example_report_still_matches_a_fresh_render(tmp_path: Path) -> None
     assert _without_images_and_time((fresh / "index.html").read_text()) == \
         _without_images_and_time((EXAMPLE_REPORT / "index.html").read_text())
     assert "Time to target" not in (fresh / "index.html").read_text()
+
+
+def test_csv_export_carries_the_converge_fields(converge_report) -> None:
+    run, _ = converge_report
+    result = run_cli("export", str(run), "--format", "csv")
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(result.output.splitlines()))
+    assert len(rows) == len(settings()) * len(SEEDS)
+    reached = [r for r in rows if r["status"] == "ok"]
+    outcome = seed_outcome(reached[0]["model"], reached[0]["optimizer"],
+                           reached[0]["batch_norm"], int(reached[0]["seed"]))
+    assert int(float(reached[0]["steps_to_target"])) == outcome.steps_to_target
+    assert all(r["steps_to_target"] == "" for r in rows if r["status"] != "ok")
