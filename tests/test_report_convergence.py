@@ -20,7 +20,7 @@ from bigtrain.report.convergence import median_band, median_counting_never
 from bigtrain.results.curves import curve_frame, curve_rows
 from bigtrain.results.frame import CONVERGE_FIELDS, load_frame
 from bigtrain.results.parquet import write_parquet
-from bigtrain.results.store import load_run
+from bigtrain.results.store import RunWriter, load_run
 from conftest import REPO, run_cli
 from converge_runs import (
     HOSTILE,
@@ -295,3 +295,26 @@ def test_csv_export_carries_the_converge_fields(converge_report) -> None:
                            reached[0]["batch_norm"], int(reached[0]["seed"]))
     assert int(float(reached[0]["steps_to_target"])) == outcome.steps_to_target
     assert all(r["steps_to_target"] == "" for r in rows if r["status"] != "ok")
+
+
+def test_a_run_where_no_seed_reached_anything_still_reports_every_seed(tmp_path: Path) -> None:
+    source = load_run(write_converge_run(tmp_path / "src"))
+    empty = {column: [] for column in ("step", "wall_s", "train_loss", "eval_loss",
+                                       "eval_metric")}
+    with RunWriter(tmp_path / "none") as writer:
+        writer.write_manifest(dataclasses.replace(source.manifest, run_id="none"))
+        for record in source.records:
+            writer.append(dataclasses.replace(
+                record, run_id="none", status="diverged", reason="loss diverged by step 10",
+                steps_to_target=None, time_to_target_s=None, data_time_s=None, best_value=None,
+                final_value=None, final_eval_loss=None, curve=empty))
+    result = run_cli("report", str(tmp_path / "none"), "-o", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "report" / "tables" / "converge.csv")
+    assert {r["seeds reached"] for r in rows} == {"0/3"}
+    missed = read_csv(tmp_path / "report" / "tables" / "not_reached.csv")
+    assert len(missed) == len(source.records)
+    assert {r["best value"] for r in missed} == {""}
+    markdown = (tmp_path / "report" / "report.md").read_text()
+    assert "no setting reached it in most seeds" in markdown
+    assert not (tmp_path / "report" / "tables" / "curves.csv").exists()  # no evaluation at all

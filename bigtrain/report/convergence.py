@@ -37,6 +37,10 @@ SETTING_KEYS = ("source", "match_key", "lr_used")
 #: Axes a setting's configuration leaves out: the model names the figure, the optimizer and lr
 #: name the line (`lr_used`), the device is the machine.
 NOT_CONFIG_AXES = ("model", "optimizer", "impl", "device", "lr")
+#: The converge fields that hold numbers (null where a record has none).
+NUMERIC_FIELDS = ("seed", "lr_used", "target_value", "steps_to_target", "time_to_target_s",
+                  "energy_to_target_j", "data_time_s", "eval_time_s", "best_value", "final_value",
+                  "final_eval_loss")
 #: Axes shown in the converge tables when they vary (model and optimizer always).
 SHOWN_AXES = ("precision", "batch_norm", "batch_size", "compile")
 #: Labels copied onto each setting from its first record.
@@ -99,7 +103,10 @@ def converge_records(data: ReportData) -> pd.DataFrame:
     if frame.empty or "protocol" not in frame:
         return frame.iloc[0:0].assign(setting_config=pd.Series(dtype="str"))
     rows = frame[frame["protocol"] == CONVERGE_PROTOCOL]
-    return rows.assign(setting_config=setting_configs(rows))
+    # A field null in every record of the runs (no seed reached: steps_to_target) comes out of
+    # the frame as object; numbers it is, so medians and ratios work on it.
+    numeric = {c: pd.to_numeric(rows[c], errors="coerce") for c in NUMERIC_FIELDS if c in rows}
+    return rows.assign(**numeric, setting_config=setting_configs(rows))
 
 
 def setting_configs(rows: pd.DataFrame) -> pd.Series:
