@@ -101,7 +101,7 @@ def curve_figure(model: str, rows: pd.DataFrame, x: str, y: str, palette: Mappin
     ncols = min(PANELS_PER_ROW, len(panels))
     nrows = math.ceil(len(panels) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 3.2 * nrows + 0.9),
-                             squeeze=False, sharey=True)
+                             squeeze=False, sharex=True, sharey=True)
     styles = _line_styles(rows)
     with_lr = _several_lrs(rows)
     handles: dict[str, Any] = {}
