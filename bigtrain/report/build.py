@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bigtrain.report.convergence import convergence_tables
+from bigtrain.report.convergence_figures import convergence_figures
 from bigtrain.report.data import load_report_data
 from bigtrain.report.figures import all_figures
 from bigtrain.report.render import (
@@ -16,7 +18,7 @@ from bigtrain.report.render import (
     write_parquet,
 )
 from bigtrain.report.summary import overview as build_overview
-from bigtrain.report.tables import all_tables
+from bigtrain.report.tables import Table, all_tables
 
 
 def write_report(
@@ -34,8 +36,10 @@ def write_report(
     data = load_report_data(run_dirs, baseline, prices_usd_per_h)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tables = all_tables(data)
-    figures = all_figures(data)
+    # Time-to-target tables and figures come first after the runs: for a converge run they are
+    # the answer; a step-time-only report has none, and renders as before.
+    tables = after_runs(all_tables(data), convergence_tables(data))
+    figures = [*convergence_figures(data), *all_figures(data)]
     write_csvs(out_dir / "tables", tables)
     write_figures(out_dir / "figures", figures)
     write_parquet(out_dir / "frame.parquet", data.frame)
@@ -44,3 +48,10 @@ def write_report(
     index = out_dir / "index.html"
     write_html(index, data, build_sections(tables, figures), overview)
     return index
+
+
+def after_runs(tables: Sequence[Table], inserted: Sequence[Table]) -> list[Table]:
+    """`tables` with `inserted` placed after the runs and spec tables (the report's header)."""
+    tables = list(tables)
+    at = max((i + 1 for i, t in enumerate(tables) if t.name in ("runs", "spec")), default=0)
+    return [*tables[:at], *inserted, *tables[at:]]

@@ -66,11 +66,19 @@ SECTION_PLAN = (
 )
 
 
+#: The time-to-target section, placed after the runs only when the report has converge results.
+CONVERGE_SECTION = ("converge", "Time to target", ("converge", "converge_effects", "not_reached"),
+                    ("converge-",), "")
+
+
 def build_sections(tables: Sequence[Table], figures: Sequence[Figure]) -> list[Section]:
     """Group the tables and figures under their headings, in reading order."""
     by_name = {t.name: t for t in tables}
     sections = []
-    for anchor, title, table_names, prefixes, note in SECTION_PLAN:
+    plan = list(SECTION_PLAN)
+    if "converge" in by_name:
+        plan.insert(1, CONVERGE_SECTION)
+    for anchor, title, table_names, prefixes, note in plan:
         chosen = tuple(by_name[n] for n in table_names if n in by_name)
         figs = tuple(f for f in figures if any(f.name.startswith(p) for p in prefixes))
         sections.append(Section(anchor, title, chosen, figs, note))
@@ -150,7 +158,8 @@ def markdown_summary(data: ReportData, overview: Overview) -> list[str]:
     if overview.fastest:
         out.append("- Fastest per model family: "
                    + "; ".join(f"{md(family)}: {md(source)}" for family, source in overview.fastest))
-    if overview.verdicts or overview.fastest:
+    out += [f"- {md(line)}" for line in overview.convergence]
+    if overview.verdicts or overview.fastest or overview.convergence:
         out.append("")
     table = overview.table
     if table is not None:

@@ -190,11 +190,14 @@ class Overview:
     differences: tuple[str, ...]
     note: str | None
     table: Table | None
+    #: Time-to-target lines (bigtrain.report.convergence); empty for step-time-only reports.
+    convergence: tuple[str, ...] = ()
 
 
 def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
     """The summary block of index.html and report.md, from the data and its `summary` table."""
     from bigtrain.report.comparability import differences, warning_line
+    from bigtrain.report.convergence import headline_lines
 
     found = differences(data)
     note = None
@@ -214,6 +217,7 @@ def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
         differences=tuple(d.sentence() for d in found),
         note=note,
         table=next((t for t in tables if t.name == "summary"), None),
+        convergence=tuple(headline_lines(data)),
     )
 
 

@@ -41,6 +41,26 @@ SCALAR_METRICS = (
     "window_s",
 )
 
+#: The time-to-target fields of a converge record (`protocol == "converge"`), copied as columns.
+#: Step-time records do not get these columns, so their frames (and Parquet) stay as they were.
+CONVERGE_FIELDS = (
+    "protocol",
+    "seed",
+    "lr_used",
+    "target_metric",
+    "target_value",
+    "target_direction",
+    "steps_to_target",
+    "time_to_target_s",
+    "energy_to_target_j",
+    "data_time_s",
+    "eval_time_s",
+    "best_value",
+    "final_value",
+    "final_eval_loss",
+)
+CONVERGE_PROTOCOL = "converge"
+
 
 def machine_label(environment: Mapping[str, Any]) -> str:
     """A short human name for the machine a run was made on: its GPU, else its CPU, and host."""
@@ -68,6 +88,9 @@ def record_row(record: CellRecord) -> dict[str, Any]:
     }
     for name in SCALAR_METRICS:
         row[name] = getattr(record, name)
+    if record.protocol == CONVERGE_PROTOCOL:
+        for name in CONVERGE_FIELDS:
+            row[name] = getattr(record, name)
     stats = record.step_time_s
     for key in ("median", "mean", "p10", "p90", "iqr", "n"):
         row[f"step_time_{key}_s" if key != "n" else "step_time_n"] = (

@@ -32,7 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigtrain.results.frame import SCALAR_METRICS
+from bigtrain.results.frame import CONVERGE_FIELDS, SCALAR_METRICS
 from bigtrain.results.schema import AXES
 
 STRING = pa.string()
@@ -70,6 +70,12 @@ COLUMN_TYPES: dict[str, pa.DataType] = {
     **{f"extra_{key}": STRING for key in ("peak_rss_method", "flops_convention",
                                           "host_sync_reason")},
     "extra_warmup_settled": BOOL,
+    # Time-to-target columns (converge records only): fixed too, so a run where no seed reached
+    # its target (steps_to_target null throughout) reads together with one where some did.
+    **{name: STRING for name in ("protocol", "target_metric", "target_direction")},
+    **{name: INT for name in ("seed", "steps_to_target")},
+    **{name: FLOAT for name in CONVERGE_FIELDS
+       if name not in ("protocol", "target_metric", "target_direction", "seed", "steps_to_target")},
 }
 #: Column-name prefixes whose columns have one type whatever their ending says.
 PREFIX_TYPES: dict[str, pa.DataType] = {"hw_reason_": STRING}  # why a hardware metric is blank
