@@ -144,6 +144,8 @@ def _lazy(module: str, attribute: str) -> ExecutorFactory:
 
 
 register_executor(DEFAULT_EXECUTOR, _lazy("bigtrain.run.local_pool", "local_pool_executor"))
+# A Ray cluster (the optional `ray` extra); without Ray installed, choosing it is bad input.
+register_executor("ray", _lazy("bigtrain.run.ray_executor", "ray_executor"))
 
 
 def __getattr__(name: str) -> Any:
