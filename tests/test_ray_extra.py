@@ -42,3 +42,15 @@ def test_the_ray_executor_refuses_an_option_it_does_not_take(tmp_path: Path) -> 
                   SweepOptions(out_dir=tmp_path / "out", run_id="x", executor="ray",
                                executor_options={"zone": "a"}))
     assert not (tmp_path / "out").exists()
+
+
+def test_the_ray_extra_is_pinned_and_installed_with_the_test_tools() -> None:
+    import tomllib
+
+    from conftest import REPO
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["optional-dependencies"]["ray"] == ["ray==2.60.0"]
+    assert not any(d.startswith("ray") for d in project["dependencies"])  # optional only
+    setup = (REPO / "setup.sh").read_text()
+    assert "-e '.[test,models,ray]'" in setup and "-e '.[test,ray]'" in setup
