@@ -24,7 +24,7 @@ import psutil
 import pytest
 
 from bigtrain.results.store import CELLS_NAME, MANIFEST_NAME, latest_records, load_run
-from conftest import REPO, write_preset
+from conftest import REPO, TESTS_DIR, write_preset
 
 #: Ray's own start-up (processes, then workers that import torch) on a loaded 2-core box.
 START_TIMEOUT_S = 120
@@ -73,11 +73,13 @@ def ray_cluster() -> Iterator[LocalCluster]:
 
     before = _our_processes()
     temp_dir = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths are long
-    env = {"PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-           "RAY_AUTH_MODE": "disabled"}
+    # The cluster's workers import this checkout's bigtrain, and the test-only fault family.
+    env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS_DIR),
+                                          os.environ.get("PYTHONPATH", "")]),
+           "BIGTRAIN_PLUGINS": "fault_workloads", "RAY_AUTH_MODE": "disabled"}
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
-            patch.setenv(key, value)  # the cluster's workers import this checkout's bigtrain
+            patch.setenv(key, value)
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 1, "temp_dir": temp_dir,
             "include_dashboard": False,
@@ -137,27 +139,9 @@ def _wait_for(condition, timeout_s: float, what: str) -> Any:  # noqa: ANN001
     raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
 
 
-def test_a_sweep_runs_on_the_cluster_naming_host_node_and_every_nodes_fingerprint(
-        ray_cluster: LocalCluster, tmp_path: Path) -> None:
-    preset = _preset(tmp_path, ["sgd", "adam", "rmsprop"], duration_s=0.1)
-    done = _sweep(ray_cluster, tmp_path, "--preset", str(preset), "--run-id", "fleet")
-    assert done.returncode == 0, done.stdout + done.stderr
-
-    run = load_run(tmp_path / "results" / "fleet")
-    nodes = ray_cluster.node_ids()
-    assert run.manifest.executor == "ray" and run.manifest.state == "complete"
-    assert {n["node_id"] for n in run.manifest.nodes} == {i for i, alive in nodes.items() if alive}
-    assert all(n["environment"]["torch_version"] and n["resources"]["CPU"] == 1
-               for n in run.manifest.nodes)
-    assert all(r.status == "ok" and r.host == socket.gethostname() for r in run.records)
-    # The two first cells start together, one on each node (a CPU cell takes a whole node).
-    assert {r.node_id for r in run.records} == set(nodes)
-    assert len({r.worker_pid for r in run.records}) == 3  # a fresh process per cell
-
-
 def test_kill_9_of_the_driver_loses_nothing_recorded_and_resume_finishes(
         ray_cluster: LocalCluster, tmp_path: Path) -> None:
-    preset = _preset(tmp_path, ["sgd", "adam", "rmsprop"], duration_s=2.0)
+    preset = _preset(tmp_path, ["sgd", "adam", "rmsprop"], duration_s=1.0)
     run_dir = tmp_path / "results" / "killed"
     driver = subprocess.Popen(_sweep_args(ray_cluster, "--preset", str(preset), "--run-id",
                                           "killed"),
@@ -165,8 +149,10 @@ def test_kill_9_of_the_driver_loses_nothing_recorded_and_resume_finishes(
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         cells = run_dir / CELLS_NAME
-        _wait_for(lambda: cells.exists() and cells.read_text().count("\n") >= 1,
-                  SWEEP_TIMEOUT_S, "the first record")
+        # The two first cells start together, one on each node (a CPU cell takes a whole
+        # node); the third is running when the driver dies.
+        _wait_for(lambda: cells.exists() and cells.read_text().count("\n") >= 2,
+                  SWEEP_TIMEOUT_S, "the first two records")
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(timeout=30)
@@ -186,6 +172,38 @@ def test_kill_9_of_the_driver_loses_nothing_recorded_and_resume_finishes(
     assert sorted(r["optimizer"] for r in lines) == ["adam", "rmsprop", "sgd"]  # each cell once
     assert all(r.status == "ok" for r in run.records)
 
+    # Every record names its host and node; the manifest holds every node's fingerprint.
+    nodes = ray_cluster.node_ids()
+    assert {r["node_id"] for r in before[:2]} == set(nodes)  # one on each node
+    assert all(r.host == socket.gethostname() and r.node_id in nodes for r in run.records)
+    assert run.manifest.executor == "ray"
+    assert {n["node_id"] for n in run.manifest.nodes} == set(nodes)
+    assert all(n["environment"]["torch_version"] and n["resources"]["CPU"] == 1
+               for n in run.manifest.nodes)
+    assert len({r.worker_pid for r in run.records}) == 3  # a fresh process per cell
+
+
+def test_a_cell_over_its_timeout_and_a_dying_worker_are_records(
+        ray_cluster: LocalCluster, tmp_path: Path, faults: None) -> None:
+    from bigtrain.run.sweep import SweepOptions, run_sweep
+    from bigtrain.spec import spec_from_preset
+
+    preset = write_preset(tmp_path, ["fault:hang", "fault:segv", "mlp:seed"], timeout=8)
+    outcome = run_sweep(spec_from_preset(str(preset)),
+                        SweepOptions(out_dir=tmp_path, run_id="faults", executor="ray",
+                                     executor_options={"address": ray_cluster.address}))
+    assert outcome.exit_code == 1
+    by_model = {r.model: r for r in load_run(tmp_path / "faults").records}
+    hung, died = by_model["fault:hang"], by_model["fault:segv"]
+    assert hung.status == "timeout" and "cell exceeded the 8 s limit" in hung.reason
+    assert hung.node_id in ray_cluster.node_ids()
+    assert died.status == "crashed" and died.node_id in ray_cluster.node_ids()
+    assert "the worker process on node " in died.reason and "died mid-cell" in died.reason
+    assert by_model["mlp:seed"].status == "ok"
+    import ray
+
+    assert not ray.is_initialized()  # the executor left the cluster it joined
+
 
 def test_a_node_lost_mid_cell_is_crashed_naming_it_and_retry_failed_reruns_it(
         ray_cluster: LocalCluster, tmp_path: Path) -> None:
@@ -196,7 +214,8 @@ def test_a_node_lost_mid_cell_is_crashed_naming_it_and_retry_failed_reruns_it(
     ray_cluster.cluster.wait_for_nodes(timeout=START_TIMEOUT_S)
     victim_id = victim.node_id
     raylet = _raylet(victim)
-    preset = _preset(tmp_path, ["sgd", "adam", "rmsprop", "adamw"], duration_s=3.0)
+    # Three cells, three one-CPU nodes: each node, the victim included, gets one at once.
+    preset = _preset(tmp_path, ["sgd", "adam", "rmsprop"], duration_s=1.5)
     driver = subprocess.Popen(_sweep_args(ray_cluster, "--preset", str(preset), "--run-id",
                                           "lost"),
                               cwd=tmp_path, env={**os.environ, **ray_cluster.env},
@@ -221,11 +240,11 @@ def test_a_node_lost_mid_cell_is_crashed_naming_it_and_retry_failed_reruns_it(
     assert crashed.node_id == victim_id
     assert f"node {victim_id[:12]} ({victim.node_ip_address}, " in crashed.reason
     assert "was lost mid-cell" in crashed.reason
-    assert len([r for r in run.records if r.status == "ok"]) == 3
+    assert len([r for r in run.records if r.status == "ok"]) == 2
 
     retried = _sweep(ray_cluster, tmp_path, "--resume", "lost", "--retry-failed")
     assert retried.returncode == 0, retried.stdout + retried.stderr
     latest = latest_records(load_run(tmp_path / "results" / "lost").records)
-    assert len(latest) == 4 and all(r.status == "ok" for r in latest)
+    assert len(latest) == 3 and all(r.status == "ok" for r in latest)
     rerun = next(r for r in latest if r.cell_id == crashed.cell_id)
     assert rerun.node_id != victim_id
