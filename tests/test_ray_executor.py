@@ -1,9 +1,10 @@
-"""The `ray` executor on a real local Ray cluster (a head and a second node, processes on this machine; Ray gives them this machine's own
-address, never the loopback one): a
-sweep runs through it and names host and node in every record and every node in the manifest;
-kill -9 of the driver and `--resume` work as with `local`; a node killed mid-cell (its raylet)
-gives a `crashed` record naming the node, the rest completes, and `--retry-failed` reruns it.
-Without Ray the module is skipped (tests/test_ray_extra.py covers that case)."""
+"""The `ray` executor on a real Ray cluster of processes on this machine (a head and a second
+node; Ray gives them this machine's own address, never the loopback one): a sweep runs through
+it and names host and node in every record and every node in the manifest; kill -9 of the driver
+and `--resume` work as with `local`; a cell over its timeout and a dying worker are records; a
+node killed mid-cell (its raylet) gives a `crashed` record naming the node, the rest completes,
+and `--retry-failed` reruns it. Without Ray the module is skipped (tests/test_ray_extra.py covers
+that case)."""
 
 from __future__ import annotations
 
