@@ -195,7 +195,12 @@ class RayExecutor:
         ray = self._ray
         task = ray.remote(node_fingerprint)
         nodes = self._alive_nodes()
-        refs = [task.options(num_cpus=0, scheduling_strategy=self._pinned(node)).remote()
+        # Asking for no CPU, the task would see one thread; it is told the thread count a CPU
+        # cell there gets (Ray sets OMP_NUM_THREADS to an actor's CPUs), which the
+        # fingerprint records.
+        refs = [task.options(num_cpus=0, scheduling_strategy=self._pinned(node),
+                             runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(node.cpus)
+                                                                              or 1)}}).remote()
                 for node in nodes]
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=FINGERPRINT_TIMEOUT_S)
         out = []
@@ -301,7 +306,12 @@ class RayExecutor:
             value = ray.get(ref)
         except ray.exceptions.RayActorError as exc:
             self._kill(cell)
-            on_result(self._lost(cell, exc))
+            if exc.actor_init_failed:  # e.g. bigtrain or torch missing on that node
+                on_result(executor_error_record(
+                    cell.job, reason="the cell's Ray actor failed to start on its node",
+                    detail=str(exc), **_where(cell)))
+            else:
+                on_result(self._lost(cell, exc))
             return
         except Exception as exc:  # Ray could not deliver the call or its answer
             self._kill(cell)
