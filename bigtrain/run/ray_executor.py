@@ -202,7 +202,11 @@ class RayExecutor:
                              runtime_env={"env_vars": {"OMP_NUM_THREADS": str(int(node.cpus)
                                                                               or 1)}}).remote()
                 for node in nodes]
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=FINGERPRINT_TIMEOUT_S)
+        ready: list[Any] = []
+        give_up = time.monotonic() + FINGERPRINT_TIMEOUT_S
+        while len(ready) < len(refs) and time.monotonic() < give_up:
+            # Short waits: a Ctrl-C reaches the sweep's handler between them.
+            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_S)
         out = []
         for node, ref in zip(nodes, refs):
             environment = None
