@@ -184,6 +184,29 @@ def test_kill_9_of_the_driver_loses_nothing_recorded_and_resume_finishes(
     assert len({r.worker_pid for r in run.records}) == 3  # a fresh process per cell
 
 
+def test_ctrl_c_stops_the_cells_on_the_cluster_and_marks_the_run_interrupted(
+        ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    preset = _preset(tmp_path, ["sgd"], duration_s=30.0)
+    driver = subprocess.Popen(_sweep_args(ray_cluster, "--preset", str(preset), "--run-id",
+                                          "stopped"),
+                              cwd=tmp_path, env={**os.environ, **ray_cluster.env},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    raylets = [_raylet(ray_cluster.cluster.head_node), _raylet(ray_cluster.second)]
+    try:
+        _wait_for(lambda: any(_cell_runners_under(r) for r in raylets), SWEEP_TIMEOUT_S,
+                  "the cell to start")
+        driver.send_signal(signal.SIGINT)  # Ray's own handlers must not take over the sweep's
+        output, _ = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == 130, output
+    assert "Traceback" not in output
+    assert load_run(tmp_path / "results" / "stopped").manifest.state == "interrupted"
+    _wait_for(lambda: not any(_cell_runners_under(r) for r in raylets), 60,
+              "the interrupted cell to stop")
+
+
 def test_a_cell_over_its_timeout_and_a_dying_worker_are_records(
         ray_cluster: LocalCluster, tmp_path: Path, faults: None) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep

@@ -206,14 +206,14 @@ class RayExecutor:
         give_up = time.monotonic() + FINGERPRINT_TIMEOUT_S
         while len(ready) < len(refs) and time.monotonic() < give_up:
             # Short waits: a Ctrl-C reaches the sweep's handler between them.
-            ready, _ = ray.wait(refs, num_returns=len(refs), timeout=POLL_S)
+            ready, _ = _unwrapped(ray.wait, refs, num_returns=len(refs), timeout=POLL_S)
         out = []
         for node, ref in zip(nodes, refs):
             environment = None
             if ref in ready:
                 try:
-                    environment = ray.get(ref)["environment"]
-                except Exception:  # a node that cannot say is still listed, without it
+                    environment = _unwrapped(ray.get, ref)["environment"]
+                except ray.exceptions.RayError:  # a node that cannot say is listed without it
                     environment = None
             out.append({"node_id": node.node_id, "address": node.address, "host": node.host,
                         "resources": {"CPU": node.cpus, "GPU": node.gpus},
@@ -290,7 +290,7 @@ class RayExecutor:
         ray = self._ray
         timeout = max(0.0, min(min(c.deadline for c in self._running.values())
                                - time.monotonic(), POLL_S))
-        ready, _ = ray.wait(list(self._running), num_returns=1, timeout=timeout)
+        ready, _ = _unwrapped(ray.wait, list(self._running), num_returns=1, timeout=timeout)
         for ref in ready:
             self._answer(self._running.pop(ref), ref, on_result)
         now = time.monotonic()
@@ -307,7 +307,7 @@ class RayExecutor:
     def _answer(self, cell: _Cell, ref: Any, on_result: ResultCallback) -> None:
         ray = self._ray
         try:
-            value = ray.get(ref)
+            value = _unwrapped(ray.get, ref)
         except ray.exceptions.RayActorError as exc:
             self._kill(cell)
             if exc.actor_init_failed:  # e.g. bigtrain or torch missing on that node
@@ -317,7 +317,7 @@ class RayExecutor:
             else:
                 on_result(self._lost(cell, exc))
             return
-        except Exception as exc:  # Ray could not deliver the call or its answer
+        except ray.exceptions.RayError as exc:  # Ray could not deliver the call or its answer
             self._kill(cell)
             on_result(executor_error_record(cell.job, reason=f"{type(exc).__name__} from Ray",
                                             detail=str(exc), worker_pid=cell.pid,
@@ -388,6 +388,18 @@ def _where(cell: _Cell) -> dict[str, str | None]:
     if cell.node is None:
         return {"host": None, "node_id": None}
     return {"host": cell.node.host, "node_id": cell.node.node_id}
+
+
+def _unwrapped(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """`call(*args, **kwargs)` for a Ray call that blocks in C++ and checks for signals there: an
+    exception our signal handler raised (the sweep's interrupt) comes out wrapped in a
+    SystemError; raise it as itself, so the sweep stops as it does with any executor."""
+    try:
+        return call(*args, **kwargs)
+    except SystemError as exc:
+        if exc.__cause__ is not None and not isinstance(exc.__cause__, SystemError):
+            raise exc.__cause__ from None
+        raise
 
 
 @contextmanager
