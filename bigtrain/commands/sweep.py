@@ -42,15 +42,19 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
 @click.option("--fresh-workers", is_flag=True,
               help="start a new worker process for every cell (slower; for comparison)")
 @click.option("--executor", default=None, metavar="NAME",
-              help="where cells run: local (worker processes on this machine) or a registered "
-                   "executor [default: local; on --resume, the run's own]")
+              help="where cells run: local (worker processes on this machine), ray (a Ray "
+                   "cluster; the ray extra) or a registered executor [default: local; on "
+                   "--resume, the run's own]")
+@click.option("--ray-address", default=None, metavar="ADDR",
+              help="with --executor ray: the head node's host:port [default: RAY_ADDRESS, a "
+                   "cluster started here with `ray start`, else a local one for this sweep]")
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, executor, max_cells, dry_run, no_report,
-          **axis_values) -> None:
+          retry_failed, force, fresh_workers, executor, ray_address, max_cells, dry_run,
+          no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.run_ids import check_run_id
@@ -93,6 +97,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
                            retry_failed=retry_failed, force=force,
                            reuse_workers=not fresh_workers, executor=executor,
+                           executor_options={"address": ray_address} if ray_address else {},
                            max_cells=max_cells, ignore_signals_after_interrupt=True)
     outcome = run_sweep(spec, options, sweep_progress())
     if not no_report and outcome.records and not outcome.interrupted:

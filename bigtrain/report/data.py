@@ -106,6 +106,11 @@ def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
     frame = frame.copy()
     names = _source_names(runs)
     frame["source"] = [names[Path(p).resolve()] for p in frame["run_path"]]
+    if "node_id" in frame and frame["node_id"].notna().any():
+        # A cluster run spans machines: its cells are grouped by the chip that ran them.
+        on_node = frame["node_id"].notna()
+        frame.loc[on_node, "source"] = (frame.loc[on_node, "machine"].astype(str) + " ["
+                                        + frame.loc[on_node, "run_id"].astype(str) + "]")
     if frame.empty:
         for column in ("match_key", "opt_label", "config", "config_in_model", "cell_label"):
             frame[column] = pd.Series(dtype="str")

@@ -85,6 +85,9 @@ def record_row(record: CellRecord) -> dict[str, Any]:
         "reason": record.reason,
         "item_unit": record.item_unit,
         "started_at": record.started_at,
+        # A cluster executor's record names the node, and the host, that ran it.
+        "node_id": record.node_id,
+        "node_host": record.host if record.node_id else None,
     }
     for name in SCALAR_METRICS:
         row[name] = getattr(record, name)
@@ -140,6 +143,17 @@ def run_frame(run: LoadedRun) -> pd.DataFrame:
     frame["cpu_model"] = env.get("cpu_model")
     frame["gpu_count"] = env.get("gpu_count")
     frame["torch_num_threads"] = env.get("torch_num_threads")
+    return _per_node_machines(frame)
+
+
+def _per_node_machines(frame: pd.DataFrame) -> pd.DataFrame:
+    """A cluster run's rows name the chip and host that ran each cell, not the driver's machine:
+    one run over a mixed fleet is then read per GPU model."""
+    if "node_id" not in frame or not frame["node_id"].notna().any():
+        return frame
+    on_node = frame["node_id"].notna()
+    frame.loc[on_node, "host"] = frame.loc[on_node, "node_host"]
+    frame.loc[on_node, "machine"] = frame.loc[on_node, "device_name"].fillna("unknown device")
     return frame
 
 

@@ -194,6 +194,8 @@ RECORD_RULES: Mapping[str, Rule] = {
     "ended_at": timestamp(nullable=True),
     "device_name": _OPTIONAL_TEXT,
     "worker_pid": _COUNT,
+    "host": _OPTIONAL_TEXT,
+    "node_id": _OPTIONAL_TEXT,
     "step_time_s": obj({"median": _TIME_S, "mean": _TIME_S, "p10": _TIME_S, "p90": _TIME_S,
                         "iqr": number(minimum=0), "n": integer(minimum=1)},
                        nullable=True, closed=True),
@@ -274,6 +276,10 @@ class CellRecord:
     ended_at: str | None = None
     device_name: str | None = None
     worker_pid: int | None = None
+    # where it ran: the host name of the machine, and the cluster's id of the node (a cluster
+    # executor such as `ray`; null for `local`). Null on records written before the fields.
+    host: str | None = None
+    node_id: str | None = None
     # timing
     step_time_s: StepTimeStats | None = None
     step_times_s: tuple[float, ...] = ()
@@ -459,6 +465,15 @@ ENVIRONMENT_RULES: Mapping[str, Rule] = {
                                "torch_num_threads")},
     "git_dirty": boolean(nullable=True),
 }
+#: One node of a cluster executor's run (the manifest's `nodes`): the cluster's id for it, its
+#: address and host name, what it offers, and its own environment fingerprint (bigtrain.envinfo).
+NODE_RULES: Mapping[str, Rule] = {
+    "node_id": text(),
+    "address": _OPTIONAL_TEXT,
+    "host": _OPTIONAL_TEXT,
+    "resources": mapping(number(minimum=0), nullable=True),
+    "environment": obj(ENVIRONMENT_RULES, present_only=True, nullable=True),
+}
 #: Every field of a Manifest and what it may hold; `spec` and `environment` are open objects
 #: (a newer writer may add keys) whose known keys follow the tables above.
 MANIFEST_RULES: Mapping[str, Rule] = {
@@ -472,6 +487,7 @@ MANIFEST_RULES: Mapping[str, Rule] = {
     "state": choice(RUN_STATES),
     "cells_total": _COUNT,
     "executor": text(),
+    "nodes": array(obj(NODE_RULES, present_only=True), nullable=True),
     "repaired_lines": array(integer(minimum=1), nullable=True),
 }
 
@@ -491,6 +507,9 @@ class Manifest:
     cells_total: int | None = None
     # where the cells ran (`bigbench sweep --executor`); runs written before the key ran locally
     executor: str = "local"
+    # a cluster executor's nodes with their fingerprints (NODE_RULES); empty for `local`, whose
+    # one machine is `environment`
+    nodes: tuple[Mapping[str, Any], ...] = ()
     # lines of cells.jsonl cut short by a kill and closed with a newline on resume: skipped
     repaired_lines: tuple[int, ...] = ()
 
@@ -522,4 +541,5 @@ class Manifest:
         names = {f.name for f in fields}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["repaired_lines"] = tuple(kwargs.get("repaired_lines") or ())
+        kwargs["nodes"] = tuple(kwargs.get("nodes") or ())
         return cls(**kwargs)

@@ -10,10 +10,15 @@ one place. Records for outcomes an executor decides (death, timeout, its own fai
 Executors are registered by name with a factory that takes `ExecutorSettings` and returns an
 `Executor`; the factory imports its implementation lazily, so a cluster engine's package is
 imported only when it is chosen. `local` (one worker process per device slot on this machine,
-`bigtrain.run.local_pool`) is built in; another executor registers itself the same way, from a
-plugin module or a test:
+`bigtrain.run.local_pool`) and `ray` (a fresh Ray actor per cell on a cluster's nodes,
+`bigtrain.run.ray_executor`; the optional `ray` extra) are built in; another executor registers
+itself the same way, from a plugin module or a test:
 
-    register_executor("ray", lambda settings: RayExecutor(settings))
+    register_executor("mine", lambda settings: MyExecutor(settings))
+
+An executor may also offer `nodes` (a list of dicts, one per machine it runs cells on, each with
+`node_id` and that machine's `environment` fingerprint): the sweep driver writes them to the
+manifest's `nodes` before the first cell starts.
 """
 
 from __future__ import annotations
@@ -144,6 +149,8 @@ def _lazy(module: str, attribute: str) -> ExecutorFactory:
 
 
 register_executor(DEFAULT_EXECUTOR, _lazy("bigtrain.run.local_pool", "local_pool_executor"))
+# A Ray cluster (the optional `ray` extra); without Ray installed, choosing it is bad input.
+register_executor("ray", _lazy("bigtrain.run.ray_executor", "ray_executor"))
 
 
 def __getattr__(name: str) -> Any:

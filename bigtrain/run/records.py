@@ -11,6 +11,7 @@ wording of its reason are the same whichever executor ran the cell:
 | exit without a result | executor | `death_record` | `error` |
 | past the start or cell time limit | executor | `timeout_record` | `timeout` |
 | the executor lost the job (bad reply, lost task) | executor | `executor_error_record` | `error` |
+| a cluster node, or the worker on it, lost mid-cell | executor | `lost_worker_record` | `crashed` |
 | skipped or unsupported by the matrix | sweep driver | `not_run_record` | the cell's status |
 
 A cell cut off by Ctrl-C or SIGTERM gets no record on purpose: `--resume` runs it again.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import signal
+import socket
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +41,9 @@ def now_iso() -> str:
 
 
 def cell_record(run_id: str, cell: Cell, repeat: int, **fields: Any) -> CellRecord:
-    """A record carrying a cell's identity and axes plus `fields`."""
+    """A record carrying a cell's identity and axes plus `fields`; `host` is this machine's
+    name unless `fields` says where the cell ran (a record built away from its node)."""
+    fields.setdefault("host", socket.gethostname())
     return CellRecord(run_id=run_id, cell_id=cell.cell_id, repeat=repeat, **cell.axes(), **fields)
 
 
@@ -96,21 +100,36 @@ def death_record(job: CellJob, *, exit_code: int | None, stderr_tail: str,
 
 
 def timeout_record(job: CellJob, *, what: str, limit_s: float, stderr_tail: str,
-                   worker_pid: int | None) -> CellRecord:
-    """A worker past its limit (`what` is `start` or `cell`), whose process tree was killed."""
+                   worker_pid: int | None, **where: str | None) -> CellRecord:
+    """A worker past its limit (`what` is `start` or `cell`), whose process tree was killed.
+    `where` (`host`, `node_id`) names a node other than this machine that ran it."""
     return base_record(
         job, status="timeout",
         reason=f"{what} exceeded the {limit_s:g} s limit; worker process tree killed",
-        traceback_tail=stderr_tail or None, ended_at=now_iso(), worker_pid=worker_pid,
+        traceback_tail=stderr_tail or None, ended_at=now_iso(), worker_pid=worker_pid, **where,
     )
 
 
 def executor_error_record(job: CellJob, *, reason: str, detail: str | None = None,
-                          worker_pid: int | None = None) -> CellRecord:
-    """The executor could not get a valid result for the job (a malformed reply, a lost task)."""
+                          worker_pid: int | None = None, **where: str | None) -> CellRecord:
+    """The executor could not get a valid result for the job (a malformed reply, a lost task).
+    `where` (`host`, `node_id`) names a node other than this machine that had it."""
     return base_record(job, status="error", reason=f"executor: {reason}"[:REASON_CHARS],
                        traceback_tail=(detail or "")[-TRACEBACK_TAIL_CHARS:] or None,
-                       ended_at=now_iso(), worker_pid=worker_pid)
+                       ended_at=now_iso(), worker_pid=worker_pid, **where)
+
+
+def lost_worker_record(job: CellJob, *, node: str, node_lost: bool, host: str | None,
+                       node_id: str | None, detail: str | None = None,
+                       worker_pid: int | None = None) -> CellRecord:
+    """A cluster worker gone mid-cell: `crashed`, naming the node (`node` says it for people:
+    its id, address and host). `node_lost` says whether the whole node went, or only the
+    worker process on a node that is still up."""
+    what = f"node {node} was lost mid-cell" if node_lost else \
+        f"the worker process on node {node} died mid-cell"
+    return base_record(job, status="crashed", reason=what[:REASON_CHARS],
+                       traceback_tail=(detail or "")[-TRACEBACK_TAIL_CHARS:] or None,
+                       ended_at=now_iso(), worker_pid=worker_pid, host=host, node_id=node_id)
 
 
 def not_run_record(run_id: str, cell: Cell, protocol: str = "step_time") -> CellRecord:

@@ -279,6 +279,17 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
                      recorded_ids=frozenset(r.cell_id for r in previous), previous=previous)
 
 
+def _with_executor_nodes(manifest: Manifest, executor: Executor) -> Manifest:
+    """The manifest holding the nodes a cluster executor reports (its optional `nodes`: one
+    dict per node, with its fingerprint), beside those a resumed run recorded before."""
+    nodes = list(getattr(executor, "nodes", None) or ())
+    if not nodes:
+        return manifest
+    seen = {node.get("node_id") for node in nodes}
+    merged = [node for node in manifest.nodes if node.get("node_id") not in seen] + nodes
+    return replace(manifest, nodes=tuple(merged))
+
+
 def run_sweep(spec: SweepSpec, options: SweepOptions,
               progress: SweepProgress | None = None) -> SweepOutcome:
     """Run (or resume) a sweep and return how it ended. Bad input raises BadInput before any cell
@@ -316,6 +327,16 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                 records.append(result)
             progress.cell_finished(result)
 
+        def started(job: CellJob) -> None:
+            # A cluster executor knows its nodes once connected, before its first cell starts:
+            # their fingerprints go into the manifest then, so a killed driver keeps them.
+            nonlocal manifest
+            with_nodes = _with_executor_nodes(manifest, executor)
+            if with_nodes != manifest:
+                manifest = with_nodes
+                writer.write_manifest(manifest)
+            progress.cell_started(job)
+
         progress.begin(run_dir, cells, sum(len(r) for r in rounds))
         try:
             try:
@@ -326,7 +347,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                 for index, jobs in enumerate(rounds):
                     if index:
                         executor.retire_idle_workers()  # each repeat round: fresh workers
-                    executor.run(jobs, record, progress.cell_started)
+                    executor.run(jobs, record, started)
                 finished = True
             finally:
                 # An interrupt landing here, before the disarm, is caught just below.
