@@ -38,6 +38,7 @@ class Cell:
     batch_size: int
     compile: str
     cuda_graphs: str = "off"
+    world_size: int = 1
     status: str = PENDING
     reason: str | None = None
 
@@ -71,6 +72,27 @@ def cuda_graphs_skip(cuda_graphs: str, device_type: str) -> str | None:
     """Why a cell with `cuda_graphs` on cannot run on `device_type` (None: it can try)."""
     if cuda_graphs == "on" and device_type != "cuda":
         return f"CUDA graphs need a CUDA device; {device_type} cells run eagerly only"
+    return None
+
+
+def world_size_skip(world_size: int, device: str, cuda_graphs: str,
+                    inventory: DeviceInventory) -> str | None:
+    """Why a data-parallel cell (`world_size` > 1) cannot run here (None: it can).
+
+    Its ranks run on cuda:0..N-1 (NCCL) or all share the CPU (gloo), so a GPU cell needs N
+    visible GPUs and starts at cuda:0."""
+    if world_size <= 1:
+        return None
+    if cuda_graphs == "on":
+        return "CUDA graphs are not captured for data-parallel cells (world_size > 1)"
+    if device == "cpu":
+        return None
+    if ":" in device and device != "cuda:0":
+        return (f"a world_size {world_size} cell runs its ranks on cuda:0..{world_size - 1}; "
+                f"give device cuda (or cuda:0), not {device}")
+    if world_size > inventory.cuda_count:
+        return (f"world_size {world_size} needs {world_size} GPUs; "
+                f"{inventory.cuda_count} CUDA device(s) visible")
     return None
 
 
@@ -175,6 +197,9 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", precision_reason
         elif graphs_reason := cuda_graphs_skip(axes["cuda_graphs"], device_type):
             status, reason = "skipped", graphs_reason
+        elif ws_reason := world_size_skip(axes["world_size"], device, axes["cuda_graphs"],
+                                          inventory):
+            status, reason = "skipped", ws_reason
         elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
             status, reason = "unsupported", impl_reason
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))

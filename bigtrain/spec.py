@@ -13,6 +13,7 @@ A preset names the axes of the matrix and the measurement settings:
     batch_size = ["default"]
     compile = ["off"]
     cuda_graphs = ["off"]     # optional (added later): left out, it is ["off"]
+    world_size = [1]          # optional (added later): data-parallel ranks per cell
     [measure]
     warmup_s = 0.25
     duration_s = 1.0
@@ -83,6 +84,7 @@ class SweepSpec:
     batch_size: tuple[int | None, ...]
     compile: tuple[str, ...]
     cuda_graphs: tuple[str, ...] = ("off",)
+    world_size: tuple[int, ...] = (1,)
     measure: MeasureSettings = MeasureSettings()
 
     def to_json(self) -> dict[str, Any]:
