@@ -9,7 +9,7 @@ already appended stay recorded. Steps that no longer fit are marked skipped. The
 (verdict.json, verdict.txt) is built by bench/gpu_check.py from what exists at the end.
 
 Into --out: nvidia-smi.txt, env.json, calibration.json, runs/<name>/ (run folders), logs/<step>.log,
-bare_loop.json, telemetry_overhead.json, report-vs-cpu/ (the report against the committed CPU
+bare_loop.json, telemetry_overhead.json, ddp_world_size_1.json, report-vs-cpu/ (the report against the committed CPU
 run), steps.json, verdict.json, verdict.txt. Exit 0 once the verdict is written (whatever it
 says), 2 on bad usage. Needs no install: the repo root goes on PYTHONPATH for every step.
 """
@@ -132,6 +132,11 @@ def plan(device: str, out: Path) -> list[Step]:
                         "--impl", "compiled", "--batch-norm", "on", "--precision", "bf16",
                         "--batch-size", compiled_batch, "--device", target, "--compile", "off",
                         "--cell-timeout", "140" if gpu else "55", *measure)),
+        # DDP through NCCL with world size 1 (gloo in the rehearsal): one rank spawned as a
+        # world_size N cell spawns its ranks; cheap (a small MLP, 1 s window), so it goes last.
+        Step(name="ddp", cap_s=60, min_s=15 if gpu else 10,
+             argv=(py, str(REPO / "bench" / "ddp_check.py"), "--device", target,
+                   "--json", str(out / "ddp_world_size_1.json"))),
         Step(name="report", cap_s=90 if gpu else 120, min_s=15,
              argv=bigbench("report", str(runs / "quick"), str(CPU_BASELINE),
                            "--baseline", str(CPU_BASELINE), "-o", str(out / "report-vs-cpu"))),

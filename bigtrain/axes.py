@@ -37,6 +37,7 @@ COMPILE_CHOICES = ("off", "on")
 CUDA_GRAPHS_CHOICES = ("off", "on")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
+WORLD_SIZE_CHOICES = ("1", "N > 1")
 
 
 # -- how values are labelled ---------------------------------------------------------------------
@@ -109,6 +110,20 @@ def _lr(value: Any, where: str) -> str:
         raise BadInput(f"{where}: learning rate must be a finite number > 0 or 'default', "
                        f"got {value!r}")
     return repr(number)
+
+
+def _world_size(value: Any, where: str) -> int:
+    """How many data-parallel ranks run the cell: a whole number >= 1."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: world size {value!r} is not a whole number; "
+                       f"valid choices: {', '.join(WORLD_SIZE_CHOICES)}") from None
+    if isinstance(value, bool) or (isinstance(value, float) and value != number):
+        raise BadInput(f"{where}: world size {value!r} is not a whole number")
+    if number < 1:
+        raise BadInput(f"{where}: world size must be >= 1, got {number}")
+    return number
 
 
 # The registries behind these import torch: import them only when a value is parsed or listed.
@@ -240,6 +255,11 @@ AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="lr", help="learning rates (numbers > 0) or 'default' (the optimizer's own)",
          parse=_lr, choices=("default", "x > 0"), default=("default",),
          label=keyed("lr", " ", hidden=("default",)), required_in_preset=False),
+    # Data-parallel ranks (DistributedDataParallel, per-rank batch fixed): optional like
+    # cuda_graphs, and at its default (1, a plain single-process cell) out of ids and labels.
+    Axis(name="world_size", help="data-parallel ranks per cell (DDP, per-rank batch fixed): 1, 2, 4, 8",
+         parse=_world_size, choices=WORLD_SIZE_CHOICES, default=(1,), record_type=int,
+         label=keyed("ws", hidden=("1",)), column="ws", required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.
 AXIS_NAMES: tuple[str, ...] = tuple(axis.name for axis in AXIS_TABLE)

@@ -39,6 +39,7 @@ class Cell:
     compile: str
     cuda_graphs: str = "off"
     lr: str = "default"
+    world_size: int = 1
     status: str = PENDING
     reason: str | None = None
 
@@ -84,6 +85,27 @@ def converge_unsupported_reason(axes: dict[str, Any]) -> str | None:
         return ("converge cells run eagerly: a captured CUDA graph replays fixed input tensors, "
                 "and the loader hands a new batch every step")
     return task_reason(axes["model"])
+
+
+def world_size_skip(world_size: int, device: str, cuda_graphs: str,
+                    inventory: DeviceInventory) -> str | None:
+    """Why a data-parallel cell (`world_size` > 1) cannot run here (None: it can).
+
+    Its ranks run on cuda:0..N-1 (NCCL) or all share the CPU (gloo), so a GPU cell needs N
+    visible GPUs and starts at cuda:0."""
+    if world_size <= 1:
+        return None
+    if cuda_graphs == "on":
+        return "CUDA graphs are not captured for data-parallel cells (world_size > 1)"
+    if device == "cpu":
+        return None
+    if ":" in device and device != "cuda:0":
+        return (f"a world_size {world_size} cell runs its ranks on cuda:0..{world_size - 1}; "
+                f"give device cuda (or cuda:0), not {device}")
+    if world_size > inventory.cuda_count:
+        return (f"world_size {world_size} needs {world_size} GPUs; "
+                f"{inventory.cuda_count} CUDA device(s) visible")
+    return None
 
 
 @dataclass(frozen=True)
@@ -187,6 +209,9 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", precision_reason
         elif graphs_reason := cuda_graphs_skip(axes["cuda_graphs"], device_type):
             status, reason = "skipped", graphs_reason
+        elif ws_reason := world_size_skip(axes["world_size"], device, axes["cuda_graphs"],
+                                          inventory):
+            status, reason = "skipped", ws_reason
         elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
             status, reason = "unsupported", impl_reason
         elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):

@@ -14,6 +14,7 @@ A preset names the axes of the matrix and the measurement settings:
     compile = ["off"]
     cuda_graphs = ["off"]     # optional (added later): left out, it is ["off"]
     lr = ["default"]          # optional: learning rates, or each optimizer's own
+    world_size = [1]          # optional (added later): data-parallel ranks per cell
     [measure]
     warmup_s = 0.25
     duration_s = 1.0
@@ -90,6 +91,7 @@ class SweepSpec:
     compile: tuple[str, ...]
     cuda_graphs: tuple[str, ...] = ("off",)
     lr: tuple[str, ...] = ("default",)
+    world_size: tuple[int, ...] = (1,)
     measure: MeasureSettings = MeasureSettings()
     #: Set: every cell trains to its target (the `converge` protocol); None: step time.
     converge: ConvergeSettings | None = None

@@ -183,7 +183,7 @@ def test_cpu_rehearsal_runs_every_step_and_writes_a_verdict(tmp_path):
     steps = verdict["steps"]
     # Every step the GPU run will take ran here and finished (nvidia-smi only where it exists).
     assert set(steps) == {"nvidia-smi", "env", "gpt2", "resnet50", "quick", "calibrate",
-                          "bare-loop", "telemetry-overhead", "compiled", "report"}
+                          "bare-loop", "telemetry-overhead", "compiled", "ddp", "report"}
     for name, outcome in steps.items():
         if name == "nvidia-smi" and outcome == "skipped: nvidia-smi not found":
             continue

@@ -676,12 +676,19 @@ def _opt_label(record: Any) -> str:
     return cell_label({"optimizer": record.optimizer, "impl": record.impl}, OPTIMIZER_STYLE)
 
 
+def _scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
+    from bigtrain.report.scaling import scaling_figures  # it imports this module's Figure
+
+    return scaling_figures(data, palette)
+
+
 #: Figure builders in reading order; each takes (data, palette) and returns its figures.
 BUILDERS: dict[str, Callable[[ReportData, Mapping[str, str]], list[Figure]]] = {
     "throughput": throughput_figures,
     "speedup": speedup_figures,
     "memory": memory_figures,
     "efficiency": efficiency_figures,
+    "scaling": lambda data, palette: _scaling_figures(data, palette),
     "phases": lambda data, palette: phase_figures(data),
     "optimizer_floor": optimizer_floor_figure,
     "step_times": step_time_figures,

@@ -56,6 +56,8 @@ SECTION_PLAN = (
     ("efficiency", "Energy and efficiency", ("efficiency", "price"),
      ("energy-efficiency-", "model-flops-utilisation-", "share-of-measured-peak-"),
      "No power, energy or FLOP figures were recorded (no NVML on these machines)."),
+    # None: the section is left out when empty (only runs with data-parallel cells have it).
+    ("scaling", "Data-parallel scaling", ("scaling",), ("scaling-",), None),
     ("phases", "Where the step goes", ("phases",), ("phases-", "optimizer-floor"),
      "No phase timings were recorded."),
     ("noise", "Step-time distributions", ("step_time",), ("step-times-",),
@@ -81,6 +83,8 @@ def build_sections(tables: Sequence[Table], figures: Sequence[Figure]) -> list[S
     for anchor, title, table_names, prefixes, note in plan:
         chosen = tuple(by_name[n] for n in table_names if n in by_name)
         figs = tuple(f for f in figures if any(f.name.startswith(p) for p in prefixes))
+        if note is None and not chosen and not figs:
+            continue
         sections.append(Section(anchor, title, chosen, figs, note))
     return sections
 

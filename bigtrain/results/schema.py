@@ -52,6 +52,8 @@ NOT_REACHED = "not_reached"
 #: What a record measured: the step-time protocol (`bigbench sweep`) or time to a target
 #: (`bigbench converge`).
 PROTOCOLS = ("step_time", "converge")
+#: torch.distributed backends a data-parallel cell runs on (NCCL on GPUs, gloo on the CPU).
+DIST_BACKENDS = ("nccl", "gloo")
 #: The columns of a converge record's `curve`, one value per evaluation, in step order.
 CURVE_COLUMNS = ("step", "wall_s", "train_loss", "eval_loss", "eval_metric")
 
@@ -245,6 +247,10 @@ RECORD_RULES: Mapping[str, Rule] = {
     "final_value": number(nullable=True),
     "final_eval_loss": number(nullable=True),
     "curve": mapping(numbers(), nullable=True),
+    "rank_step_time_s": numbers(above=0, nullable=True),
+    "no_sync_step_time_s": number(above=0, nullable=True),
+    "comm_share_pct": _AMOUNT,
+    "dist_backend": choice(DIST_BACKENDS, nullable=True),
     "extra": mapping(value_rule=_extra_value, nullable=True),
 }
 
@@ -268,6 +274,7 @@ class CellRecord:
     compile: str
     cuda_graphs: str = "off"  # optional axis: records written before it existed ran eagerly
     lr: str = "default"  # optional axis: records written before it used each optimizer's own lr
+    world_size: int = 1  # optional axis: data-parallel ranks; records before it ran one process
     # outcome
     status: str
     reason: str | None = None
@@ -337,6 +344,12 @@ class CellRecord:
     final_eval_loss: float | None = None
     # {step, wall_s, train_loss, eval_loss, eval_metric}: equal-length lists, one per evaluation
     curve: Mapping[str, Sequence[float]] | None = None
+    # -- data-parallel cells (world_size > 1, bigtrain.run.distributed); None otherwise ----------
+    # The cell's step_time_s/step_times_s are the slowest rank's; items_per_s counts all ranks.
+    rank_step_time_s: Sequence[float] | None = None  # each rank's median step time, rank order
+    no_sync_step_time_s: float | None = None  # the slowest rank's median step with no all-reduce
+    comm_share_pct: float | None = None  # 100 * (1 - no_sync / synced median): communication
+    dist_backend: str | None = None  # the torch.distributed backend: nccl (GPUs) or gloo (CPU)
     # anything else a workload or a later version wants to say
     extra: Mapping[str, Any] = field(default_factory=dict)
 

@@ -41,12 +41,19 @@ class CellJob:
     protocol: str = STEP_TIME
     seed: int = 0
     telemetry_interval_s: float = 0.1
+    #: The executor's limit for this cell, where it says (a data-parallel cell stops its ranks a
+    #: little before it, to name the rank at fault).
+    timeout_s: float | None = None
 
 
 def run_cell(job: CellJob) -> CellRecord:
     """Run one cell end to end and return its record; never raises for a cell's own failure."""
     started = now_iso()
     try:
+        if job.cell.world_size > 1:  # N DDP ranks, spawned and watched from here
+            from bigtrain.run.distributed import run_distributed_cell
+
+            return run_distributed_cell(job)
         return _measure(job, started)
     except CellSkipped as exc:  # found out only when building (a CUDA graph that cannot capture)
         return base_record(job, status="skipped", reason=str(exc), started_at=started,

@@ -4,6 +4,8 @@ Scheduling rules:
 - one worker per device slot (`cpu`, or `cuda:N` for every visible GPU); GPU slots run in
   parallel; a CPU cell runs alone, since anything beside it would steal its cores (and a CPU
   cell beside GPU cells would steal the cores that feed them);
+- a data-parallel cell (world_size N > 1) runs alone too: its N ranks hold the whole CPU, or
+  cuda:0..N-1 (its worker takes slot cuda:0 and spawns the ranks, `bigtrain.run.distributed`);
 - a job for `cuda` goes to any free GPU; a job for `cuda:N` waits for that GPU;
 - a worker is reused for the next cell on its slot (unless `reuse_workers` is off). After a cell
   that failed in Python (error, oom, diverged) the worker checks its own health
@@ -61,7 +63,15 @@ def local_pool_executor(settings: ExecutorSettings) -> LocalPoolExecutor:
 
 def _fits(job: CellJob, slot: str) -> bool:
     axis = job.cell.device
+    if job.cell.world_size > 1 and axis.startswith("cuda"):
+        return slot == "cuda:0"  # its ranks run on cuda:0..N-1
     return axis == slot or (axis == "cuda" and slot.startswith("cuda:"))
+
+
+def _exclusive(job: CellJob) -> bool:
+    """A job that must have the machine's devices to itself: a CPU cell (anything beside it
+    steals its cores), or a data-parallel cell (its ranks hold the CPU, or N GPUs)."""
+    return job.cell.device == "cpu" or job.cell.world_size > 1
 
 
 @dataclass
@@ -76,6 +86,8 @@ class _Worker:
     job: CellJob | None = None
     #: Reported a failed cell; its health report is pending, and it takes no job until then.
     checking_health: bool = False
+    #: Its current job (or the health check after it) needs the machine alone (`_exclusive`).
+    exclusive: bool = False
     deadline: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
 
@@ -196,7 +208,8 @@ class LocalPoolExecutor:
             self._collect(on_result)
 
     def _cpu_occupied(self) -> bool:
-        return any(w.busy and w.slot == "cpu" for w in self._workers.values())
+        """A worker holds the machine alone (a CPU or a data-parallel cell): nothing starts."""
+        return any(w.busy and (w.slot == "cpu" or w.exclusive) for w in self._workers.values())
 
     def _dispatch(self, pending: list[CellJob], on_start: StartCallback | None) -> None:
         for slot in self.slots:
@@ -209,14 +222,17 @@ class LocalPoolExecutor:
             if index is None:
                 continue
             job = pending[index]
-            if slot == "cpu" and any(w.busy for w in self._workers.values()):
-                continue  # a CPU cell waits until it has the machine to itself
-            if slot != "cpu" and any(j.cell.device == "cpu" for j in pending[:index]):
-                continue  # keep the given order: an earlier CPU cell goes first
+            if _exclusive(job) and any(w.busy for w in self._workers.values()):
+                continue  # a CPU or data-parallel cell waits until it has the machine to itself
+            if any(_exclusive(j) for j in pending[:index]):
+                continue  # keep the given order: an earlier CPU or data-parallel cell goes first
             pending.pop(index)
             worker = worker or self._start_worker(slot)
-            job = dataclasses.replace(job, device=slot)  # `cuda` becomes the GPU that runs it
+            # `cuda` becomes the GPU that runs it; the limit lets a data-parallel cell stop its
+            # ranks in time to name the one at fault.
+            job = dataclasses.replace(job, device=slot, timeout_s=self.cell_timeout_s)
             worker.job = job
+            worker.exclusive = _exclusive(job)
             if worker.ready:
                 worker.deadline = time.monotonic() + self.cell_timeout_s
                 worker.conn.send(job)
