@@ -35,7 +35,7 @@ from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION
 from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
 from bigtrain.measure.protocols import StepTimeSettings
-from bigtrain.results.schema import CellRecord
+from bigtrain.results.schema import CellRecord, Manifest
 from bigtrain.results.store import RunWriter
 from bigtrain.run.cell import CellJob
 from bigtrain.run.records import not_run_record, now_iso
@@ -232,20 +232,12 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
             raise BadInput(f"run folder {path} already exists; choose another --run-id "
                            f"(nothing was overwritten)")
     seed = options.order_seed if options.order_seed is not None else secrets.randbelow(2**31)
-    described = describe_sides(sides)
     recorded_spec = replace(spec, measure=replace(spec.measure, repeats=options.max_rounds))
-    starts = {}
-    for name, side in sides.items():
-        environment = {**described[name]["environment"], "ab": {
-            **side.describe(), "mode": options.mode, "order_seed": seed,
-            "worker_bigtrain_version": described[name].get("bigtrain_version"),
-            "protocol": PROTOCOL_VERSION}}
-        starts[name] = _open_run(recorded_spec, SweepOptions(
-            out_dir=options.out_dir, run_id=f"{run_id}-{name}", executor=f"ab-{options.mode}"),
-            cells, environment)
+    starts = _open_sides(recorded_spec, sides, options, cells, run_id=run_id, seed=seed)
 
     settings = StepTimeSettings.from_measure(spec.measure)
-    by_id = {c.cell_id: c for c in pending}
+    # Sorted by id: a round's order depends on the seed and the set of cells alone.
+    sorted_cells = sorted(pending, key=lambda c: c.cell_id)
     rounds: list[dict[str, dict[str, CellRecord]]] = []
     durations: list[float] = []
     result: Any = None
@@ -278,16 +270,9 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                     round_cores = side_cores(options.mode, index, cores)
                     current = _Round(sides, round_cores, log_dir, index)
                     rounds.append(current.records)
-                    # Sorted ids: the order depends on the seed and the cells alone.
-                    for slot in round_order(sorted(by_id), index, seed, options.mode):
-                        cell = by_id[slot.cell_id]
-                        names = SIDES if slot.side is None else (slot.side,)
-                        jobs = [(current.worker(n), _job(starts[n].manifest.run_id, cell, index,
-                                                         settings, spec.measure.seed))
-                                for n in names]
-                        for n, rec in zip(names, run_jobs(
-                                jobs, cell_timeout_s=spec.measure.cell_timeout_s)):
-                            current.records[n][cell.cell_id] = record(n, slot, round_cores[n], rec)
+                    _run_round(current, sorted_cells=sorted_cells, seed=seed,
+                               mode=options.mode, starts=starts, spec=spec, settings=settings,
+                               record=record)
                     current.close(kill=False)
                     current = None
                     durations.append(clock() - round_start)
@@ -312,22 +297,60 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                 current.close(kill=True)
             shutil.rmtree(log_dir, ignore_errors=True)
             interrupted = guard.received is not None
-            complete_rounds = len(durations)
             for name, start in starts.items():
-                manifest = start.manifest
-                final_spec = replace(recorded_spec, measure=replace(
-                    recorded_spec.measure, repeats=max(1, complete_rounds)))
                 with contextlib.suppress(OSError):
-                    writers[name].write_manifest(replace(
-                        manifest, spec=final_spec.to_json(),
-                        cells_total=len(cells) * max(1, complete_rounds),
-                        state="interrupted" if interrupted else "complete", ended_at=now_iso()))
+                    writers[name].write_manifest(_final_manifest(
+                        start.manifest, recorded_spec, len(cells), len(durations), interrupted))
     if guard.received is not None:
         stop_reason = STOP_INTERRUPTED
     return AbOutcome(run_dirs=run_dirs, order_seed=seed, mode=options.mode,
                      max_rounds=options.max_rounds, budget_s=options.budget_s,
                      rounds_used=len(durations), round_durations_s=tuple(durations),
                      elapsed_s=clock() - started, stop_reason=stop_reason, result=result)
+
+
+def _open_sides(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions,
+                cells: Sequence[Cell], *, run_id: str, seed: int) -> dict[str, Any]:
+    """Each side's run start (sweep's `_open_run`: folder and `running` manifest, nothing written
+    yet), its environment as the side's own interpreter describes it, plus `environment.ab`."""
+    described = describe_sides(sides)
+    starts = {}
+    for name, side in sides.items():
+        environment = {**described[name]["environment"], "ab": {
+            **side.describe(), "mode": options.mode, "order_seed": seed,
+            "worker_bigtrain_version": described[name].get("bigtrain_version"),
+            "protocol": PROTOCOL_VERSION}}
+        starts[name] = _open_run(spec, SweepOptions(
+            out_dir=options.out_dir, run_id=f"{run_id}-{name}", executor=f"ab-{options.mode}"),
+            cells, environment)
+    return starts
+
+
+def _run_round(current: _Round, *, sorted_cells: Sequence[Cell], seed: int, mode: str,
+               starts: Mapping[str, Any], spec: SweepSpec, settings: StepTimeSettings,
+               record: Callable[[str, Slot, int, CellRecord], CellRecord]) -> None:
+    """Every cell once per side, in the round's seeded order; each record through `record`.
+
+    The cells come sorted by id, so the order depends on the seed and the set of cells alone.
+    """
+    by_id = {c.cell_id: c for c in sorted_cells}
+    for slot in round_order(list(by_id), current.index, seed, mode):
+        cell = by_id[slot.cell_id]
+        names = SIDES if slot.side is None else (slot.side,)
+        jobs = [(current.worker(n), _job(starts[n].manifest.run_id, cell, current.index, settings,
+                                         spec.measure.seed))
+                for n in names]
+        for name, rec in zip(names, run_jobs(jobs, cell_timeout_s=spec.measure.cell_timeout_s)):
+            current.records[name][cell.cell_id] = record(name, slot, current.cores[name], rec)
+
+
+def _final_manifest(manifest: Manifest, spec: SweepSpec, cells: int, rounds: int,
+                    interrupted: bool) -> Manifest:
+    """The manifest at the end: the rounds run become the spec's repeats."""
+    repeats = max(1, rounds)
+    final_spec = replace(spec, measure=replace(spec.measure, repeats=repeats))
+    return replace(manifest, spec=final_spec.to_json(), cells_total=cells * repeats,
+                   state="interrupted" if interrupted else "complete", ended_at=now_iso())
 
 
 @contextlib.contextmanager
