@@ -91,7 +91,7 @@ def test_pyproject_declares_the_families_as_entry_points_and_a_pinned_extra() ->
 
 
 def test_setup_installs_the_models_extra_with_the_test_tools() -> None:
-    assert "-e '.[test,models]'" in (REPO / "setup.sh").read_text()
+    assert "-e '.[test,models,converge]'" in (REPO / "setup.sh").read_text()
 
 
 def test_registering_the_families_imports_neither_library(entry_points: Path) -> None:
