@@ -188,8 +188,6 @@ def load_preset(name_or_path: str) -> tuple[Path, dict[str, Any], str]:
 
 
 _TOP_KEYS = ("description", "axes", "measure", "converge")
-#: Override keys that ask for the converge protocol (`bigbench converge`) or set its budgets.
-CONVERGE_OVERRIDES = ("protocol", *CONVERGE_KEYS)
 _MEASURE_KEYS = tuple(f.name for f in dataclasses.fields(MeasureSettings))
 
 
