@@ -107,10 +107,10 @@ elif (( online )); then
     # The `models` extra (tv:/hf: families) pins torchvision to torch 2.13's release: installed
     # beside that torch only, so it never swaps the venv's torch for another (CUDA) build.
     if [[ $(.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null) == 2.13.* ]]; then
-      "${pip[@]}" -e '.[test,models]'
+      "${pip[@]}" -e '.[test,models,converge]'
       did+=("installed the models extra")
     else
-      "${pip[@]}" -e '.[test]'
+      "${pip[@]}" -e '.[test,converge]'
       did+=("models extra not installed (pinned to torch 2.13): tv:/hf: tests skip")
     fi
     # The report's browser test renders index.html in Debian's chromium; install it when we can.

@@ -14,6 +14,7 @@ registries (models, optimizers, precisions) import them when called.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,22 @@ def _batch_size(value: Any, where: str) -> int | None:
     if number <= 0:
         raise BadInput(f"{where}: batch size must be > 0, got {number}")
     return number
+
+
+def _lr(value: Any, where: str) -> str:
+    """A learning rate as canonical text (`0.001`), or `default` (the optimizer's own, see
+    `bigtrain.optim.OPTIMIZERS`). Text, not a number, so `default` and a value share one type and
+    `1e-3`, `0.001` and a TOML 0.001 name the same cell."""
+    if value == "default":
+        return "default"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: learning rate {value!r} is not a number or 'default'") from None
+    if isinstance(value, bool) or not (math.isfinite(number) and number > 0):
+        raise BadInput(f"{where}: learning rate must be a finite number > 0 or 'default', "
+                       f"got {value!r}")
+    return repr(number)
 
 
 # The registries behind these import torch: import them only when a value is parsed or listed.
@@ -217,6 +234,12 @@ AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="cuda_graphs", help="capture the training step as a CUDA graph and replay it: off, on",
          parse=_one_of("cuda-graphs setting", CUDA_GRAPHS_CHOICES), choices=CUDA_GRAPHS_CHOICES,
          default=("off",), label=switch("cuda-graphs"), column="graphs", required_in_preset=False),
+    # Added with `bigbench converge` (optimizers compared at one shared lr is not a fair
+    # comparison): optional, and at "default" (each optimizer's own lr, as before) left out of the
+    # cell_id and of labels, so every earlier cell keeps its id and label.
+    Axis(name="lr", help="learning rates (numbers > 0) or 'default' (the optimizer's own)",
+         parse=_lr, choices=("default", "x > 0"), default=("default",),
+         label=keyed("lr", " ", hidden=("default",)), required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.
 AXIS_NAMES: tuple[str, ...] = tuple(axis.name for axis in AXIS_TABLE)

@@ -38,6 +38,7 @@ class Cell:
     batch_size: int
     compile: str
     cuda_graphs: str = "off"
+    lr: str = "default"
     status: str = PENDING
     reason: str | None = None
 
@@ -72,6 +73,17 @@ def cuda_graphs_skip(cuda_graphs: str, device_type: str) -> str | None:
     if cuda_graphs == "on" and device_type != "cuda":
         return f"CUDA graphs need a CUDA device; {device_type} cells run eagerly only"
     return None
+
+
+def converge_unsupported_reason(axes: dict[str, Any]) -> str | None:
+    """Why a converge cell with these axes cannot run (no task for its model, a missing extra, a
+    captured CUDA graph), or None."""
+    from bigtrain.data.tasks import unsupported_reason as task_reason
+
+    if axes.get("cuda_graphs") == "on":
+        return ("converge cells run eagerly: a captured CUDA graph replays fixed input tensors, "
+                "and the loader hands a new batch every step")
+    return task_reason(axes["model"])
 
 
 @dataclass(frozen=True)
@@ -177,6 +189,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", graphs_reason
         elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
             status, reason = "unsupported", impl_reason
+        elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):
+            status, reason = "unsupported", task_reason
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))
     return cells
 

@@ -13,12 +13,17 @@ A preset names the axes of the matrix and the measurement settings:
     batch_size = ["default"]
     compile = ["off"]
     cuda_graphs = ["off"]     # optional (added later): left out, it is ["off"]
+    lr = ["default"]          # optional: learning rates, or each optimizer's own
     [measure]
     warmup_s = 0.25
     duration_s = 1.0
     min_steps = 10
     repeats = 1
     cell_timeout_s = 600
+    [converge]                # optional: the cells train to a target (`bigbench converge`)
+    max_steps = 2000
+    max_time_s = 60
+    eval_every = 25
 
 Every value is validated when the spec is built; errors name the file and line, the bad value and
 the valid choices. Unknown keys are rejected, not ignored.
@@ -38,6 +43,7 @@ from typing import Any
 
 from bigtrain.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
 from bigtrain.errors import BadInput, unknown_choice
+from bigtrain.measure.converge import CONVERGE, CONVERGE_KEYS, ConvergeSettings
 
 # The axes themselves (names, parsing, choices, defaults) live in bigtrain.axes.
 AXIS_KEYS = AXIS_NAMES
@@ -83,14 +89,27 @@ class SweepSpec:
     batch_size: tuple[int | None, ...]
     compile: tuple[str, ...]
     cuda_graphs: tuple[str, ...] = ("off",)
+    lr: tuple[str, ...] = ("default",)
     measure: MeasureSettings = MeasureSettings()
+    #: Set: every cell trains to its target (the `converge` protocol); None: step time.
+    converge: ConvergeSettings | None = None
+
+    @property
+    def protocol(self) -> str:
+        """The measurement protocol of every cell: `converge` or `step_time`."""
+        return CONVERGE if self.converge is not None else "step_time"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict (the manifest's `spec`)."""
+        """A JSON-ready dict (the manifest's `spec`). A converge spec adds `protocol` and
+        `converge`; a step-time spec is written as before they existed, so older runs resume."""
         out = dataclasses.asdict(self)
         # None stands for an axis's "default" (the model's own batch size), written as in presets.
         for name in AXIS_NAMES:
             out[name] = ["default" if v is None else v for v in getattr(self, name)]
+        del out["converge"]
+        if self.converge is not None:
+            out["protocol"] = CONVERGE
+            out["converge"] = self.converge.to_json()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
 
 
@@ -166,7 +185,9 @@ def load_preset(name_or_path: str) -> tuple[Path, dict[str, Any], str]:
     return path, data, text
 
 
-_TOP_KEYS = ("description", "axes", "measure")
+_TOP_KEYS = ("description", "axes", "measure", "converge")
+#: Override keys that ask for the converge protocol (`bigbench converge`) or set its budgets.
+CONVERGE_OVERRIDES = ("protocol", *CONVERGE_KEYS)
 _MEASURE_KEYS = tuple(f.name for f in dataclasses.fields(MeasureSettings))
 
 
@@ -186,8 +207,11 @@ def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = No
             )
     axes_table = data.get("axes", {})
     measure_table = data.get("measure", {})
+    converge_table = data.get("converge")
     for table_name, table, valid in (("axes", axes_table, AXIS_KEYS),
-                                     ("measure", measure_table, _MEASURE_KEYS)):
+                                     ("measure", measure_table, _MEASURE_KEYS),
+                                     ("converge", {} if converge_table is None else converge_table,
+                                      CONVERGE_KEYS)):
         if not isinstance(table, dict):
             raise BadInput(f"{_where(path, text, table_name, None)}: [{table_name}] must be a table")
         for key in table:
@@ -219,8 +243,17 @@ def spec_from_preset(name_or_path: str, overrides: Mapping[str, Any] | None = No
     except BadInput as exc:
         raise BadInput(f"{path}: {exc}") from None
 
+    converge = None
+    if converge_table is not None:
+        for key, value in converge_table.items():
+            _check_number(key, value, _where(path, text, key, "converge"))
+        try:
+            converge = ConvergeSettings(**converge_table)
+        except BadInput as exc:
+            raise BadInput(f"{path}: [converge]: {exc}") from None
+
     spec = SweepSpec(preset=str(name_or_path), description=str(data.get("description", "")),
-                     measure=measure, **axes)
+                     measure=measure, converge=converge, **axes)
     return apply_overrides(spec, overrides or {})
 
 
@@ -237,7 +270,36 @@ def apply_overrides(spec: SweepSpec, overrides: Mapping[str, Any]) -> SweepSpec:
                 measure = dataclasses.replace(measure, **{key: given[key]})
             except BadInput as exc:
                 raise BadInput(f"{_flag(key)}: {exc}") from None
-    return dataclasses.replace(spec, measure=measure, **axes)
+    converge = _converge_overrides(spec, given)
+    if converge is not None and converge.max_time_s >= measure.cell_timeout_s:
+        raise BadInput(
+            f"the converge time budget ({converge.max_time_s:g} s a cell) must be shorter than the "
+            f"cell timeout ({measure.cell_timeout_s:g} s), or every cell that misses its target is "
+            f"killed instead of recorded: lower --max-time-s or raise --cell-timeout")
+    return dataclasses.replace(spec, measure=measure, converge=converge, **axes)
+
+
+def _converge_overrides(spec: SweepSpec, given: Mapping[str, Any]) -> ConvergeSettings | None:
+    """The spec's converge settings with `--max-steps`, `--max-time-s`, `--eval-every` applied;
+    `protocol="converge"` (what `bigbench converge` passes) turns a step-time preset's cells
+    into converge cells with the default budgets."""
+    converge = spec.converge
+    if "protocol" in given:
+        if given["protocol"] != CONVERGE:
+            raise BadInput(f"protocol {given['protocol']!r} cannot be set here; valid: {CONVERGE}")
+        converge = converge or ConvergeSettings()
+    for key in CONVERGE_KEYS:
+        if key in given:
+            flag = "--" + key.replace("_", "-")
+            if converge is None:
+                raise BadInput(f"{flag} is a converge budget: use `bigbench converge` or a preset "
+                               f"with a [converge] table")
+            _check_number(key, given[key], flag)
+            try:
+                converge = dataclasses.replace(converge, **{key: given[key]})
+            except BadInput as exc:
+                raise BadInput(f"{flag}: {exc}") from None
+    return converge
 
 
 def _flag(key: str) -> str:
@@ -246,7 +308,8 @@ def _flag(key: str) -> str:
 
 
 def _check_number(key: str, value: Any, where: str) -> None:
-    expected = int if key in ("min_steps", "repeats", "seed") else (int, float)
+    expected = int if key in ("min_steps", "repeats", "seed", "max_steps", "eval_every") else (
+        int, float)
     if isinstance(value, bool) or not isinstance(value, expected):
         raise BadInput(f"{where}: {key} must be a number, got {value!r}")
 
@@ -269,14 +332,19 @@ PRESET_TOML_DEFAULTS: Mapping[str, Sequence[Any]] = {
 
 
 def preset_toml(*, model: Sequence[str], optimizer: Sequence[str], measure: Mapping[str, Any],
-                description: str = "", **axes: Sequence[Any]) -> str:
+                description: str = "", converge: Mapping[str, Any] | None = None,
+                **axes: Sequence[Any]) -> str:
     """A preset file's text (for scripts and tests): the given models and optimizers, the other
-    axes from `axes` or PRESET_TOML_DEFAULTS, and `measure` settings."""
+    axes from `axes` or PRESET_TOML_DEFAULTS, `measure` settings, and `converge` budgets (a
+    `[converge]` table) when given."""
     values = {**PRESET_TOML_DEFAULTS, **axes, "model": model, "optimizer": optimizer}
     lines = [f"description = {json.dumps(description)}", "[axes]"]
     lines += [f"{key} = {json.dumps(list(values[key]))}" for key in AXIS_KEYS]
     lines.append("[measure]")
     lines += [f"{key} = {json.dumps(value)}" for key, value in measure.items()]
+    if converge is not None:
+        lines.append("[converge]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in converge.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -286,10 +354,13 @@ def spec_from_json(data: Mapping[str, Any]) -> SweepSpec:
     for axis in AXIS_TABLE:
         # An axis added after the run was made is absent from its manifest: the default applies.
         values = data[axis.name] if axis.required_in_preset else data.get(axis.name, axis.default)
-        axes[axis.name] = tuple(None if v == "default" else v for v in values)
+        # "default" is written for the axis's own default: None for batch_size, "default" for lr.
+        axes[axis.name] = tuple(axis.parse(v, "manifest") if v == "default" else v for v in values)
+    converge = data.get("converge")
     return SweepSpec(
         preset=str(data.get("preset", "")),
         description=str(data.get("description", "")),
         measure=MeasureSettings(**dict(data.get("measure", {}))),
+        converge=ConvergeSettings.from_json(converge) if converge is not None else None,
         **axes,
     )

@@ -135,9 +135,12 @@ def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
     console.print(table)
     runnable = sum(1 for c in cells if c.status == "pending")
     m = spec.measure
+    how = (f"warm-up {m.warmup_s:g} s, window {m.duration_s:g} s (>= {m.min_steps} steps)"
+           if spec.converge is None else
+           f"train to target: <= {spec.converge.max_steps} steps, <= {spec.converge.max_time_s:g} "
+           f"s, evaluated every {spec.converge.eval_every} steps")
     console.print(data_text(
-        f"{runnable} to run, {len(cells) - runnable} skipped/unsupported; "
-        f"warm-up {m.warmup_s:g} s, window {m.duration_s:g} s (>= {m.min_steps} steps), "
+        f"{runnable} to run, {len(cells) - runnable} skipped/unsupported; {how}, "
         f"{m.repeats} repeat(s)"))
 
 

@@ -2,9 +2,10 @@
 
 A protocol is a registry entry with a name, the settings type it takes, and `run(built, settings,
 instruments)`, which returns a frozen result that knows its own record fields. The step-time
-protocol (warm up, then time one window of training steps) is the first; a time-to-target protocol
-(train on a real loader until a held-out target) is meant to register beside it with its own
-settings and result, so that the worker, the job and the record builder need no special case.
+protocol (warm up, then time one window of training steps) is the first; the time-to-target
+protocol (`bigtrain.measure.converge`: train on a real loader until a held-out target) registers
+beside it with its own settings and result, so that the worker, the job and the record builder need
+no special case.
 
 This module stays free of torch at import time: settings travel in `CellJob`, which the sweep
 driver (analysing side of the CLI) imports.
@@ -183,6 +184,16 @@ class StepTimeProtocol:
 
 PROTOCOLS: Registry[MeasurementProtocol] = Registry("measurement protocol")
 PROTOCOLS.register(STEP_TIME, StepTimeProtocol())
+
+
+def _register_converge() -> None:
+    # Imported here, after this module's names exist: converge.py uses them (Instruments, ...).
+    from bigtrain.measure.converge import CONVERGE, ConvergeProtocol
+
+    PROTOCOLS.register(CONVERGE, ConvergeProtocol())
+
+
+_register_converge()
 
 
 def resolve_protocol(name: str, where: str = "") -> MeasurementProtocol:

@@ -265,6 +265,7 @@ class CellRecord:
     batch_size: int
     compile: str
     cuda_graphs: str = "off"  # optional axis: records written before it existed ran eagerly
+    lr: str = "default"  # optional axis: records written before it used each optimizer's own lr
     # outcome
     status: str
     reason: str | None = None
@@ -422,12 +423,21 @@ MEASURE_RULES: Mapping[str, Rule] = {
     "cell_timeout_s": number(above=0),
     "seed": integer(),
 }
+#: The manifest's `spec.converge` (bigtrain.measure.converge.ConvergeSettings): the budgets.
+CONVERGE_RULES: Mapping[str, Rule] = {
+    "max_steps": integer(minimum=1),
+    "max_time_s": number(above=0),
+    "eval_every": integer(minimum=1),
+}
 #: The manifest's `spec` (bigtrain.spec.SweepSpec.to_json): an axis holds a list of values.
 SPEC_RULES: Mapping[str, Rule] = {
     "preset": text(nullable=True),
     "description": text(nullable=True),
     **{axis.name: array(text_or_integer()) for axis in AXIS_TABLE},
     "measure": obj(MEASURE_RULES, present_only=True),
+    # a converge run's spec (`bigbench converge`); a step-time spec has neither key
+    "protocol": choice(PROTOCOLS),
+    "converge": obj(CONVERGE_RULES, present_only=True),
 }
 #: One GPU of the manifest's `environment.gpus` (bigtrain.envinfo; null where NVML could not say).
 GPU_RULES: Mapping[str, Rule] = {

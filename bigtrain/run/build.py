@@ -37,6 +37,12 @@ class BuiltCell:
     compile_probe: Callable[[], int] | None
     #: What the record's `extra` says about the set-up.
     notes: dict[str, Any]
+    #: The cell's model name, batch size and seed (a protocol that loads its own data needs them).
+    model_name: str = ""
+    batch_size: int = 0
+    seed: int = 0
+    #: The learning rate the optimizer was built with (the `lr` axis resolved).
+    lr_used: float | None = None
 
 
 def select_device(device_spec: str) -> torch.device:
@@ -70,6 +76,7 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
     optimizer, optimizer_step = build_optimizer(
         resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
     )
+    lr_used = set_learning_rate(optimizer, getattr(cell, "lr", "default"))
     step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
     compiles = cell.compile == "on" or cell.impl == "compiled"
 
@@ -92,7 +99,21 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
         param_count=param_count,
         compile_probe=compiled_graph_count if compiles else None,
         notes=notes,
+        model_name=model_ref.name,
+        batch_size=cell.batch_size,
+        seed=seed,
+        lr_used=lr_used,
     )
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: str) -> float | None:
+    """Apply the `lr` axis value (canonical text, or `default`: the optimizer registry's own lr,
+    see `bigtrain.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
+    if lr != "default":
+        for group in optimizer.param_groups:
+            group["lr"] = float(lr)
+    value = optimizer.param_groups[0].get("lr")
+    return float(value) if value is not None else None
 
 
 def has_convolutions(model: torch.nn.Module) -> bool:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.matrix import Cell
+from bigtrain.measure.converge import ConvergeSettings
 from bigtrain.measure.protocols import STEP_TIME, CellSkipped, StepTimeSettings
 from bigtrain.results.schema import CellRecord
 # The record builders live in run/records.py; re-exported here, where callers have found them.
@@ -34,8 +35,9 @@ class CellJob:
     cell: Cell
     repeat: int
     device: str  # concrete: "cpu" or "cuda:N"
-    #: The protocol's settings, built once from the spec (a StepTimeSettings for `step_time`).
-    settings: StepTimeSettings
+    #: The protocol's settings, built once from the spec (a StepTimeSettings for `step_time`, a
+    #: ConvergeSettings for `converge`).
+    settings: StepTimeSettings | ConvergeSettings
     protocol: str = STEP_TIME
     seed: int = 0
     telemetry_interval_s: float = 0.1
@@ -89,6 +91,7 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
         items_per_step=workload.items_per_step,
         param_count=built.param_count,
         workload_version=workload_version(job.cell.model),
+        lr_used=getattr(built, "lr_used", None),
         flops_per_step=flops,
         extra={**result.extra(), **built.notes, "flops_convention": FLOPS_CONVENTION},
         **result.record_fields(built),

@@ -44,7 +44,11 @@ def cell_record(run_id: str, cell: Cell, repeat: int, **fields: Any) -> CellReco
 
 
 def base_record(job: CellJob, **fields: Any) -> CellRecord:
-    """A record carrying the job's identity and axes plus `fields`."""
+    """A record carrying the job's identity and axes plus `fields`; a converge job's record says
+    so, with its seed, whatever became of the cell."""
+    fields.setdefault("protocol", job.protocol)
+    if job.protocol == "converge":
+        fields.setdefault("seed", job.seed)
     return cell_record(job.run_id, job.cell, job.repeat, **fields)
 
 
@@ -109,8 +113,8 @@ def executor_error_record(job: CellJob, *, reason: str, detail: str | None = Non
                        ended_at=now_iso(), worker_pid=worker_pid)
 
 
-def not_run_record(run_id: str, cell: Cell) -> CellRecord:
+def not_run_record(run_id: str, cell: Cell, protocol: str = "step_time") -> CellRecord:
     """A cell the matrix decided not to run (`skipped` or `unsupported`), with its reason."""
     at = now_iso()
     return cell_record(run_id, cell, 0, status=cell.status, reason=cell.reason, started_at=at,
-                       ended_at=at)
+                       ended_at=at, protocol=protocol)

@@ -129,14 +129,19 @@ def default_run_id() -> str:
 
 def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
               done: set[tuple[str, int]]) -> list[list[CellJob]]:
-    """Jobs in rounds, one round per repeat (A B C, then A B C again), minus those already done."""
+    """Jobs in rounds, one round per repeat (A B C, then A B C again), minus those already done.
+
+    A converge repeat is a seed: repeat r trains from seed `measure.seed + r` (convergence varies
+    by seed); step-time repeats all build from `measure.seed`, as they always have."""
     m = spec.measure
-    settings = StepTimeSettings.from_measure(m)
+    settings = spec.converge or StepTimeSettings.from_measure(m)
+    seeds_per_repeat = spec.converge is not None
     rounds = []
     for repeat in range(m.repeats):
         rounds.append([
             CellJob(run_id=run_id, cell=cell, repeat=repeat, device=cell.device,
-                    settings=settings, seed=m.seed)
+                    settings=settings, protocol=spec.protocol,
+                    seed=m.seed + repeat if seeds_per_repeat else m.seed)
             for cell in cells
             if cell.status == PENDING and (cell.cell_id, repeat) not in done
         ])
@@ -317,7 +322,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                 guard.arm()
                 for cell in cells:
                     if cell.status != PENDING and cell.cell_id not in recorded_ids:
-                        record(not_run_record(manifest.run_id, cell))
+                        record(not_run_record(manifest.run_id, cell, spec.protocol))
                 for index, jobs in enumerate(rounds):
                     if index:
                         executor.retire_idle_workers()  # each repeat round: fresh workers

@@ -70,6 +70,13 @@ SIZES = {
         widths=(64, 128, 256, 512), depths=(3, 4, 6, 3),
         description="ResNet-50 shapes (bottleneck blocks) on 224x224 images",
     ),
+    # Shaped for the converge task's 8x8 digits (bigtrain.data.tasks); synthetic batches in sweeps.
+    "digits": CNNSize(
+        name="digits",
+        default_batch_size=64,
+        image_px=8, classes=10, block="basic", stem_width=16, widths=(16, 32), depths=(1, 1),
+        description="2-stage basic-block net on 8x8 images (digits; converge task)",
+    ),
 }
 
 

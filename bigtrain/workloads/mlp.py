@@ -63,6 +63,28 @@ SIZES = {
         has_batch_norm=True,
         description="4096 -> 4x8192 -> 1000 classifier",
     ),
+    # Shaped for the converge tasks' real data (bigtrain.data.tasks); synthetic batches in sweeps.
+    "digits": MLPSize(
+        name="digits",
+        default_batch_size=64,
+        in_features=64, hidden=(128, 128), out_features=10, task="classification",
+        has_batch_norm=True,
+        description="64 -> 128 -> 128 -> 10 classifier (8x8 digits; converge task)",
+    ),
+    "wine": MLPSize(
+        name="wine",
+        default_batch_size=16,
+        in_features=13, hidden=(32,), out_features=3, task="classification",
+        has_batch_norm=True,
+        description="13 -> 32 -> 3 classifier (wine; converge task)",
+    ),
+    "breast-cancer": MLPSize(
+        name="breast-cancer",
+        default_batch_size=32,
+        in_features=30, hidden=(32,), out_features=2, task="classification",
+        has_batch_norm=True,
+        description="30 -> 32 -> 2 classifier (breast cancer; converge task)",
+    ),
 }
 
 

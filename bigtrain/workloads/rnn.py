@@ -48,6 +48,8 @@ SIZES = {
         _size("lstm-small", "lstm", 10000, 256, 512, 2, 64, 32),
         _size("gru-small", "gru", 10000, 256, 512, 2, 64, 32),
         _size("lstm-medium", "lstm", 32000, 512, 1024, 2, 128, 64),
+        # Shaped for the converge task's delayed copy (bigtrain.data.tasks).
+        _size("copy", "lstm", 16, 32, 64, 1, 16, 32),
     )
 }
 

@@ -46,6 +46,8 @@ SIZES = {
         _size("small", 8192, 256, 4, 4, 128, 16),
         _size("gpt2-small", 50257, 768, 12, 12, 1024, 16, "GPT-2 small shapes (124M parameters)"),
         _size("gpt2-medium", 50257, 1024, 24, 16, 1024, 8, "GPT-2 medium shapes (350M parameters)"),
+        # Shaped for the converge task's delayed copy (bigtrain.data.tasks).
+        _size("copy", 16, 64, 2, 2, 16, 32, "2 layers, width 64, 16 tokens (delayed copy; converge task)"),
     )
 }
 
