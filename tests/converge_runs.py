@@ -99,11 +99,13 @@ def diverges(model: str, optimizer: str, lr: float, seed: int) -> bool:
 
 
 def write_converge_run(root: Path, run_id: str = "converge-cpu", hostile: bool = False,
-                       energy_per_s_w: float | None = None) -> Path:
+                       energy_per_s_w: float | None = None, lr_axis: bool = False) -> Path:
     """Write a converge run folder (manifest + cells.jsonl via RunWriter) and return its path.
 
     `energy_per_s_w` fills energy_to_target_j as that many watts times time to target (a GPU run);
     None leaves it null (a CPU run). `hostile=True` puts markup into reasons and metric names.
+    `lr_axis=True` writes each lr as the `lr` axis too (as `bigbench converge --lr` does) instead
+    of `default`.
     """
     fixture = load_run(FIXTURE)
     template = next(r for r in fixture.records if r.status == "ok" and len(r.step_times_s) >= 5)
@@ -130,6 +132,7 @@ def write_converge_run(root: Path, run_id: str = "converge-cpu", hostile: bool =
                     template, run_id=run_id, cell_id=f"conv{index}", repeat=seed,
                     model=model, optimizer=optimizer, batch_norm=batch_norm, precision="fp32",
                     device="cpu", batch_size=64, status=out.status, reason=reason,
+                    lr=repr(float(lr)) if lr_axis else "default",
                     protocol="converge", seed=seed, lr_used=lr, target_metric=metric_name,
                     target_value=TARGET, target_direction="max",
                     steps_to_target=out.steps_to_target, time_to_target_s=out.time_to_target_s,

@@ -318,3 +318,20 @@ def test_a_run_where_no_seed_reached_anything_still_reports_every_seed(tmp_path:
     markdown = (tmp_path / "report" / "report.md").read_text()
     assert "no setting reached it in most seeds" in markdown
     assert not (tmp_path / "report" / "tables" / "curves.csv").exists()  # no evaluation at all
+
+
+def test_an_lr_axis_is_named_once_beside_the_optimizer(tmp_path: Path) -> None:
+    from bigtrain.report.convergence import setting_label, settings_frame
+    from bigtrain.report.data import load_report_data
+
+    run = write_converge_run(tmp_path, run_id="lr-grid", lr_axis=True)
+    settings_by_lr = settings_frame(load_report_data([run]))
+    labels = [setting_label(row) for _, row in settings_by_lr.iterrows()]
+    assert "mlp:digits · BN off · rmsprop · lr 0.01" in labels
+    assert "mlp:digits · BN off · rmsprop · lr 0.001" in labels
+    assert all(label.count("lr ") == 1 for label in labels)
+    # the lr axis does not split the batch-norm pairs: lr 0.01 simply has no BN-on partner
+    result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    effects = read_csv(tmp_path / "report" / "tables" / "converge_effects.csv")
+    assert len([r for r in effects if r["change"] == "batch norm on vs off"]) == 6
