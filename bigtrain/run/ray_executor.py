@@ -242,7 +242,8 @@ class RayExecutor:
         nodes = self._alive_nodes()
         cpu_busy = {c.node.node_id for c in self._running.values()
                     if c.job.device == "cpu" and c.node is not None}
-        gpu_cells = sum(1 for c in self._running.values() if c.job.device != "cpu")
+        gpu_cells = sum(c.job.cell.world_size for c in self._running.values()
+                        if c.job.device != "cpu")
         gpus = sum(node.gpus for node in nodes)
         for job in list(pending):
             cell: _Cell | None = None
@@ -251,11 +252,12 @@ class RayExecutor:
                 if node is not None:
                     cpu_busy.add(node.node_id)
                     cell = self._start(job, num_cpus=node.cpus, num_gpus=0, node=node)
-            elif gpu_cells < gpus:
-                gpu_cells += 1
-                # Ray makes the GPU it grants the only one the actor sees.
+            elif gpu_cells + job.cell.world_size <= gpus:
+                # A data-parallel cell's ranks run on cuda:0..N-1 of one node: N GPUs.
+                gpu_cells += job.cell.world_size
+                # Ray makes the GPUs it grants the only ones the actor sees.
                 cell = self._start(dataclasses.replace(job, device="cuda:0"), num_cpus=1,
-                                   num_gpus=1, node=None)
+                                   num_gpus=job.cell.world_size, node=None)
             if cell is None:
                 if not self._running:  # nothing will free room for it: say so, never hang
                     pending.remove(job)
@@ -277,6 +279,9 @@ class RayExecutor:
             options["runtime_env"] = {"env_vars": dict(self.settings.worker_env)}
         if node is not None:
             options["scheduling_strategy"] = self._pinned(node)
+        # The cell's limit travels with it: a data-parallel cell stops its ranks just before it,
+        # so its record names the rank at fault rather than being killed from here.
+        job = dataclasses.replace(job, timeout_s=self.settings.cell_timeout_s)
         actor = self._runner.options(**options).remote()
         self.workers_started += 1
         ref = actor.where.remote()
