@@ -377,28 +377,50 @@ def paired_log_ratio_interval(
 
 
 def look_level(alpha: float, look: int, *, family_size: int, max_rounds: int | None = None,
-               first_look: int = MIN_PAIRED_ROUNDS) -> float:
+               last_look: int | None = None, first_look: int = MIN_PAIRED_ROUNDS) -> float:
     """The two-sided error level of one test at one look (0 where a look spends nothing).
 
     `look` is the number of rounds run so far. With `max_rounds`, half of alpha is kept for the
     last look (where a budget's detection is judged, with the most degrees of freedom) and half is
     spread evenly over the looks before it (early stops for clear answers); without, look k gets
-    alpha * k0 / (k (k + 1)). Over the family of `family_size` tests and every look the levels
-    sum to at most `alpha` (see the section comment above).
+    alpha * k0 / (k (k + 1)). `last_look`: the rounds ended there (a time budget ran out first):
+    it gets what was kept for the last look (capped: alpha / 2; open-ended: all that the looks
+    after it would have had, alpha * k0 / (k + 1), on top of its own), and no look follows it.
+    Over the family of `family_size` tests and every look the levels sum to at most `alpha` (see
+    the section comment above).
     """
     if family_size < 1:
         raise ValueError(f"family_size must be at least 1, got {family_size}")
-    if look < first_look or (max_rounds is not None and look > max_rounds):
+    end = min(x for x in (max_rounds, last_look) if x is not None) if (
+        max_rounds is not None or last_look is not None) else None
+    if look < first_look or (end is not None and look > end):
         return 0.0
     if max_rounds is None:
         per_look = alpha * first_look / (look * (look + 1))
+        if look == last_look:
+            per_look += alpha * first_look / (look + 1)
     elif max_rounds == first_look:
         per_look = alpha
-    elif look == max_rounds:
+    elif look == end:
         per_look = alpha / 2
     else:
         per_look = alpha / 2 / (max_rounds - first_look)
     return per_look / family_size
+
+
+def paired_look_interval(n: int, log_sum: float, log_square_sum: float, *, level: float,
+                         ) -> tuple[float, float, float]:
+    """(mean, low, high) of the mean log ratio from running sums, the paired t interval at
+    `level`: what paired_log_ratio_interval gives, without the lists (one per look per test)."""
+    mean = log_sum / n
+    if n < 2:
+        return mean, -math.inf, math.inf
+    variance = max(0.0, (log_square_sum - n * mean * mean) / (n - 1))
+    spread = math.sqrt(variance)
+    if spread <= 1e-9 * max(1.0, abs(mean)):
+        return mean, mean, mean
+    half_width = _t_quantile(level / 2, n - 1) * spread / math.sqrt(n)
+    return mean, mean - half_width, mean + half_width
 
 
 @functools.lru_cache(maxsize=4096)

@@ -82,6 +82,28 @@ def test_real_run_slowed_down_is_caught(real_run, tmp_path):
     assert "1 regressed, 1 unchanged" in result.output
 
 
+def test_real_run_pooled_and_paired_plumbing(real_run, tmp_path):
+    """Plumbing only: several folders a side and --paired read a real run. The same folder on both
+    sides makes every outcome exact: pooled, the ratios are 1 with no spread (unchanged); paired,
+    2 rounds are too few to decide anything (undecided, which does not fail the gate)."""
+    out = tmp_path / "pooled.json"
+    pooled = CliRunner().invoke(main, ["compare", "--baseline", str(real_run), "--baseline",
+                                       str(real_run), "--candidate", str(real_run), "--json",
+                                       str(out)])
+    assert pooled.exit_code == 0, pooled.output
+    data = json.loads(out.read_text())
+    assert data["counts"]["unchanged"] == len(data["cells"]) == 2
+    assert all(c["baseline_repeats"] == 4 and c["candidate_repeats"] == 2 for c in data["cells"])
+    out = tmp_path / "paired.json"
+    paired = CliRunner().invoke(main, ["compare", "--paired", str(real_run), str(real_run),
+                                       "--json", str(out)])
+    assert paired.exit_code == 0, paired.output
+    data = json.loads(out.read_text())
+    assert data["paired"]["rounds"] == 2
+    assert data["counts"]["undecided"] == len(data["cells"]) == 2
+    assert "2 undecided (of 2 cells) after 2 paired rounds" in paired.output
+
+
 def test_real_run_exports(real_run, tmp_path):
     gab = CliRunner().invoke(main, ["export", str(real_run), "--format",
                                     "github-action-benchmark"])

@@ -62,7 +62,11 @@ def test_the_result_renders_like_compare():
     result = compare_paired(synthetic_rounds(seed=2, n_rounds=5))
     data = cmp.to_json(result)
     assert data["counts"]["undecided"] + data["counts"]["unchanged"] == 6
-    assert "paired rounds" in cmp.render_markdown(result)
+    markdown = cmp.render_markdown(result)
+    assert "paired rounds" in markdown
+    if data["counts"]["undecided"]:
+        open_part = markdown.split("<details>")[0]
+        assert "### Undecided (not gating" in open_part and "| undecided |" in open_part
 
 
 def test_a_cell_failed_in_the_candidate_fails_the_gate():
@@ -252,3 +256,18 @@ def test_time_to_target_is_gated_lower_is_better():
                for m in compare_paired(rounds, metrics=["time_to_target_s", "steps_to_target"])
                .cells[0].metrics}
     assert metrics == {"time_to_target_s": "regressed", "steps_to_target": "regressed"}
+
+
+def test_a_final_call_spends_the_alpha_kept_for_the_end():
+    """A budget that ends the rounds before max_rounds: `final=True` gives the last look the half
+    of alpha kept for look max_rounds, so a budget-limited run is not judged at interim levels."""
+    rounds = synthetic_rounds(12, 10, slowdown=1.10)
+    interim = compare_paired(rounds, max_rounds=40, thresholds="2%")
+    final = compare_paired(rounds, max_rounds=40, thresholds="2%", final=True)
+    at_the_end = [m.verdict for m in _step_verdicts(final).values() if m.verdict.rounds == 10]
+    assert at_the_end
+    for verdict in at_the_end:
+        assert verdict.alpha == pytest.approx(0.01 / 2 / final.family_size)
+        assert verdict.alpha > 10 * 0.01 / 2 / 37 / final.family_size  # an interim look's level
+    caught = lambda result: sum(c.outcome == "regressed" for c in result.cells)  # noqa: E731
+    assert caught(final) > caught(interim)

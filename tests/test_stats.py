@@ -235,3 +235,28 @@ def test_detectable_change_is_threshold_plus_half_width():
         (1.05 * math.exp(half) - 1) * 100)
     one = stats.paired_log_ratio_interval([1.0], [1.0], level=0.05)
     assert stats.detectable_change_pct(one, threshold_pct=5) == math.inf
+
+
+@pytest.mark.parametrize(("max_rounds", "last_look"), [(None, 3), (None, 12), (40, 12), (40, 3),
+                                                       (10, 10)])
+def test_a_last_look_gets_the_kept_alpha_and_the_total_stays_within_alpha(max_rounds, last_look):
+    family = 6
+    levels = [stats.look_level(0.01, look, family_size=family, max_rounds=max_rounds,
+                               last_look=last_look) for look in range(1, 100)]
+    assert sum(levels) * family <= 0.01 + 1e-12
+    assert all(level == 0 for level in levels[last_look:])  # nothing after the last look
+    kept = stats.look_level(0.01, last_look, family_size=family, max_rounds=max_rounds)
+    assert levels[last_look - 1] >= kept
+    if max_rounds is not None:
+        assert levels[last_look - 1] * family == pytest.approx(0.005)
+
+
+def test_running_sums_give_the_paired_interval():
+    base = [1.0, 1.2, 0.9, 1.1]
+    cand = [1.1, 1.25, 1.05, 1.2]
+    logs = [math.log(c / b) for b, c in zip(base, cand)]
+    mean, low, high = stats.paired_look_interval(len(logs), sum(logs), sum(x * x for x in logs),
+                                                 level=0.01)
+    full = stats.paired_log_ratio_interval(base, cand, level=0.01)
+    assert math.exp(low) == pytest.approx(full.ratio_low)
+    assert math.exp(high) == pytest.approx(full.ratio_high)

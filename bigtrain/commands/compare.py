@@ -1,5 +1,9 @@
 """`bigbench compare BASELINE CANDIDATE`: the regression gate for CI.
 
+Several run folders a side: `--baseline DIR --baseline DIR2 --candidate DIR3 ...` (records of one
+cell from several folders are pooled as repeats). `--paired`: the folders are the two sides of
+`bigbench ab`, judged round by round (bigtrain/compare/paired.py).
+
 Exit 0 when nothing regressed or failed, 1 when something did, 2 on bad usage or unreadable input.
 Imports only the analysing side (never torch), so it starts fast on a machine without a GPU stack;
 the metric names of the help text come from the metric definitions (light: no pandas either).
@@ -15,11 +19,18 @@ import click
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.errors import BadInput
 from bigtrain.exit_codes import EXIT_REGRESSION
+from bigtrain.stats import DEFAULT_ALPHA
+
+_USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at least one "
+          "--baseline DIR and one --candidate DIR, not both forms")
 
 
 @click.command("compare")
-@click.argument("baseline", type=click.Path(path_type=Path))
-@click.argument("candidate", type=click.Path(path_type=Path))
+@click.argument("folders", nargs=-1, type=click.Path(path_type=Path), metavar="[BASELINE CANDIDATE]")
+@click.option("--baseline", "baseline_dirs", multiple=True, type=click.Path(path_type=Path),
+              metavar="DIR", help="A baseline run folder; repeat it to pool several runs.")
+@click.option("--candidate", "candidate_dirs", multiple=True, type=click.Path(path_type=Path),
+              metavar="DIR", help="A candidate run folder; repeat it to pool several runs.")
 @click.option(
     "--threshold",
     "threshold_spec",
@@ -28,6 +39,12 @@ from bigtrain.exit_codes import EXIT_REGRESSION
     help="Smallest change that counts, in percent: `5%` for every metric, or per metric, e.g. "
     f"`step_time=5%,peak_mem=2%` (metrics: {metric_names_text()}). Default 5%.",
 )
+@click.option("--alpha", type=float, default=DEFAULT_ALPHA, show_default=True,
+              help="Significance level of the noise test; with --paired, the chance of any false "
+                   "alarm in the whole gate run.")
+@click.option("--paired", is_flag=True,
+              help="The folders are the two sides of `bigbench ab`: records with the same repeat "
+                   "number ran in the same round; judge the per-round ratios.")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
               help="Also write a Markdown summary here (appended to, so $GITHUB_STEP_SUMMARY works).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
@@ -35,34 +52,52 @@ from bigtrain.exit_codes import EXIT_REGRESSION
 @click.option("--allow-different-hardware", is_flag=True,
               help="Compare even when GPU, driver, torch, CUDA or CPU differ between the runs.")
 def compare(
-    baseline: Path,
-    candidate: Path,
+    folders: tuple[Path, ...],
+    baseline_dirs: tuple[Path, ...],
+    candidate_dirs: tuple[Path, ...],
     threshold_spec: str | None,
+    alpha: float,
+    paired: bool,
     markdown_path: Path | None,
     json_path: Path | None,
     allow_different_hardware: bool,
 ) -> None:
-    """Compare CANDIDATE against BASELINE (two run folders), cell by cell and metric by metric.
+    """Compare CANDIDATE against BASELINE (run folders), cell by cell and metric by metric.
 
     A metric regresses only when it moved the wrong way by more than the threshold AND by more
     than the noise (a Welch t-test on the per-repeat values when both runs have repeats, else a
-    Mann-Whitney U test on the step times). Exit code 1 when anything regressed or failed.
+    Mann-Whitney U test on the step times; with --paired, an interval of the per-round ratios
+    beyond the threshold). Exit code 1 when anything regressed or failed.
     """
     from bigtrain.compare import (
-        compare_run_dirs,
+        compare_runs,
         parse_thresholds,
         render_markdown,
         render_terminal,
         to_json,
     )
+    from bigtrain.compare.gate import load_runs
+    from bigtrain.compare.paired import compare_paired_runs
 
+    if folders and (baseline_dirs or candidate_dirs):
+        raise BadInput(f"compare: {_USAGE}")
+    if folders:
+        if len(folders) != 2:
+            raise BadInput(f"compare: got {len(folders)} folder(s) as arguments; {_USAGE}")
+        baseline_dirs, candidate_dirs = (folders[0],), (folders[1],)
+    if not baseline_dirs or not candidate_dirs:
+        raise BadInput(f"compare: {_USAGE}")
+    if not 0 < alpha < 1:
+        raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
     thresholds = parse_thresholds(threshold_spec)
-    comparison = compare_run_dirs(
-        baseline,
-        candidate,
-        thresholds_pct=thresholds,
-        allow_different_hardware=allow_different_hardware,
-    )
+    baseline_runs, candidate_runs = load_runs(baseline_dirs), load_runs(candidate_dirs)
+    if paired:
+        comparison = compare_paired_runs(baseline_runs, candidate_runs, thresholds=thresholds,
+                                         alpha=alpha,
+                                         allow_different_hardware=allow_different_hardware)
+    else:
+        comparison = compare_runs(baseline_runs, candidate_runs, thresholds_pct=thresholds,
+                                  alpha=alpha, allow_different_hardware=allow_different_hardware)
     try:
         if markdown_path is not None:
             # Append: a CI step may already have written to $GITHUB_STEP_SUMMARY.

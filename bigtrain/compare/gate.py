@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -210,41 +211,29 @@ def compare_records(
 
 
 def compare_runs(
-    baseline: LoadedRun,
-    candidate: LoadedRun,
+    baseline: LoadedRun | Sequence[LoadedRun],
+    candidate: LoadedRun | Sequence[LoadedRun],
     *,
     thresholds_pct: Mapping[str, float] | None = None,
     alpha: float = DEFAULT_ALPHA,
     allow_different_hardware: bool = False,
 ) -> Comparison:
-    """Compare every cell of two loaded runs.
+    """Compare every cell of two loaded runs, or of several runs a side pooled (see pool_records).
 
-    Raises BadInput listing what differs when the hardware fingerprints differ, unless
-    `allow_different_hardware` (then the differences are carried in the result and shown).
+    Raises BadInput listing what differs when the hardware fingerprints differ (between any two of
+    the folders), unless `allow_different_hardware` (then the differences are carried in the
+    result and shown).
     """
-    differences = hardware_differences(
-        baseline.manifest.environment, candidate.manifest.environment
-    )
-    if differences and not allow_different_hardware:
-        raise BadInput(
-            f"{baseline.path} and {candidate.path} were measured on different hardware or "
-            f"software: {'; '.join(differences)}. Timings would not be comparable; pass "
-            f"--allow-different-hardware to compare anyway"
-        )
-    warnings = []
-    for run in (baseline, candidate):
-        if run.manifest.state != "complete":
-            warnings.append(f"{run.path}: run is {run.manifest.state}, not complete")
-        if run.truncated_lines:
-            warnings.append(f"{run.path}: truncated record set aside at line(s) "
-                            f"{', '.join(map(str, run.truncated_lines))}")
+    base_runs, cand_runs = _as_runs(baseline), _as_runs(candidate)
+    differences, warnings = check_runs(base_runs, cand_runs,
+                                       allow_different_hardware=allow_different_hardware)
     return compare_records(
-        baseline.records,
-        candidate.records,
-        baseline_run=baseline.manifest.run_id,
-        candidate_run=candidate.manifest.run_id,
-        baseline_path=str(baseline.path),
-        candidate_path=str(candidate.path),
+        pool_records(base_runs),
+        pool_records(cand_runs),
+        baseline_run=_joined(r.manifest.run_id for r in base_runs),
+        candidate_run=_joined(r.manifest.run_id for r in cand_runs),
+        baseline_path=_joined(str(r.path) for r in base_runs),
+        candidate_path=_joined(str(r.path) for r in cand_runs),
         thresholds_pct=thresholds_pct,
         alpha=alpha,
         hardware_differences=differences,
@@ -252,8 +241,82 @@ def compare_runs(
     )
 
 
+def check_runs(
+    baseline: Sequence[LoadedRun],
+    candidate: Sequence[LoadedRun],
+    *,
+    allow_different_hardware: bool = False,
+) -> tuple[tuple[str, ...], list[str]]:
+    """The fingerprint differences between the folders and the warnings about their state.
+
+    Every folder is checked against the first baseline folder. Raises BadInput naming the folders
+    and what differs, unless `allow_different_hardware`.
+    """
+    reference = baseline[0]
+    differences: list[str] = []
+    for run in (*baseline[1:], *candidate):
+        for line in hardware_differences(reference.manifest.environment,
+                                         run.manifest.environment):
+            differences.append(line if len(baseline) == len(candidate) == 1
+                               else f"{run.path}: {line}")
+    if differences and not allow_different_hardware:
+        others = ", ".join(str(r.path) for r in (*baseline[1:], *candidate))
+        raise BadInput(
+            f"{reference.path} and {others} were measured on different hardware or "
+            f"software: {'; '.join(differences)}. Timings would not be comparable; pass "
+            f"--allow-different-hardware to compare anyway"
+        )
+    warnings = []
+    for run in (*baseline, *candidate):
+        if run.manifest.state != "complete":
+            warnings.append(f"{run.path}: run is {run.manifest.state}, not complete")
+        if run.truncated_lines:
+            warnings.append(f"{run.path}: truncated record set aside at line(s) "
+                            f"{', '.join(map(str, run.truncated_lines))}")
+    return tuple(differences), warnings
+
+
+def pool_records(runs: Sequence[LoadedRun]) -> list[CellRecord]:
+    """The records of several runs of one side as repeats of their cells.
+
+    Each folder's repeats of a cell are renumbered after the previous folders' (folder order,
+    then repeat order), so repeat 0 of two folders stays two repeats.
+    """
+    if len(runs) == 1:
+        return list(runs[0].records)
+    pooled: list[CellRecord] = []
+    next_repeat: dict[str, int] = {}
+    for run in runs:
+        for cell_id, records in group_repeats(run.records).items():
+            start = next_repeat.get(cell_id, 0)
+            pooled.extend(replace(record, repeat=start + i) for i, record in enumerate(records))
+            next_repeat[cell_id] = start + len(records)
+    return pooled
+
+
 def compare_run_dirs(
-    baseline_dir: Path | str, candidate_dir: Path | str, **options: Any
+    baseline_dir: Path | str | Sequence[Path | str],
+    candidate_dir: Path | str | Sequence[Path | str],
+    **options: Any,
 ) -> Comparison:
-    """Load two run folders and compare them (see compare_runs for the options)."""
-    return compare_runs(load_run(Path(baseline_dir)), load_run(Path(candidate_dir)), **options)
+    """Load two run folders (or several a side, pooled) and compare them (see compare_runs)."""
+    return compare_runs(load_runs(baseline_dir), load_runs(candidate_dir), **options)
+
+
+def load_runs(dirs: Path | str | Sequence[Path | str]) -> list[LoadedRun]:
+    """One or several run folders, loaded."""
+    if isinstance(dirs, (str, Path)):
+        dirs = [dirs]
+    return [load_run(Path(d)) for d in dirs]
+
+
+def _as_runs(runs: LoadedRun | Sequence[LoadedRun]) -> list[LoadedRun]:
+    if isinstance(runs, LoadedRun):
+        return [runs]
+    if not runs:
+        raise BadInput("no run folder given for a side of the comparison")
+    return list(runs)
+
+
+def _joined(parts: Iterable[str]) -> str:
+    return " + ".join(parts)

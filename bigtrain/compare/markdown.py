@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from bigtrain.compare.result import GATING_VERDICTS, Comparison
 from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
 from bigtrain.markdown_escape import escape_markdown as _md_escape
+from bigtrain.stats import UNDECIDED
 
 
 def _md_table(rows: Sequence[Row]) -> list[str]:
@@ -25,7 +26,9 @@ def render_markdown(comparison: Comparison) -> str:
     """Markdown: gating rows and redefined workloads in the open, the rest folded."""
     rows = table_rows(comparison)
     gating = [r for r in rows if r.outcome in GATING_VERDICTS]
-    rest = [r for r in rows if r.outcome not in GATING_VERDICTS]
+    # paired rounds: what the rounds could not decide is shown in the open too (it does not gate)
+    undecided = [r for r in rows if r.outcome == UNDECIDED]
+    rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != UNDECIDED]
     redefined = comparison.redefined_cells()
     icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
     lines = [
@@ -47,6 +50,9 @@ def render_markdown(comparison: Comparison) -> str:
         lines += ["### Regressions and failures", "", *_md_table(gating), ""]
     else:
         lines += ["No regressions or failures.", ""]
+    if undecided:
+        lines += ["### Undecided (not gating: the rounds ran out before the noise allowed a "
+                  "decision)", "", *_md_table(undecided), ""]
     if redefined:
         # Compared all the same (a changed model is what a gate is often asked about), but the
         # numbers measure different code: say so where it is seen.

@@ -25,13 +25,15 @@ import math
 import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
-from bigtrain.compare.gate import side_summary, status_comparison
+from bigtrain.compare.gate import check_runs, group_repeats, side_summary, status_comparison
 from bigtrain.compare.metrics import METRICS, METRICS_BY_NAME, Metric, metric_names_text
 from bigtrain.compare.result import CellComparison, Comparison, MetricComparison
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
 from bigtrain.errors import BadInput
 from bigtrain.results.schema import STATUS_OK, CellRecord
+from bigtrain.results.store import LoadedRun
 from bigtrain.stats import (
     CENTER_GEOMEAN,
     DEFAULT_ALPHA,
@@ -41,13 +43,14 @@ from bigtrain.stats import (
     REGRESSED,
     UNCHANGED,
     UNDECIDED,
-    PairedInterval,
     Verdict,
     band_outcome,
     detectable_change_pct,
     geometric_mean,
     look_level,
     paired_log_ratio_interval,
+    paired_look_interval,
+    safe_exp,
 )
 
 #: What `bigbench compare` makes and `compare_paired` extends (one result type for both).
@@ -73,6 +76,7 @@ def compare_paired(
     alpha: float = DEFAULT_ALPHA,
     max_rounds: int | None = None,
     metrics: Sequence[str | Metric] | None = None,
+    final: bool = False,
     baseline_run: str = "baseline",
     candidate_run: str = "candidate",
     baseline_path: str | None = None,
@@ -86,7 +90,9 @@ def compare_paired(
     nothing changed, that a whole gate run raises any alarm; `max_rounds`: the planned cap on the
     rounds (alpha is spread over the looks up to it, and rounds beyond it are ignored), or None
     when the rounds are open-ended (a time budget): alpha is then spent as alpha*3/(k(k+1)) at
-    look k; `metrics`: the metric names (or Metric objects) to gate, default all.
+    look k; `metrics`: the metric names (or Metric objects) to gate, default all; `final`: no
+    round follows these (a time budget ran out before max_rounds): the last look gets the alpha
+    kept for the end (reaching max_rounds is final by itself).
     """
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
@@ -131,7 +137,8 @@ def compare_paired(
             MetricComparison(metric, _decide_metric(
                 pairs, looks=len(rounds), metric=metric,
                 threshold_pct=threshold_pct.get(metric.name, DEFAULT_THRESHOLD_PCT),
-                alpha=alpha, family_size=family_size, max_rounds=max_rounds))
+                alpha=alpha, family_size=family_size, max_rounds=max_rounds,
+                last_look=len(rounds) if final else None))
             for metric, pairs in tests[cell_id]
         ]
         outcomes = {m.outcome for m in verdicts}
@@ -161,6 +168,65 @@ def compare_paired(
         rounds=max((len(r) for r in cells.values()), default=0),
         max_rounds=max_rounds,
         family_size=family_size,
+    )
+
+
+def rounds_from_records(
+    baseline: Sequence[CellRecord], candidate: Sequence[CellRecord]
+) -> dict[str, list[PairedRound]]:
+    """Paired rounds from two sides' records: records of a cell with the same `repeat` number were
+    measured in the same round (how `bigbench ab` writes its two run folders)."""
+    base_cells, cand_cells = group_repeats(baseline), group_repeats(candidate)
+    rounds: dict[str, list[PairedRound]] = {}
+    for cell_id in sorted(set(base_cells) | set(cand_cells)):
+        base = {r.repeat: r for r in base_cells.get(cell_id, [])}
+        cand = {r.repeat: r for r in cand_cells.get(cell_id, [])}
+        rounds[cell_id] = [PairedRound(round_index=i, baseline=base.get(i), candidate=cand.get(i))
+                           for i in sorted(set(base) | set(cand))]
+    return rounds
+
+
+def compare_paired_runs(
+    baseline: Sequence[LoadedRun],
+    candidate: Sequence[LoadedRun],
+    *,
+    allow_different_hardware: bool = False,
+    **options: Any,
+) -> CompareResult:
+    """`compare --paired`: run folders of the two sides of `bigbench ab`, judged as paired rounds.
+
+    Folder k of the baseline pairs with folder k of the candidate (their rounds follow the
+    previous pair's); options as compare_paired.
+    """
+    if len(baseline) != len(candidate):
+        raise BadInput(f"--paired pairs baseline and candidate folders one to one: got "
+                       f"{len(baseline)} baseline and {len(candidate)} candidate folders")
+    differences, warnings = check_runs(baseline, candidate,
+                                       allow_different_hardware=allow_different_hardware)
+    rounds: dict[str, list[PairedRound]] = {}
+    offset = 0
+    for base_run, cand_run in zip(baseline, candidate):
+        pair = rounds_from_records(base_run.records, cand_run.records)
+        width = 1 + max((r.round_index for rs in pair.values() for r in rs), default=-1)
+        for cell_id, cell_rounds in pair.items():
+            rounds.setdefault(cell_id, []).extend(
+                replace(r, round_index=offset + r.round_index) for r in cell_rounds)
+        offset += width
+    if baseline and candidate:
+        base_cells = {r.cell_id for run in baseline for r in run.records}
+        cand_cells = {r.cell_id for run in candidate for r in run.records}
+        if base_cells and cand_cells and not base_cells & cand_cells:
+            raise BadInput(f"no cell of {candidate[0].path} matches a cell of {baseline[0].path}: "
+                           f"were they swept with different presets or devices?")
+    return compare_paired(
+        rounds,
+        baseline_run=" + ".join(r.manifest.run_id for r in baseline),
+        candidate_run=" + ".join(r.manifest.run_id for r in candidate),
+        baseline_path=" + ".join(str(r.path) for r in baseline),
+        candidate_path=" + ".join(str(r.path) for r in candidate),
+        hardware_differences=differences,
+        warnings=warnings,
+        **options,
     )
 
 
@@ -251,39 +317,45 @@ def _decide_metric(
     alpha: float,
     family_size: int,
     max_rounds: int | None,
+    last_look: int | None,
 ) -> Verdict:
     """The first look whose interval decides the metric, else the last look's interval."""
-    chosen: tuple[PairedInterval, str, int] | None = None
-    last: tuple[PairedInterval, str, int] | None = None
+    logs_by_look: dict[int, list[float]] = {}
+    for look, b, c in pairs:
+        logs_by_look.setdefault(look, []).append(math.log(c) - math.log(b))
+    # running sums of the log ratios, shifted by the first (so equal ratios sum to exactly 0)
+    shift = math.log(pairs[0][2]) - math.log(pairs[0][1])
+    n, total, squares = 0, 0.0, 0.0
+    chosen: tuple[str, int, float] | None = None  # outcome, look, level
     for look in range(1, looks + 1):
-        level = look_level(alpha, look, family_size=family_size, max_rounds=max_rounds)
-        known = [(b, c) for at, b, c in pairs if at <= look]
-        if level <= 0 or not known:
+        for value in logs_by_look.get(look, ()):
+            n, total, squares = n + 1, total + (value - shift), squares + (value - shift) ** 2
+        level = look_level(alpha, look, family_size=family_size, max_rounds=max_rounds,
+                           last_look=last_look)
+        if level <= 0 or n == 0:
             continue
-        interval = paired_log_ratio_interval([b for b, _ in known], [c for _, c in known],
-                                             level=level, with_p_value=False)
-        outcome = band_outcome(interval.ratio_low, interval.ratio_high,
+        mean, low, high = paired_look_interval(n, total, squares, level=level)
+        outcome = band_outcome(safe_exp(low + shift), safe_exp(high + shift),
                                threshold_pct=threshold_pct,
                                higher_is_better=metric.higher_is_better)
-        last = (interval, outcome, look)
+        chosen = (outcome, look, level)
         if outcome != UNDECIDED:
-            chosen = last
             break
     base_all = [b for _, b, _ in pairs]
     cand_all = [c for _, _, c in pairs]
-    if chosen is None and last is None:
+    if chosen is None:
         # too few rounds for any look: the point estimate only, undecided
         interval = paired_log_ratio_interval(base_all, cand_all, level=alpha / family_size)
         interval = replace(interval, ratio_low=0.0, ratio_high=math.inf)
-        chosen = (interval, UNDECIDED, looks)
-    interval, outcome, look = chosen or last  # type: ignore[misc]
+        outcome, look = UNDECIDED, looks
+    else:
+        outcome, look, level = chosen
+        used = [(b, c) for at, b, c in pairs if at <= look]
+        interval = paired_log_ratio_interval([b for b, _ in used], [c for _, c in used],
+                                             level=level)
     used = [(b, c) for at, b, c in pairs if at <= look]
     base_used = [b for b, _ in used]
     cand_used = [c for _, c in used]
-    if interval.p_value is None and len(used) >= 2:
-        # the p-value of the look that stands, for the record
-        with_p = paired_log_ratio_interval(base_used, cand_used, level=interval.level)
-        interval = replace(interval, p_value=with_p.p_value)
     ratio = interval.ratio
     return Verdict(
         outcome=outcome,
