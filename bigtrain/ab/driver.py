@@ -254,6 +254,13 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                 writers[side].append(rec)
             return rec
 
+        def decide(*, final: bool) -> tuple[Any, bool]:
+            return decide_rounds(
+                rounds, thresholds_pct=options.thresholds_pct, alpha=options.alpha,
+                max_rounds=options.max_rounds, final=final,
+                runs={n: (st.manifest.run_id, st.run_dir, st.manifest.environment)
+                      for n, st in starts.items()})
+
         try:
             try:
                 guard.arm()
@@ -265,6 +272,8 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                 for index in range(options.max_rounds):
                     if not next_round_fits(clock() - started, durations, options.budget_s):
                         stop_reason = STOP_BUDGET
+                        # No round follows: judge the last look as the final one.
+                        result, _ = decide(final=True)
                         break
                     round_start = clock()
                     round_cores = side_cores(options.mode, index, cores)
@@ -276,11 +285,7 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                     current.close(kill=False)
                     current = None
                     durations.append(clock() - round_start)
-                    result, decided = decide_rounds(
-                        rounds, thresholds_pct=options.thresholds_pct, alpha=options.alpha,
-                        max_rounds=options.max_rounds,
-                        runs={n: (st.manifest.run_id, st.run_dir, st.manifest.environment)
-                              for n, st in starts.items()})
+                    result, decided = decide(final=False)
                     if on_round is not None:
                         on_round(RoundReport(index=index, duration_s=durations[-1],
                                              elapsed_s=clock() - started, result=result,

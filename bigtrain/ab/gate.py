@@ -29,17 +29,20 @@ def paired_rounds(rounds: Sequence[Mapping[str, Mapping[str, CellRecord]]]) -> d
 
 def decide_rounds(rounds: Sequence[Mapping[str, Mapping[str, CellRecord]]], *,
                   thresholds_pct: Mapping[str, float] | None, alpha: float | None,
-                  max_rounds: int, runs: Mapping[str, Any] | None = None) -> tuple[Any, bool]:
+                  max_rounds: int, runs: Mapping[str, Any] | None = None,
+                  final: bool = False) -> tuple[Any, bool]:
     """The comparison of every round so far, and whether every cell is decided.
 
     `runs` maps each side to its run folder's `(run_id, path, environment)`, for the names in
     the rendering and the hardware or software differences between the two sides (shown, never
-    refused: two venvs with different torch builds is what an A/B run may be for).
+    refused: two venvs with different torch builds is what an A/B run may be for). `final`: no
+    round follows (the budget stopped the run), so the last look may spend the alpha kept for
+    the end.
     """
     from bigtrain.compare.paired import all_decided, compare_paired
     from bigtrain.envinfo import fingerprint_differences
 
-    options: dict[str, Any] = {"max_rounds": max_rounds}
+    options: dict[str, Any] = {"max_rounds": max_rounds, "final": final}
     if runs is not None:
         (base_id, base_path, base_env), (cand_id, cand_path, cand_env) = (
             runs["baseline"], runs["candidate"])
