@@ -47,7 +47,13 @@ from bigtrain.run.rank import (
     log_path,
     result_path,
 )
-from bigtrain.run.records import REASON_CHARS, TRACEBACK_TAIL_CHARS, base_record, now_iso
+from bigtrain.run.records import (
+    REASON_CHARS,
+    TRACEBACK_TAIL_CHARS,
+    base_record,
+    exit_cause,
+    now_iso,
+)
 
 #: Used where the executor did not say how long the cell may take.
 DEFAULT_TIMEOUT_S = 600.0
@@ -192,17 +198,9 @@ def _failure_record(job: Any, exits: list[RankExit], logs: list[str],
     silent = [e for e in failed if e.record is None]
     if silent:
         cause = silent[0]
-        code = cause.exit_code
-        if code is not None and code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = f"signal {-code}"
-            status, reason = "crashed", f"rank {cause.rank} killed by {name}"
-        else:
-            status = "error"
-            reason = f"rank {cause.rank} exited with code {code} without a result"
-        reason += "; the other ranks were stopped"
+        status, how = exit_cause(cause.exit_code)
+        reason = (f"rank {cause.rank} {how}" + (" without a result" if status == "error" else "")
+                  + "; the other ranks were stopped")
         return base_record(job, status=status, reason=reason[:REASON_CHARS],
                            traceback_tail=logs[cause.rank] or None, ended_at=now_iso(), **common)
     cause = min(failed, key=lambda e: (e.record.ended_at or "", e.rank))  # type: ignore[union-attr]

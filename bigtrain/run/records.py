@@ -83,18 +83,25 @@ def exception_record(job: CellJob, exc: BaseException, *, started_at: str,
                        ended_at=now_iso(), worker_pid=worker_pid)
 
 
-def death_record(job: CellJob, *, exit_code: int | None, stderr_tail: str,
-                 worker_pid: int | None) -> CellRecord:
-    """A worker that ended without a result: `crashed` when a signal killed it (a negative exit
-    code, as multiprocessing reports it), else `error` naming the exit code."""
+def exit_cause(exit_code: int | None) -> tuple[str, str]:
+    """How a process that ended without a result ended: (`crashed`, "killed by SIGKILL") when a
+    signal killed it (a negative exit code, as multiprocessing and subprocess report it), else
+    (`error`, "exited with code N")."""
     if exit_code is not None and exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name
         except ValueError:
             name = f"signal {-exit_code}"
-        status, reason = "crashed", f"worker killed by {name}"
-    else:
-        status, reason = "error", f"worker exited with code {exit_code} without sending a result"
+        return "crashed", f"killed by {name}"
+    return "error", f"exited with code {exit_code}"
+
+
+def death_record(job: CellJob, *, exit_code: int | None, stderr_tail: str,
+                 worker_pid: int | None) -> CellRecord:
+    """A worker that ended without a result: `crashed` when a signal killed it, else `error`
+    naming the exit code (see `exit_cause`)."""
+    status, how = exit_cause(exit_code)
+    reason = f"worker {how}" + (" without sending a result" if status == "error" else "")
     return base_record(job, status=status, reason=reason, traceback_tail=stderr_tail or None,
                        ended_at=now_iso(), worker_pid=worker_pid)
 
