@@ -6,7 +6,6 @@ input), plus 130 when interrupted: the gate is then not passed, and both run fol
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -106,18 +105,13 @@ def _print_round(report) -> None:  # noqa: ANN001 - a RoundReport
 def _render(outcome, markdown_path: Path | None, json_path: Path | None) -> None:  # noqa: ANN001
     from bigtrain.ab.report import outcome_json, outcome_lines, outcome_markdown
     from bigtrain.compare import render_terminal
-    from bigtrain.errors import BadInput
+    from bigtrain.compare.outputs import write_gate_files
     from bigtrain.terminal_text import inert
 
-    try:
-        if markdown_path is not None and outcome.result is not None:
-            with open(markdown_path, "a", encoding="utf-8") as fh:
-                fh.write(outcome_markdown(outcome))
-        if json_path is not None:
-            text = json.dumps(outcome_json(outcome), indent=2, allow_nan=False) + "\n"
-            json_path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot write {exc.filename}: {exc.strerror}") from None
+    write_gate_files(
+        markdown_path=markdown_path,
+        markdown=(lambda: outcome_markdown(outcome)) if outcome.result is not None else None,
+        json_path=json_path, payload=lambda: outcome_json(outcome))
     if outcome.result is not None:
         render_terminal(outcome.result)
     for line in outcome_lines(outcome):

@@ -11,7 +11,6 @@ the metric names of the help text come from the metric definitions (light: no pa
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -77,6 +76,7 @@ def compare(
         to_json,
     )
     from bigtrain.compare.gate import load_runs
+    from bigtrain.compare.outputs import write_gate_files
     from bigtrain.compare.paired import compare_paired_runs
 
     if folders and (baseline_dirs or candidate_dirs):
@@ -98,16 +98,8 @@ def compare(
     else:
         comparison = compare_runs(baseline_runs, candidate_runs, thresholds_pct=thresholds,
                                   alpha=alpha, allow_different_hardware=allow_different_hardware)
-    try:
-        if markdown_path is not None:
-            # Append: a CI step may already have written to $GITHUB_STEP_SUMMARY.
-            with open(markdown_path, "a", encoding="utf-8") as fh:
-                fh.write(render_markdown(comparison))
-        if json_path is not None:
-            text = json.dumps(to_json(comparison), indent=2, allow_nan=False) + "\n"
-            json_path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot write {exc.filename}: {exc.strerror}") from None
+    write_gate_files(markdown_path=markdown_path, markdown=lambda: render_markdown(comparison),
+                     json_path=json_path, payload=lambda: to_json(comparison))
     # Files first: what CI keeps never depends on the terminal (which prints data as text).
     render_terminal(comparison)
     if comparison.gate_failed:
