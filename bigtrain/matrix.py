@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -217,7 +218,26 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
         elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):
             status, reason = "unsupported", task_reason
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))
-    return cells
+    return _mark_incapable(cells)
+
+
+def _mark_incapable(cells: list[Cell]) -> list[Cell]:
+    """Mark `unsupported` the pending CPU cells whose model this torch cannot train in their
+    precision on this CPU (`bigtrain.workloads.capability`: probed once per machine, cached)."""
+    from bigtrain.precision import resolve_precision
+    from bigtrain.workloads.capability import ProbeKey, unsupported_reasons
+
+    def key(cell: Cell) -> ProbeKey | None:
+        if (cell.status != PENDING or cell.device != "cpu"
+                or resolve_precision(cell.precision).autocast_dtype is None):
+            return None
+        return ProbeKey(cell.model, cell.batch_norm == "on", cell.precision)
+
+    keys = {cell.cell_id: k for cell in cells if (k := key(cell)) is not None}
+    reasons = unsupported_reasons(keys.values())
+    return [dataclasses.replace(cell, status="unsupported", reason=reasons[keys[cell.cell_id]])
+            if cell.cell_id in keys and keys[cell.cell_id] in reasons else cell
+            for cell in cells]
 
 
 def _bf16(device: str, inventory: DeviceInventory) -> bool:

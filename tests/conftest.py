@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,10 @@ from bigtrain.spec import preset_toml
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent
+
+# The capability probe's per-machine cache (bigtrain.workloads.capability): one per test session,
+# shared with every worker and CLI subprocess, never the user's own.
+os.environ.setdefault("BIGTRAIN_CACHE_DIR", tempfile.mkdtemp(prefix="bigtrain-cache-"))
 
 # Workers are spawned: they see the same sys.path, and the env var tells them what to import.
 if str(TESTS_DIR) not in sys.path:

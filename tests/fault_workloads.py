@@ -75,6 +75,11 @@ class _Faulty(nn.Module):
             # Stands in for a sticky CUDA error on a machine without a GPU: the process must go.
             mark_unhealthy("poisoned by the fault:poison workload")
             raise RuntimeError("injected failure that leaves the process unhealthy")
+        elif self.mode == "no-bf16" and torch.is_autocast_enabled("cpu"):
+            # Stands in for a CPU whose oneDNN has no bf16 kernel for a layer (an LSTM on an
+            # EPYC without AVX-512 BF16): fp32 trains, autocast fails.
+            raise RuntimeError("could not create a primitive descriptor for the faulty layer. "
+                               "Run with ONEDNN_VERBOSE=all for more")
         elif self.mode == "flaky":
             # Fails until the marker file exists: the first attempt fails, a retry succeeds.
             marker = os.environ["BIGTRAIN_FLAKY_MARKER"]
@@ -117,7 +122,7 @@ class _Ballast(nn.Module):
 
 
 MODES = ("segv", "hang", "raise", "silent-exit", "oom", "nan", "ballast", "healthy", "flaky",
-         "poison", "escape")
+         "poison", "escape", "no-bf16")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -77,7 +77,12 @@ def ray_cluster() -> Iterator[LocalCluster]:
     # The cluster's workers import this checkout's bigtrain, and the test-only fault family.
     env = {"PYTHONPATH": os.pathsep.join([str(REPO), str(TESTS_DIR),
                                           os.environ.get("PYTHONPATH", "")]),
-           "BIGTRAIN_PLUGINS": "fault_workloads", "RAY_AUTH_MODE": "disabled"}
+           "BIGTRAIN_PLUGINS": "fault_workloads", "RAY_AUTH_MODE": "disabled",
+           # Ray's test cluster writes its address file under $RAY_TMPDIR/ray (default /tmp/ray)
+           # whatever temp_dir the head is given, and does not create that folder: point it into
+           # the cluster's own folder, so a machine where no Ray ever ran passes too.
+           "RAY_TMPDIR": temp_dir}
+    os.makedirs(os.path.join(temp_dir, "ray"), exist_ok=True)
     with pytest.MonkeyPatch.context() as patch:
         for key, value in env.items():
             patch.setenv(key, value)
