@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One-step set-up: a virtual environment in .venv with bigtrain installed (editable) and a torch
 # build that fits the box, online or offline.
-#   bash setup.sh           # to run sweeps
+#   bash setup.sh           # to run sweeps and converge runs (bigtrain + the converge extra)
 #   bash setup.sh --test    # also the test tools (pytest, pytest-benchmark), the models extra
 #                           # (torchvision, transformers: the tv:/hf: families) and headless chromium
 # Environment: PYTHON (default python3), TORCH_SPEC (default: torch==2.13.0 on a box without an
@@ -120,7 +120,9 @@ elif (( online )); then
         >/dev/null) || echo "setup.sh: could not install chromium; browser tests will be skipped" >&2
     fi
   else
-    "${pip[@]}" -e .
+    # The converge extra (scikit-learn's bundled data sets, a few MB) belongs to the first
+    # command: the README's tour runs `bigbench converge`, which has no task without it.
+    "${pip[@]}" -e '.[converge]'
   fi
   did+=("installed bigtrain (editable)")
 elif "${pip[@]}" --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1; then

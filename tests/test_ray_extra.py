@@ -56,5 +56,19 @@ def test_the_ray_extra_is_pinned_and_installed_with_the_test_tools() -> None:
     assert not any(d.startswith("ray") for d in project["dependencies"])  # optional only
     setup = (REPO / "setup.sh").read_text()
     # Both install lines (with and without the torch-2.13-pinned models extra) bring the ray extra.
-    installs = re.findall(r"-e '\.\[([a-z,]+)\]'", setup)
+    installs = [extras for extras in re.findall(r"-e '\.\[([a-z,]+)\]'", setup)
+                if "test" in extras.split(",")]
     assert len(installs) == 2 and all({"test", "ray"} <= set(extras.split(",")) for extras in installs)
+
+
+def test_the_first_setup_command_installs_the_converge_extra() -> None:
+    # `bash setup.sh` alone must set up what the README tours, `bigbench converge` included:
+    # every install line of setup.sh (plain and --test) brings the converge extra.
+    from conftest import REPO
+
+    setup = (REPO / "setup.sh").read_text()
+    online_installs = re.findall(r'"\$\{pip\[@\]\}" -e (\S+)', setup)
+    assert len(online_installs) == 3, online_installs
+    for target in online_installs:
+        extras = re.fullmatch(r"'\.\[([a-z,]+)\]'", target)
+        assert extras and "converge" in extras.group(1).split(","), target
