@@ -31,6 +31,9 @@ from conftest import REPO, TESTS_DIR, write_preset
 START_TIMEOUT_S = 120
 #: A whole sweep subprocess; generous, since it is no assertion about timing.
 SWEEP_TIMEOUT_S = 180
+#: The cell limit of the timeout test: long enough for a real cell on a loaded box, short enough
+#: that the hanging cell does not stretch the suite.
+HANG_LIMIT_S = 30
 
 
 # -- a real cluster ----------------------------------------------------------------------------
@@ -217,14 +220,17 @@ def test_a_cell_over_its_timeout_and_a_dying_worker_are_records(
     from bigtrain.run.sweep import SweepOptions, run_sweep
     from bigtrain.spec import spec_from_preset
 
-    preset = write_preset(tmp_path, ["fault:hang", "fault:segv", "mlp:seed"], timeout=8)
+    # The limit must cover a worker's torch import and build on a loaded 2-core box (8 s did
+    # not, at load 15: the segv cell timed out before it could crash); the hang cell pays it.
+    preset = write_preset(tmp_path, ["fault:hang", "fault:segv", "mlp:seed"],
+                          timeout=HANG_LIMIT_S)
     outcome = run_sweep(spec_from_preset(str(preset)),
                         SweepOptions(out_dir=tmp_path, run_id="faults", executor="ray",
                                      executor_options={"address": ray_cluster.address}))
     assert outcome.exit_code == 1
     by_model = {r.model: r for r in load_run(tmp_path / "faults").records}
     hung, died = by_model["fault:hang"], by_model["fault:segv"]
-    assert hung.status == "timeout" and "cell exceeded the 8 s limit" in hung.reason
+    assert hung.status == "timeout" and f"cell exceeded the {HANG_LIMIT_S} s limit" in hung.reason
     assert hung.node_id in ray_cluster.node_ids()
     assert died.status == "crashed" and died.node_id in ray_cluster.node_ids()
     assert "the worker process on node " in died.reason and "died mid-cell" in died.reason
