@@ -268,9 +268,9 @@ def test_the_stamp_changes_when_code_the_builder_reaches_changes(
         sys.modules.pop("stamp_probe", None)
 
 
-def test_the_readme_plugin_example_builds_and_trains(tmp_path: Path,
-                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    text = (REPO / "README.md").read_text()
+def test_the_documented_plugin_example_builds_and_trains(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    text = (REPO / "docs" / "reference" / "plugins.md").read_text()
     start = text.index("# mypkg/bench.py")
     (tmp_path / "readme_plugin.py").write_text(text[start:text.index("```", start)])
     monkeypatch.syspath_prepend(str(tmp_path))
