@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results import migrations, schema
 from bigtrain.results.migrations import upgrade
 from bigtrain.results.schema import CellRecord, Manifest, SchemaError, SchemaVersionError

@@ -210,7 +210,7 @@ def test_ctrl_c_stops_the_cells_on_the_cluster_and_marks_the_run_interrupted(
 def test_a_cell_over_its_timeout_and_a_dying_worker_are_records(
         ray_cluster: LocalCluster, tmp_path: Path, faults: None) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     preset = write_preset(tmp_path, ["fault:hang", "fault:segv", "mlp:seed"], timeout=8)
     outcome = run_sweep(spec_from_preset(str(preset)),

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bigtrain import exit_codes
+from bigtrain.common import exit_codes
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import (
     MANIFEST_RULES,
     MEASURE_RULES,
@@ -62,7 +62,7 @@ def test_every_record_and_manifest_field_has_a_rule():
 
 
 def test_measure_rules_are_the_measure_settings():
-    from bigtrain.spec import MeasureSettings
+    from bigtrain.cells.spec import MeasureSettings
 
     assert set(MEASURE_RULES) == {f.name for f in dataclasses.fields(MeasureSettings)}
 

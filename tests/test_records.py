@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bigtrain.matrix import Cell
+from bigtrain.cells.matrix import Cell
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.run.cell import CellJob
 from bigtrain.run.health import check_health

@@ -48,7 +48,7 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
     ValueError naming the field when the message holds an axis or setting this version lacks (a
     newer driver asking for something this worker cannot measure).
     """
-    from bigtrain.matrix import Cell
+    from bigtrain.cells.matrix import Cell
     from bigtrain.measure.protocols import StepTimeSettings
     from bigtrain.run.cell import CellJob
 

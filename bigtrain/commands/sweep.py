@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bigtrain.axes import AXIS_TABLE
-from bigtrain.matrix import DEFAULT_MAX_CELLS
+from bigtrain.cells.axes import AXIS_TABLE
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
 
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
@@ -56,9 +56,9 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
           retry_failed, force, fresh_workers, executor, ray_address, max_cells, dry_run,
           no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
-    from bigtrain.errors import BadInput
-    from bigtrain.run_ids import check_run_id
-    from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
+    from bigtrain.common.errors import BadInput
+    from bigtrain.results.run_ids import check_run_id
+    from bigtrain.cells.spec import apply_overrides, spec_from_json, spec_from_preset
 
     overrides = {
         **axis_values,  # one entry per axis flag, keyed by axis name
@@ -91,7 +91,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         _print_cells(spec, max_cells)
         return
 
-    from bigtrain.console import sweep_progress
+    from bigtrain.run.console import sweep_progress
     from bigtrain.run.sweep import SweepOptions, run_sweep
 
     options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
@@ -107,8 +107,8 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
 def _write_report(run_dir: Path) -> None:
     from bigtrain.report import write_report
-    from bigtrain.run_ids import check_run_id
-    from bigtrain.terminal_text import inert
+    from bigtrain.results.run_ids import check_run_id
+    from bigtrain.common.terminal_text import inert
 
     out = Path("reports") / check_run_id(run_dir.name, "run folder")
     try:
@@ -124,8 +124,8 @@ def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
-    from bigtrain.matrix import DeviceInventory, expand
-    from bigtrain.terminal_text import data_text
+    from bigtrain.cells.matrix import DeviceInventory, expand
+    from bigtrain.common.terminal_text import data_text
 
     cells = expand(spec, DeviceInventory.detect(), max_cells=max_cells)
     # Every value is data (a preset path, a reason, a plugin's names): Text, never markup.

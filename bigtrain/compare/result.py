@@ -9,9 +9,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.axes import compare_cell_label
+from bigtrain.cells.axes import compare_cell_label
 from bigtrain.compare.metrics import Metric
-from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED, Verdict
+from bigtrain.compare.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED, Verdict
 
 NEW = "new"
 MISSING = "missing"

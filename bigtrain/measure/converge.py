@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.converge_loop import ConvergeRun

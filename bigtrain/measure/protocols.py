@@ -19,8 +19,8 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.common.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.memory import PeakMemory, PeakMemoryTracker

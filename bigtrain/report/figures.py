@@ -671,7 +671,7 @@ def _sources(data: ReportData) -> list[str]:
 
 
 def _opt_label(record: Any) -> str:
-    from bigtrain.axes import OPTIMIZER_STYLE, cell_label
+    from bigtrain.cells.axes import OPTIMIZER_STYLE, cell_label
 
     return cell_label({"optimizer": record.optimizer, "impl": record.impl}, OPTIMIZER_STYLE)
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from bigtrain.axes import PROGRESS_STYLE, cell_label
+from bigtrain.cells.axes import PROGRESS_STYLE, cell_label
 from bigtrain.report.data import ReportData
 from bigtrain.report.tables import RATIO_MARK, Table
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bigtrain.axes import AXIS_NAMES, AXIS_TABLE
+from bigtrain.cells.axes import AXIS_NAMES, AXIS_TABLE
 from bigtrain.results.validation import (
     ANY_FINITE_JSON,
     InvalidField,
@@ -57,7 +57,7 @@ DIST_BACKENDS = ("nccl", "gloo")
 #: The columns of a converge record's `curve`, one value per evaluation, in step order.
 CURVE_COLUMNS = ("step", "wall_s", "train_loss", "eval_loss", "eval_metric")
 
-#: The axis columns of a record, in table order (see bigtrain.axes).
+#: The axis columns of a record, in table order (see bigtrain.cells.axes).
 AXES = AXIS_NAMES
 RUN_STATES = ("running", "complete", "interrupted")
 
@@ -263,7 +263,7 @@ class CellRecord:
     run_id: str
     cell_id: str
     repeat: int = 0
-    # the axes: one field per entry of bigtrain.axes.AXIS_TABLE (tests/test_axes.py checks)
+    # the axes: one field per entry of bigtrain.cells.axes.AXIS_TABLE (tests/test_axes.py checks)
     model: str
     optimizer: str
     impl: str
@@ -433,7 +433,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: The manifest's `spec.measure` (bigtrain.spec.MeasureSettings: its keys, types and ranges).
+#: The manifest's `spec.measure` (bigtrain.cells.spec.MeasureSettings: its keys, types and ranges).
 MEASURE_RULES: Mapping[str, Rule] = {
     "warmup_s": number(minimum=0),
     "duration_s": number(above=0),
@@ -448,7 +448,7 @@ CONVERGE_RULES: Mapping[str, Rule] = {
     "max_time_s": number(above=0),
     "eval_every": integer(minimum=1),
 }
-#: The manifest's `spec` (bigtrain.spec.SweepSpec.to_json): an axis holds a list of values.
+#: The manifest's `spec` (bigtrain.cells.spec.SweepSpec.to_json): an axis holds a list of values.
 SPEC_RULES: Mapping[str, Rule] = {
     "preset": text(nullable=True),
     "description": text(nullable=True),
@@ -458,7 +458,7 @@ SPEC_RULES: Mapping[str, Rule] = {
     "protocol": choice(PROTOCOLS),
     "converge": obj(CONVERGE_RULES, present_only=True),
 }
-#: One GPU of the manifest's `environment.gpus` (bigtrain.envinfo; null where NVML could not say).
+#: One GPU of the manifest's `environment.gpus` (bigtrain.measure.envinfo; null where NVML could not say).
 GPU_RULES: Mapping[str, Rule] = {
     "index": _COUNT,
     "name": _OPTIONAL_TEXT,
@@ -479,7 +479,7 @@ ENVIRONMENT_RULES: Mapping[str, Rule] = {
     "git_dirty": boolean(nullable=True),
 }
 #: One node of a cluster executor's run (the manifest's `nodes`): the cluster's id for it, its
-#: address and host name, what it offers, and its own environment fingerprint (bigtrain.envinfo).
+#: address and host name, what it offers, and its own environment fingerprint (bigtrain.measure.envinfo).
 NODE_RULES: Mapping[str, Rule] = {
     "node_id": text(),
     "address": _OPTIONAL_TEXT,

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from bigtrain.compiling import compile_model, compiled_graph_count
+from bigtrain.training.compiling import compile_model, compiled_graph_count
 from bigtrain.measure.step_loop import TrainingStep
-from bigtrain.optim import build_optimizer, resolve_optimizer
-from bigtrain.precision import resolve_precision
+from bigtrain.training.optim import build_optimizer, resolve_optimizer
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import resolve_model
 from bigtrain.workloads.base import Workload
 
@@ -108,7 +108,7 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: str) -> float | None:
     """Apply the `lr` axis value (canonical text, or `default`: the optimizer registry's own lr,
-    see `bigtrain.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
+    see `bigtrain.training.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
     if lr != "default":
         for group in optimizer.param_groups:
             group["lr"] = float(lr)
@@ -137,6 +137,6 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from bigtrain.envinfo import cpu_model
+    from bigtrain.measure.envinfo import cpu_model
 
     return cpu_model() or platform.processor() or "CPU"

@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.matrix import Cell
+from bigtrain.cells.matrix import Cell
 from bigtrain.measure.converge import ConvergeSettings
 from bigtrain.measure.protocols import STEP_TIME, CellSkipped, StepTimeSettings
 from bigtrain.results.schema import CellRecord

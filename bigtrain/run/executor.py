@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.common.registry import Registry
 from bigtrain.results.schema import CellRecord
 
 if TYPE_CHECKING:

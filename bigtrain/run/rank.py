@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
     with open(job_dir / JOB_FILE, "rb") as fh:
         job = pickle.load(fh)  # written by our own parent process, in a folder it made
 
-    from bigtrain.registry import load_plugins
+    from bigtrain.common.registry import load_plugins
     from bigtrain.run.records import exception_record, now_iso
 
     started = now_iso()

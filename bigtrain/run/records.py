@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from bigtrain.results.schema import CellRecord
 
 if TYPE_CHECKING:  # cell.py imports this module; the type is only needed for annotations
-    from bigtrain.matrix import Cell
+    from bigtrain.cells.matrix import Cell
     from bigtrain.run.cell import CellJob
 
 TRACEBACK_TAIL_CHARS = 4000

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bigtrain import __version__
-from bigtrain.errors import BadInput
-from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
@@ -40,8 +40,8 @@ from bigtrain.run.executor import (
     slots_for,
 )
 from bigtrain.run.records import not_run_record, now_iso
-from bigtrain.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
-from bigtrain.spec import SweepSpec
+from bigtrain.results.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
+from bigtrain.cells.spec import SweepSpec
 
 
 class SweepInterrupted(Exception):
@@ -243,7 +243,7 @@ class _RunStart:
 def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
               environment: dict[str, Any]) -> _RunStart:
     """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
-    from bigtrain.envinfo import fingerprint_differences
+    from bigtrain.measure.envinfo import fingerprint_differences
 
     if not options.resume:
         run_id = options.run_id or default_run_id()
@@ -294,7 +294,7 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
               progress: SweepProgress | None = None) -> SweepOutcome:
     """Run (or resume) a sweep and return how it ended. Bad input raises BadInput before any cell
     runs; cell failures are records; interrupts end the sweep cleanly."""
-    from bigtrain.envinfo import collect_environment
+    from bigtrain.measure.envinfo import collect_environment
 
     progress = progress or SilentProgress()
     inventory = DeviceInventory.detect()

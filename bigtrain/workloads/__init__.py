@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.common.registry import Registry
 from bigtrain.workloads import cnn, mlp, rnn, transformer
 from bigtrain.workloads.base import SizeConfig, SizeConfigError, Workload, WorkloadFamily
 from bigtrain.workloads.cnn import CNNSize
