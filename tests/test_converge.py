@@ -11,9 +11,10 @@ import math
 import pytest
 
 from bigtrain.cells.matrix import DeviceInventory, expand
-from bigtrain.measure.converge import ConvergeSettings
+from bigtrain.measure.settings import ConvergeSettings
 from bigtrain.results.schema import CURVE_COLUMNS, CellRecord
-from bigtrain.run.cell import CellJob, run_cell
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
 from bigtrain.cells.spec import spec_from_preset
 
 CPU = DeviceInventory(cuda_count=0)

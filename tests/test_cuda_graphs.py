@@ -23,8 +23,8 @@ from bigtrain.measure.protocols import (
     PHASES_NOT_SEPARABLE,
     CellSkipped,
     StepTimeResult,
-    StepTimeSettings,
 )
+from bigtrain.measure.settings import StepTimeSettings
 from bigtrain.measure.step_loop import TrainingStep, measure_window, run_loop
 from bigtrain.training.precision import resolve_precision
 from bigtrain.results.schema import CellRecord
@@ -121,7 +121,8 @@ def test_optimizers_are_made_capturable_where_they_have_the_option() -> None:
 
 def test_a_cell_whose_step_cannot_be_captured_is_recorded_as_skipped() -> None:
     from bigtrain.cells.matrix import Cell
-    from bigtrain.run.cell import CellJob, run_cell
+    from bigtrain.run.cell import run_cell
+    from bigtrain.run.job import CellJob
 
     # Past the matrix's own skip rule (as a capture failure on a GPU would be): the worker's path.
     cell = Cell(cell_id="x", model="mlp:seed", optimizer="adam", impl="foreach", batch_norm="n/a",
@@ -183,7 +184,8 @@ def test_a_captured_step_replays_the_eager_training(optimizer: str) -> None:
 @pytest.mark.skipif(not GPU, reason="needs a CUDA device")
 def test_a_graphed_cell_is_measured_whole() -> None:
     from bigtrain.cells.matrix import Cell
-    from bigtrain.run.cell import CellJob, run_cell
+    from bigtrain.run.cell import run_cell
+    from bigtrain.run.job import CellJob
 
     cell = Cell(cell_id="g", model="mlp:seed", optimizer="adam", impl="foreach", batch_norm="n/a",
                 precision="fp32", device="cuda", batch_size=64, compile="off", cuda_graphs="on")

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.measure.settings import StepTimeSettings
 from bigtrain.report.build import write_report
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import SweepOptions, run_sweep
 from bigtrain.cells.spec import preset_toml, spec_from_preset
 from conftest import REPO, TESTS_DIR

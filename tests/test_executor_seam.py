@@ -14,7 +14,8 @@ from click.testing import CliRunner
 from bigtrain.cli import main
 from bigtrain.common.errors import BadInput
 from bigtrain.results.store import CELLS_NAME, load_run
-from bigtrain.run.cell import CellJob, run_cell
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     ExecutorSettings,
     ResultCallback,

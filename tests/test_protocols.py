@@ -16,13 +16,14 @@ from bigtrain.measure.protocols import (
     PROTOCOLS,
     STEP_TIME,
     StepTimeProtocol,
-    StepTimeSettings,
     resolve_protocol,
 )
+from bigtrain.measure.settings import StepTimeSettings
 from bigtrain.measure.step_loop import measure_window, warm_up
 from bigtrain.training.precision import resolve_precision
 from bigtrain.run.build import has_convolutions, set_cudnn_benchmark
-from bigtrain.run.cell import CellJob, run_cell
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import plan_jobs
 from bigtrain.cells.spec import MeasureSettings
 

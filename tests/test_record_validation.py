@@ -323,10 +323,10 @@ def test_environment_with_unknown_gpu_names_still_loads(tmp_path):
 
 
 def test_an_upgrade_step_failing_on_a_broken_manifest_is_a_clear_error(tmp_path, monkeypatch):
-    from bigtrain.results import migrations, schema
+    from bigtrain.results import migrations, versions
 
     run_dir = _with_manifest(tmp_path, {"environment": [1, 2]})
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(versions, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(migrations, "STEPS", {})
     # a step written for well-formed data, as real steps are
     migrations.register_step(1, manifest=lambda data: {**data, "environment": {

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from bigtrain.cells.matrix import Cell
-from bigtrain.measure.protocols import StepTimeSettings
-from bigtrain.run.cell import CellJob
+from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.run.job import CellJob
 from bigtrain.run.health import check_health
 from bigtrain.run.records import (
     death_record,

@@ -49,8 +49,8 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
     newer driver asking for something this worker cannot measure).
     """
     from bigtrain.cells.matrix import Cell
-    from bigtrain.measure.protocols import StepTimeSettings
-    from bigtrain.run.cell import CellJob
+    from bigtrain.measure.settings import StepTimeSettings
+    from bigtrain.run.job import CellJob
 
     axes = dict(message["axes"])
     known_axes = {f.name for f in dataclasses.fields(Cell)} - {"cell_id", "status", "reason"}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bigtrain.cells.axes import AXIS_NAMES, AXIS_TABLE
+from bigtrain.results.migrations import upgrade
 from bigtrain.results.validation import (
     ANY_FINITE_JSON,
     InvalidField,
@@ -35,8 +36,7 @@ from bigtrain.results.validation import (
     text_or_integer,
     timestamp,
 )
-
-SCHEMA_VERSION = 1
+from bigtrain.results.versions import SCHEMA_VERSION, SchemaError
 
 STATUS_OK = "ok"
 #: Every status a record can carry. `skipped` and `unsupported` are decided before any work starts.
@@ -60,30 +60,6 @@ CURVE_COLUMNS = ("step", "wall_s", "train_loss", "eval_loss", "eval_metric")
 #: The axis columns of a record, in table order (see bigtrain.cells.axes).
 AXES = AXIS_NAMES
 RUN_STATES = ("running", "complete", "interrupted")
-
-
-class SchemaError(ValueError):
-    """A record or manifest that does not match the result contract.
-
-    `key` names the top-level key at fault where one is known (for pointing at its line)."""
-
-    key: str | None = None
-    #: The full dotted name of the field at fault (`environment.gpus[0].name`), where known.
-    field: str | None = None
-
-    @classmethod
-    def from_invalid(cls, exc: InvalidField) -> SchemaError:
-        """The SchemaError for a value that broke its rule (the message names field and value)."""
-        error = cls(str(exc))
-        error.field = exc.field
-        error.key = exc.field.split(".", 1)[0].split("[", 1)[0]
-        return error
-
-
-class SchemaVersionError(SchemaError):
-    """A record or manifest whose schema_version this bigtrain cannot read."""
-
-    key = "schema_version"  # the key at fault, for pointing at its line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -414,9 +390,6 @@ class CellRecord:
 
 def _upgrade(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The data checked and brought to SCHEMA_VERSION by the migration steps."""
-    # Imported here: migrations reads this module's SCHEMA_VERSION and error types.
-    from bigtrain.results.migrations import upgrade
-
     return upgrade(data, kind)
 
 

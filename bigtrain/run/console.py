@@ -28,7 +28,7 @@ from rich.text import Text
 from bigtrain.cells.axes import AXIS_NAMES, cell_label
 from bigtrain.cells.matrix import Cell
 from bigtrain.results.schema import CellRecord
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import SweepOutcome, SweepProgress
 from bigtrain.common.terminal_text import data_text, inert, one_line
 

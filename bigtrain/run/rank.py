@@ -129,7 +129,7 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
     from bigtrain.measure.step_loop import LoopResult, measure_window, synchronize, warm_up
     from bigtrain.measure.telemetry import TelemetrySampler
     from bigtrain.run.build import build_cell, select_device
-    from bigtrain.run.cell import build_record
+    from bigtrain.run.measured import build_record
     from bigtrain.run.records import now_iso
 
     started = now_iso()

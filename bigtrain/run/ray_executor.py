@@ -39,7 +39,7 @@ from typing import Any
 
 from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import CellRecord, SchemaError
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import ExecutorSettings, ResultCallback, StartCallback
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S
 from bigtrain.run.records import executor_error_record, lost_worker_record, timeout_record
