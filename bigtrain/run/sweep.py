@@ -245,10 +245,11 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
     """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
     from bigtrain.measure.envinfo import fingerprint_differences
 
+    spec_json = spec.to_json()  # what the manifest records, and what a resume is checked against
     if not options.resume:
         run_id = options.run_id or default_run_id()
         manifest = Manifest(
-            run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
+            run_id=run_id, bigtrain_version=__version__, spec=spec_json,
             environment=environment, started_at=now_iso(), state="running",
             cells_total=len(cells) * spec.measure.repeats,
             executor=options.executor or DEFAULT_EXECUTOR,
@@ -261,7 +262,7 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
     # The manifest's run id goes into every new record; a hand-edited one is refused here.
     check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
     executor_name = options.executor or manifest.executor
-    problems = _spec_differences(dict(manifest.spec), spec.to_json())
+    problems = _spec_differences(dict(manifest.spec), spec_json)
     problems += fingerprint_differences(dict(manifest.environment), environment)
     if executor_name != manifest.executor:
         problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
@@ -273,7 +274,7 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
     previous = tuple(load_run(run_dir).records)
     done = {(r.cell_id, r.repeat) for r in previous
             if r.status not in FAILED_STATUSES or not options.retry_failed}
-    manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None,
+    manifest = replace(manifest, spec=spec_json, state="running", ended_at=None,
                        executor=executor_name)
     return _RunStart(run_dir=run_dir, manifest=manifest, done=frozenset(done),
                      recorded_ids=frozenset(r.cell_id for r in previous), previous=previous)
@@ -297,12 +298,14 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     from bigtrain.measure.envinfo import collect_environment
 
     progress = progress or SilentProgress()
+    # Looked up once, before any write: a named executor first (an unknown name is bad input
+    # whatever else is wrong), else the run's own (`local`, or a resumed run's manifest's).
+    make_executor = executor_factory(options.executor) if options.executor else None
     inventory = DeviceInventory.detect()
     cells = expand(spec, inventory, max_cells=options.max_cells)
     start = _open_run(spec, options, cells, collect_environment())
     run_dir, manifest, recorded_ids = start.run_dir, start.manifest, start.recorded_ids
-
-    make_executor = executor_factory(manifest.executor)  # an unknown name fails before any write
+    make_executor = make_executor or executor_factory(manifest.executor)
     rounds = plan_jobs(manifest.run_id, spec, cells, start.done)
     records: list[CellRecord] = list(start.previous)
     finished, error = False, None
