@@ -192,21 +192,15 @@ def compare_records(
             f"impl, batch norm, precision, device, batch size, compile); were they swept with "
             f"different presets or devices?"
         )
-    cells = tuple(
+    cells = (
         compare_cell(cell_id, base_cells.get(cell_id, []), cand_cells.get(cell_id, []),
                      thresholds, alpha)
         for cell_id in sorted(set(base_cells) | set(cand_cells))
     )
-    return Comparison(
-        baseline_run=baseline_run,
-        candidate_run=candidate_run,
-        baseline_path=baseline_path,
-        candidate_path=candidate_path,
-        thresholds_pct=thresholds,
-        alpha=alpha,
-        cells=cells,
-        hardware_differences=tuple(hardware_differences),
-        warnings=tuple(warnings),
+    return Comparison.of(
+        cells, baseline_run=baseline_run, candidate_run=candidate_run,
+        baseline_path=baseline_path, candidate_path=candidate_path, thresholds_pct=thresholds,
+        alpha=alpha, hardware_differences=hardware_differences, warnings=warnings,
     )
 
 

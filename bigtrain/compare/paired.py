@@ -154,16 +154,10 @@ def compare_paired(
             rounds=max((m.verdict.rounds or 0 for m in verdicts), default=len(rounds)),
             **side_summary(baseline, candidate),
         ))
-    return Comparison(
-        baseline_run=baseline_run,
-        candidate_run=candidate_run,
-        baseline_path=baseline_path,
-        candidate_path=candidate_path,
-        thresholds_pct=threshold_pct,
-        alpha=alpha,
-        cells=tuple(decided_cells),
-        hardware_differences=tuple(hardware_differences),
-        warnings=tuple(warnings),
+    return Comparison.of(
+        decided_cells, baseline_run=baseline_run, candidate_run=candidate_run,
+        baseline_path=baseline_path, candidate_path=candidate_path, thresholds_pct=threshold_pct,
+        alpha=alpha, hardware_differences=hardware_differences, warnings=warnings,
         paired=True,
         rounds=max((len(r) for r in cells.values()), default=0),
         max_rounds=max_rounds,
