@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bigtrain.cells.matrix import DeviceInventory, expand
-    from bigtrain.measure.settings import StepTimeSettings
+    from bigtrain.cells.settings import StepTimeSettings
     from bigtrain.run.job import CellJob
     from bigtrain.run.distributed import run_distributed_cell
     from bigtrain.cells.spec import spec_from_preset

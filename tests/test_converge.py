@@ -11,7 +11,7 @@ import math
 import pytest
 
 from bigtrain.cells.matrix import DeviceInventory, expand
-from bigtrain.measure.settings import ConvergeSettings
+from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.results.schema import CURVE_COLUMNS, CellRecord
 from bigtrain.run.cell import run_cell
 from bigtrain.run.job import CellJob

@@ -24,7 +24,7 @@ from bigtrain.measure.protocols import (
     CellSkipped,
     StepTimeResult,
 )
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.measure.step_loop import TrainingStep, measure_window, run_loop
 from bigtrain.training.precision import resolve_precision
 from bigtrain.results.schema import CellRecord

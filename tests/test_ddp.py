@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.report.build import write_report
 from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import SweepOptions, run_sweep

@@ -123,6 +123,24 @@ def test_no_import_circle_between_bigtrain_modules() -> None:
     assert circles == [], "import circles: " + "; ".join(" -> ".join(c) for c in circles)
 
 
+def package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The same arrows between bigtrain's packages (`bigtrain.run`, `bigtrain.cells`, ...): a
+    module at the top of the package stands for itself."""
+    def package(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    folded: dict[str, set[str]] = {package(name): set() for name in graph}
+    for name, targets in graph.items():
+        folded[package(name)].update(package(t) for t in targets if package(t) != package(name))
+    return folded
+
+
+def test_no_import_circle_between_bigtrain_packages() -> None:
+    """The folders are floors of the data flow: no package reaches back up to one that uses it."""
+    circles = find_cycles(package_graph(import_graph(REPO)))
+    assert circles == [], "package circles: " + "; ".join(" -> ".join(c) for c in circles)
+
+
 def test_a_circle_held_shut_by_a_deferred_import_is_found(tmp_path: Path) -> None:
     package = tmp_path / "bigtrain"
     (package / "run").mkdir(parents=True)

@@ -18,7 +18,7 @@ from bigtrain.measure.protocols import (
     StepTimeProtocol,
     resolve_protocol,
 )
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.measure.step_loop import measure_window, warm_up
 from bigtrain.training.precision import resolve_precision
 from bigtrain.run.build import has_convolutions, set_cudnn_benchmark

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bigtrain.cells.matrix import Cell
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.run.job import CellJob
 from bigtrain.run.health import check_health
 from bigtrain.run.records import (

@@ -10,7 +10,7 @@ import pytest
 from bigtrain.cells.axes import AXIS_BY_NAME, PROGRESS_STYLE, cell_label
 from bigtrain.common.errors import BadInput
 from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.report.scaling import scaling_efficiency
 from bigtrain.results.schema import CellRecord, SchemaError
 from bigtrain.run.job import CellJob

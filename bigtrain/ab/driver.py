@@ -34,7 +34,7 @@ from bigtrain.ab.sides import SIDES, Side
 from bigtrain.common.errors import BadInput
 from bigtrain.common.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.results.schema import CellRecord, Manifest
 from bigtrain.results.store import RunWriter
 from bigtrain.run.job import CellJob

@@ -49,7 +49,7 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
     newer driver asking for something this worker cannot measure).
     """
     from bigtrain.cells.matrix import Cell
-    from bigtrain.measure.settings import StepTimeSettings
+    from bigtrain.cells.settings import StepTimeSettings
     from bigtrain.run.job import CellJob
 
     axes = dict(message["axes"])

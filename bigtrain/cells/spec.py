@@ -44,7 +44,7 @@ from typing import Any
 
 from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
 from bigtrain.common.errors import BadInput, unknown_choice
-from bigtrain.measure.settings import CONVERGE, CONVERGE_KEYS, ConvergeSettings
+from bigtrain.cells.settings import CONVERGE, CONVERGE_KEYS, ConvergeSettings
 
 # The axes themselves (names, parsing, choices, defaults) live in bigtrain.cells.axes.
 AXIS_KEYS = AXIS_NAMES

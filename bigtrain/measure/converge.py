@@ -17,7 +17,7 @@ What the clocks count (documented in the README):
   evaluations' share by time; None on the CPU, with the telemetry reason.
 
 This module stays free of torch at import time. Its settings (`ConvergeSettings`, which travels in
-the spec and the job) live in `settings.py`; the loop lives in `converge_loop.py`.
+the spec and the job) live in `bigtrain/cells/settings.py`; the loop lives in `converge_loop.py`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bigtrain.measure.contract import json_float
-from bigtrain.measure.settings import CONVERGE, ConvergeSettings
+from bigtrain.cells.settings import CONVERGE, ConvergeSettings
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.contract import BuiltCell, Instruments

@@ -19,7 +19,7 @@ import torch
 
 from bigtrain.data.loader import TimedBatches, make_loader
 from bigtrain.data.tasks import ConvergeTask, evaluate, task_for
-from bigtrain.measure.settings import ConvergeSettings
+from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.measure.step_loop import synchronize
 
 #: A training or held-out loss this many times the first step's loss has exploded: `diverged`.

@@ -24,7 +24,7 @@ from bigtrain.common.registry import Registry
 
 from bigtrain.measure.contract import Instruments, json_float
 from bigtrain.measure.converge import CONVERGE, ConvergeProtocol
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.contract import BuiltCell

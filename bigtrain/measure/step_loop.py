@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.training.precision import PrecisionRecipe
 from bigtrain.workloads.base import Workload
 

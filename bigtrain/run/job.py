@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bigtrain.cells.matrix import Cell
 from bigtrain.measure.protocols import STEP_TIME
-from bigtrain.measure.settings import ConvergeSettings, StepTimeSettings
+from bigtrain.cells.settings import ConvergeSettings, StepTimeSettings
 
 
 @dataclass(frozen=True, kw_only=True)

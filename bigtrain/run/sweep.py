@@ -21,7 +21,7 @@ from bigtrain import __version__
 from bigtrain.common.errors import BadInput
 from bigtrain.common.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
-from bigtrain.measure.settings import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
     MANIFEST_NAME,

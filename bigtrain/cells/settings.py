@@ -1,6 +1,6 @@
-"""The measuring protocols' settings: plain frozen values built from the spec and carried unchanged
-through the job to the loop. The bottom floor of `measure/`: free of torch, so the spec (which both
-sides of the wall read) can hold them.
+"""The measuring protocols' settings (step time, converge): plain frozen values the spec declares,
+built once from it and carried unchanged through the job to the loop. Part of what a cell is, so
+they live with the spec, below `measure/` (which reads them) and free of torch.
 """
 
 from __future__ import annotations
