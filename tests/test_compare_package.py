@@ -18,7 +18,7 @@ from bigtrain import compare as cmp
 from bigtrain.common import exit_codes
 from bigtrain.cli import main
 from bigtrain.common.errors import BadInput
-from bigtrain.report.exports import EXPORT_FORMATS, FORMATS, TEXT_FORMATS, export_format
+from bigtrain.compare.exports import EXPORT_FORMATS, FORMATS, TEXT_FORMATS, export_format
 from bigtrain.results.schema import CellRecord
 from bigtrain.results.store import load_run
 from test_compare_support import (

@@ -2,7 +2,7 @@
 
 Text formats go to stdout unless `-o FILE` (its missing folders are made); binary ones (Parquet)
 need `-o`. The formats, their
-choices and help come from the one registry, `bigtrain.report.exports.EXPORT_FORMATS`. Never imports
+choices and help come from the one registry, `bigtrain.compare.exports.EXPORT_FORMATS`. Never imports
 torch.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 
 from bigtrain.common.errors import BadInput
-from bigtrain.report.exports import EXPORT_FORMATS, export_format
+from bigtrain.compare.exports import EXPORT_FORMATS, export_format
 
 _FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()) + "."
 
