@@ -54,10 +54,10 @@ sys.path.insert(0, str(ROOT))
 
 from bigtrain.compare.paired import PairedRound, compare_paired, rounds_from_records  # noqa: E402
 from bigtrain.compare.thresholds import parse_thresholds  # noqa: E402
-from bigtrain.errors import BadInput  # noqa: E402
+from bigtrain.common.errors import BadInput  # noqa: E402
 from bigtrain.results.schema import CellRecord, StepTimeStats  # noqa: E402
 from bigtrain.results.store import LoadedRun, load_run  # noqa: E402
-from bigtrain.stats import DEFAULT_ALPHA  # noqa: E402
+from bigtrain.compare.stats import DEFAULT_ALPHA  # noqa: E402
 
 SLOWDOWNS = (1.10, 1.05)
 DEFAULT_CURVE_ROUNDS = (5, 10, 15, 20, 30, 40, 60)

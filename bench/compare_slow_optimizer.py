@@ -18,7 +18,7 @@ import dataclasses
 import os
 import time
 
-from bigtrain.optim import OPTIMIZERS, register_optimizer
+from bigtrain.training.optim import OPTIMIZERS, register_optimizer
 
 SLOWDOWN_ENV = "BIGTRAIN_SLOWDOWN_PCT"
 OPTIMIZERS_ENV = "BIGTRAIN_SLOWDOWN_OPTIMIZERS"

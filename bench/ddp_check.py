@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=1.0, help="window seconds")
     args = parser.parse_args(argv)
 
-    from bigtrain.matrix import DeviceInventory, expand
-    from bigtrain.measure.protocols import StepTimeSettings
-    from bigtrain.run.cell import CellJob
+    from bigtrain.cells.matrix import DeviceInventory, expand
+    from bigtrain.cells.settings import StepTimeSettings
+    from bigtrain.run.job import CellJob
     from bigtrain.run.distributed import run_distributed_cell
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     spec = spec_from_preset("ci", {"model": "mlp:small", "optimizer": "sgd", "precision": "fp32",
                                    "batch_norm": "on", "device": args.device})

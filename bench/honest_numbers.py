@@ -35,12 +35,12 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from bigtrain.spec import preset_toml  # noqa: E402
+from bigtrain.cells.spec import preset_toml  # noqa: E402
 PAIRS = [f"{m}/{o}" for m in ("mlp:seed", "cnn:tiny", "transformer:tiny") for o in ("sgd", "adam")]
 
 HAND_LOOP = r"""
 import json, sys, time, statistics, torch
-from bigtrain.precision import resolve_precision
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import resolve_model
 model_name, optimizer, impl, precision, batch, device, duration_s = sys.argv[1:8]
 duration_s, batch = float(duration_s), (None if batch == "default" else int(batch))

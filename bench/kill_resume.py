@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from bigtrain.results.store import CELLS_NAME, MANIFEST_NAME, load_run  # noqa: E402
-from bigtrain.spec import preset_toml  # noqa: E402
+from bigtrain.cells.spec import preset_toml  # noqa: E402
 
 PRESET = preset_toml(
     description="kill/resume benchmark",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.measure.step_loop import measure_window
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bigtrain.optim import build_optimizer, resolve_optimizer, unsupported_reason
+from bigtrain.training.optim import build_optimizer, resolve_optimizer, unsupported_reason
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 WIDTH = 360  # 8 x (360 x 360 + 360) = 1,039,680 parameters

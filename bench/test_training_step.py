@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from bigtrain.measure.step_loop import TrainingStep
-from bigtrain.optim import build_optimizer, resolve_optimizer
-from bigtrain.precision import resolve_precision
+from bigtrain.training.optim import build_optimizer, resolve_optimizer
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import FAMILIES
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -15,9 +15,9 @@ from pathlib import Path
 import click
 
 from bigtrain import __version__
-from bigtrain.errors import BadInput
-from bigtrain.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
-from bigtrain.terminal_text import inert
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_BAD_INPUT, EXIT_INTERRUPTED
+from bigtrain.common.terminal_text import inert
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.spec import preset_toml
+from bigtrain.cells.spec import preset_toml
 
 TESTS_DIR = Path(__file__).resolve().parent
 REPO = TESTS_DIR.parent

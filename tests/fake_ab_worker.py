@@ -16,7 +16,7 @@ import sys
 
 
 def main(argv: list[str]) -> int:
-    from bigtrain.matrix import Cell
+    from bigtrain.cells.matrix import Cell
     from bigtrain.results.schema import PhaseTimes, StepTimeStats
     from bigtrain.run.records import cell_record
 

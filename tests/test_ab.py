@@ -190,8 +190,8 @@ def test_an_interpreter_without_bigtrain_is_refused_naming_its_flag(tmp_path: Pa
 
 def test_a_crashing_cell_is_recorded_and_the_next_cell_gets_a_fresh_worker(
         tmp_path: Path, faults: None) -> None:
-    from bigtrain.matrix import DeviceInventory, expand
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.matrix import DeviceInventory, expand
+    from bigtrain.cells.spec import spec_from_preset
 
     # An order seed whose first round runs the crashing cell first on both sides, so a cell
     # follows the crash on each side.

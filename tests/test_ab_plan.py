@@ -13,7 +13,7 @@ from bigtrain.ab.plan import (
     side_cores,
 )
 from bigtrain.ab.sides import BASELINE, CANDIDATE, parse_env_pairs
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 CELLS = [f"cell{i}" for i in range(6)]
 

@@ -10,12 +10,14 @@ import pytest
 
 from conftest import REPO
 
-MEASURING = ["bigtrain.workloads", "bigtrain.optim", "bigtrain.precision", "bigtrain.matrix",
-             "bigtrain.measure.step_loop", "bigtrain.measure.memory", "bigtrain.measure.telemetry",
-             "bigtrain.measure.flops", "bigtrain.run.cell", "bigtrain.run.worker",
-             "bigtrain.run.executor", "bigtrain.run.sweep", "bigtrain.envinfo", "bigtrain.console"]
-ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare", "bigtrain.stats",
-             "bigtrain.exports", "bigtrain.cli"]
+MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training.precision",
+             "bigtrain.cells.matrix", "bigtrain.measure.step_loop", "bigtrain.measure.memory",
+             "bigtrain.measure.telemetry", "bigtrain.measure.flops", "bigtrain.run.cell",
+             "bigtrain.run.worker", "bigtrain.run.executor", "bigtrain.run.sweep",
+             "bigtrain.measure.envinfo", "bigtrain.run.console"]
+ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
+             "bigtrain.compare.stats",
+             "bigtrain.compare.exports", "bigtrain.cli"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

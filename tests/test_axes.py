@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bigtrain.axes import (
+from bigtrain.cells.axes import (
     AXIS_NAMES,
     AXIS_TABLE,
     OPTIMIZER_ALONE_STYLE,
@@ -26,10 +26,10 @@ from bigtrain.axes import (
     value_label,
 )
 from bigtrain.commands.sweep import sweep
-from bigtrain.errors import BadInput
-from bigtrain.matrix import Cell, DeviceInventory, expand
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import Cell, DeviceInventory, expand
 from bigtrain.results.schema import AXES, CellRecord
-from bigtrain.spec import (
+from bigtrain.cells.spec import (
     AXIS_KEYS,
     PRESET_TOML_DEFAULTS,
     SweepSpec,
@@ -77,7 +77,7 @@ def test_an_axis_a_preset_may_leave_out_has_defaults_everywhere() -> None:
 
 
 def test_every_table_axis_is_in_the_shipped_presets_or_optional() -> None:
-    from bigtrain.spec import load_preset
+    from bigtrain.cells.spec import load_preset
 
     for name in preset_names():
         _, data, _ = load_preset(name)
@@ -120,7 +120,7 @@ def test_unknown_axis_names_the_axes() -> None:
 
 
 def test_the_axis_table_loads_neither_torch_nor_pandas() -> None:
-    code = ("import sys, bigtrain.axes; "
+    code = ("import sys, bigtrain.cells.axes; "
             "print([m for m in ('torch', 'pandas', 'pynvml') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                          check=True)

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.measure import calibration as cal
 
 MEASURE_CPU = ["calibrate", "--device", "cpu", "--sizes", "64", "--repeats", "1"]

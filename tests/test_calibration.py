@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.measure import calibration as cal
 
 

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain import compare as cmp
-from bigtrain import stats
+from bigtrain.compare import stats
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.store import load_run
 from test_compare_support import (
     ENVIRONMENT,

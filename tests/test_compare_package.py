@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from bigtrain import compare as cmp
-from bigtrain import exit_codes
+from bigtrain.common import exit_codes
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
-from bigtrain.exports import EXPORT_FORMATS, FORMATS, TEXT_FORMATS, export_format
+from bigtrain.common.errors import BadInput
+from bigtrain.compare.exports import EXPORT_FORMATS, FORMATS, TEXT_FORMATS, export_format
 from bigtrain.results.schema import CellRecord
 from bigtrain.results.store import load_run
 from test_compare_support import (

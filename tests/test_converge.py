@@ -10,11 +10,12 @@ import math
 
 import pytest
 
-from bigtrain.matrix import DeviceInventory, expand
-from bigtrain.measure.converge import ConvergeSettings
+from bigtrain.cells.matrix import DeviceInventory, expand
+from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.results.schema import CURVE_COLUMNS, CellRecord
-from bigtrain.run.cell import CellJob, run_cell
-from bigtrain.spec import spec_from_preset
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
+from bigtrain.cells.spec import spec_from_preset
 
 CPU = DeviceInventory(cuda_count=0)
 
@@ -113,7 +114,7 @@ def test_every_task_trains_and_records_a_valid_curve(model: str) -> None:
 
 
 def test_converge_settings_name_the_bad_budget() -> None:
-    from bigtrain.errors import BadInput
+    from bigtrain.common.errors import BadInput
 
     with pytest.raises(BadInput, match="max_steps must be an integer >= 1, got 0"):
         ConvergeSettings(max_steps=0)

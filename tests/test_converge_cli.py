@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from bigtrain.results.store import load_run, read_manifest
-from bigtrain.spec import preset_toml
+from bigtrain.cells.spec import preset_toml
 from conftest import run_cli
 
 
@@ -109,8 +109,8 @@ def test_bad_flags_exit_2_with_a_message(tmp_path: Path, flags: list[str], messa
 
 
 def test_a_converge_budget_given_to_a_step_time_spec_is_bad_input(tmp_path: Path) -> None:
-    from bigtrain.errors import BadInput
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.common.errors import BadInput
+    from bigtrain.cells.spec import spec_from_preset
 
     with pytest.raises(BadInput, match="--max-steps is a converge budget"):
         spec_from_preset("quick", {"max_steps": 5})

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bigtrain.axes import AXIS_BY_NAME, value_label
+from bigtrain.cells.axes import AXIS_BY_NAME, value_label
 from bigtrain.data import datasets, tasks
 from bigtrain.data.loader import TimedBatches, make_loader
-from bigtrain.errors import BadInput
-from bigtrain.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.spec import spec_from_json, spec_from_preset
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
+from bigtrain.cells.spec import spec_from_json, spec_from_preset
 
 CPU = DeviceInventory(cuda_count=0)
 

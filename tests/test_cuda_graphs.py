@@ -10,9 +10,9 @@ import math
 import pytest
 import torch
 
-from bigtrain.axes import axis
-from bigtrain.errors import BadInput
-from bigtrain.matrix import DeviceInventory, cell_id_for, expand
+from bigtrain.cells.axes import axis
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
 from bigtrain.measure.cuda_graphs import (
     GraphedStep,
     capture_refusal,
@@ -23,12 +23,12 @@ from bigtrain.measure.protocols import (
     PHASES_NOT_SEPARABLE,
     CellSkipped,
     StepTimeResult,
-    StepTimeSettings,
 )
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.measure.step_loop import TrainingStep, measure_window, run_loop
-from bigtrain.precision import resolve_precision
+from bigtrain.training.precision import resolve_precision
 from bigtrain.results.schema import CellRecord
-from bigtrain.spec import spec_from_json, spec_from_preset
+from bigtrain.cells.spec import spec_from_json, spec_from_preset
 
 GPU = torch.cuda.is_available()
 TWO_GPUS = DeviceInventory(cuda_count=2, cuda_bf16=(True, True))
@@ -92,7 +92,7 @@ def test_records_without_the_axis_read_as_eager() -> None:
 # -- the step ------------------------------------------------------------------------------------
 def _step(model: str = "mlp:seed", optimizer: str = "adam", precision: str = "fp32",
           device: str = "cpu") -> TrainingStep:
-    from bigtrain.optim import build_optimizer, resolve_optimizer
+    from bigtrain.training.optim import build_optimizer, resolve_optimizer
     from bigtrain.workloads import resolve_model
 
     ref = resolve_model(model)
@@ -120,8 +120,9 @@ def test_optimizers_are_made_capturable_where_they_have_the_option() -> None:
 
 
 def test_a_cell_whose_step_cannot_be_captured_is_recorded_as_skipped() -> None:
-    from bigtrain.matrix import Cell
-    from bigtrain.run.cell import CellJob, run_cell
+    from bigtrain.cells.matrix import Cell
+    from bigtrain.run.cell import run_cell
+    from bigtrain.run.job import CellJob
 
     # Past the matrix's own skip rule (as a capture failure on a GPU would be): the worker's path.
     cell = Cell(cell_id="x", model="mlp:seed", optimizer="adam", impl="foreach", batch_norm="n/a",
@@ -182,8 +183,9 @@ def test_a_captured_step_replays_the_eager_training(optimizer: str) -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not GPU, reason="needs a CUDA device")
 def test_a_graphed_cell_is_measured_whole() -> None:
-    from bigtrain.matrix import Cell
-    from bigtrain.run.cell import CellJob, run_cell
+    from bigtrain.cells.matrix import Cell
+    from bigtrain.run.cell import run_cell
+    from bigtrain.run.job import CellJob
 
     cell = Cell(cell_id="g", model="mlp:seed", optimizer="adam", impl="foreach", batch_norm="n/a",
                 precision="fp32", device="cuda", batch_size=64, compile="off", cuda_graphs="on")

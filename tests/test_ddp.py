@@ -14,12 +14,12 @@ import psutil
 import pytest
 import torch
 
-from bigtrain.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.report.build import write_report
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import SweepOptions, run_sweep
-from bigtrain.spec import preset_toml, spec_from_preset
+from bigtrain.cells.spec import preset_toml, spec_from_preset
 from conftest import REPO, TESTS_DIR
 
 QUICK = {"warmup_s": 0.02, "duration_s": 0.05, "min_steps": 3, "repeats": 1}

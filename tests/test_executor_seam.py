@@ -12,9 +12,10 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.store import CELLS_NAME, load_run
-from bigtrain.run.cell import CellJob, run_cell
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     ExecutorSettings,
     ResultCallback,
@@ -23,7 +24,7 @@ from bigtrain.run.executor import (
     register_executor,
 )
 from bigtrain.run.sweep import SweepOptions, run_sweep
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.spec import spec_from_preset
 from conftest import write_preset
 
 IN_PROCESS = "in-process-test"

@@ -145,12 +145,12 @@ def test_verdict_files_have_one_line_per_check():
 
 def test_a_gpu_quick_run_pairs_every_cell_with_the_committed_cpu_run(tmp_path):
     """Expand the quick preset as a one-GPU box would, record it, and pair it through the report."""
-    from bigtrain.matrix import PENDING, DeviceInventory, expand
+    from bigtrain.cells.matrix import PENDING, DeviceInventory, expand
     from bigtrain.report.data import load_report_data
     from bigtrain.report.tables import speedup_frame
     from bigtrain.results.schema import CellRecord, Manifest, StepTimeStats
     from bigtrain.results.store import RunWriter
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     cells = expand(spec_from_preset("quick"), DeviceInventory(cuda_count=1, cuda_bf16=(True,)))
     gpu_cells = [c for c in cells if c.status == PENDING]

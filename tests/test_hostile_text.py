@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from bigtrain.cli import main
 from bigtrain.results.store import load_run
-from bigtrain.terminal_text import inert, one_line
+from bigtrain.common.terminal_text import inert, one_line
 from conftest import REPO, TESTS_DIR, write_preset
 from hostile_workloads import MESSAGES
 
@@ -126,7 +126,7 @@ def test_compare_prints_hostile_run_ids_and_writes_its_files(hostile_sweep, tmp_
 def test_the_live_progress_on_a_terminal_prints_hostile_text(hostile_sweep) -> None:
     from rich.console import Console
 
-    from bigtrain.console import RichProgress
+    from bigtrain.run.console import RichProgress
     from bigtrain.run.sweep import SweepOutcome
 
     folder, _ = hostile_sweep

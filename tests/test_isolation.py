@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.store import CELLS_NAME, MANIFEST_NAME, load_run
 from bigtrain.run.sweep import SweepOptions, run_sweep
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.spec import spec_from_preset
 from conftest import REPO, TESTS_DIR, write_preset
 
 # Each fault is followed by a healthy cell, which must still run and be ok.

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bigtrain.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
+from bigtrain.cells.spec import spec_from_preset
 
 CPU_ONLY = DeviceInventory(cuda_count=0)
 TWO_GPUS = DeviceInventory(cuda_count=2, cuda_bf16=(True, True))

@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
-from bigtrain.matrix import DEFAULT_MAX_CELLS, DeviceInventory, expand, matrix_size
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, DeviceInventory, expand, matrix_size
 from bigtrain.run.sweep import SweepOptions, run_sweep
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.spec import spec_from_preset
 
 CPU_ONLY = DeviceInventory(cuda_count=0)
 BATCH_SIZES_3000 = ",".join(str(n) for n in range(1, 3001))

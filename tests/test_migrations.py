@@ -15,10 +15,11 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
-from bigtrain.results import migrations, schema
+from bigtrain.common.errors import BadInput
+from bigtrain.results import migrations, schema, versions
 from bigtrain.results.migrations import upgrade
-from bigtrain.results.schema import CellRecord, Manifest, SchemaError, SchemaVersionError
+from bigtrain.results.schema import CellRecord, Manifest, SchemaError
+from bigtrain.results.versions import SchemaVersionError
 from bigtrain.results.store import CELLS_NAME, MANIFEST_NAME, load_run
 from conftest import REPO
 
@@ -41,7 +42,7 @@ def _v1_to_v2_manifest(data: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def version_2(monkeypatch: pytest.MonkeyPatch) -> None:
     """This bigtrain reads version 2, with a registered step from version 1."""
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(versions, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(migrations, "STEPS", {})
     migrations.register_step(1, record=_v1_to_v2_record, manifest=_v1_to_v2_manifest)
 
@@ -76,7 +77,7 @@ def test_upgrade_leaves_its_input_alone(version_2: None) -> None:
 
 
 def test_a_version_without_its_step_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(versions, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(migrations, "STEPS", {})
     with pytest.raises(SchemaVersionError, match="schema_version 1 .* no step to upgrade it to 2"):
         upgrade({"schema_version": 1}, "manifest")

@@ -17,9 +17,9 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import bigtrain.registry as registry
+import bigtrain.common.registry as registry
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.workloads import FAMILIES, UNAVAILABLE_FAMILIES, resolve_model
 from bigtrain.workloads.libraries import INSTALL_COMMAND, installed
 from conftest import REPO, TESTS_DIR
@@ -321,7 +321,7 @@ def test_an_attention_implementation_the_architecture_lacks_falls_back_to_eager(
 @needs_transformers
 def test_tv_and_hf_cells_run_in_a_sweep(entry_points: Path, tmp_path: Path) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
     from conftest import write_preset
 
     preset = write_preset(tmp_path, ["tv:resnet18-tiny", "hf:gpt2-tiny"], optimizers=["adamw"],

@@ -10,11 +10,11 @@ import math
 import pytest
 
 from bigtrain import compare as cmp
-from bigtrain import stats
+from bigtrain.compare import stats
 from bigtrain.compare.paired import PairedRound, all_decided, compare_paired
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import CellRecord
-from bigtrain.stats import UNDECIDED
+from bigtrain.compare.stats import UNDECIDED
 from paired_rounds import synthetic_rounds
 from test_compare_support import failed_record, ok_record
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import bigtrain.registry as registry
+import bigtrain.common.registry as registry
 from bigtrain.cli import main
 from bigtrain.workloads import FAMILIES
 from conftest import REPO

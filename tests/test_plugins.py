@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import bigtrain.registry as registry
-from bigtrain.optim import OPTIMIZERS
+import bigtrain.common.registry as registry
+from bigtrain.training.optim import OPTIMIZERS
 from bigtrain.workloads import FAMILIES
 
 
@@ -19,7 +19,7 @@ def plugin_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "demo_plugin.py").write_text(textwrap.dedent('''
         import torch
         from torch import nn
-        from bigtrain.optim import OptimizerSpec, register_optimizer
+        from bigtrain.training.optim import OptimizerSpec, register_optimizer
         from bigtrain.workloads import register_family
         from bigtrain.workloads.base import SizeConfig, Workload, WorkloadFamily
 
@@ -60,7 +60,7 @@ def test_entry_points_register_a_workload_and_an_optimizer(plugin_package: Path)
 def test_plugin_workload_runs_in_a_sweep(plugin_package: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
     from conftest import write_preset
 
     # Workers are fresh processes: they find the plugin the way any installed package is found.

@@ -12,7 +12,7 @@ import pytest
 
 from bigtrain.run.local_pool import LocalPoolExecutor
 from bigtrain.run.sweep import SweepOptions, run_sweep
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.spec import spec_from_preset
 from conftest import write_preset
 
 ESCAPE_TIMEOUT_S = 20  # generous: the fault starts a Python process before it hangs

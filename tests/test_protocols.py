@@ -9,22 +9,23 @@ import types
 import pytest
 import torch
 
-from bigtrain.errors import BadInput
-from bigtrain.matrix import Cell
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import Cell
 from bigtrain.measure import step_loop
 from bigtrain.measure.protocols import (
     PROTOCOLS,
     STEP_TIME,
     StepTimeProtocol,
-    StepTimeSettings,
     resolve_protocol,
 )
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.measure.step_loop import measure_window, warm_up
-from bigtrain.precision import resolve_precision
+from bigtrain.training.precision import resolve_precision
 from bigtrain.run.build import has_convolutions, set_cudnn_benchmark
-from bigtrain.run.cell import CellJob, run_cell
+from bigtrain.run.cell import run_cell
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import plan_jobs
-from bigtrain.spec import MeasureSettings
+from bigtrain.cells.spec import MeasureSettings
 
 SETTINGS = StepTimeSettings(warmup_s=0.01, duration_s=0.02, min_steps=3)
 
@@ -46,7 +47,7 @@ def test_settings_validate_on_construction_and_name_the_field(field, value):
 
 
 def test_plan_jobs_passes_one_settings_object_from_the_spec():
-    from bigtrain.spec import SweepSpec
+    from bigtrain.cells.spec import SweepSpec
 
     spec = SweepSpec(preset="t", model=("mlp:seed",), optimizer=("sgd",), impl=("foreach",),
                      batch_norm=("off",), precision=("fp32",), device=("cpu",), batch_size=(8,),
@@ -231,8 +232,8 @@ def test_compiled_cell_keeps_compilation_out_of_the_window():
 def test_a_reused_worker_keeps_compiling_new_optimizers():
     """dynamo guards a compiled step on the optimizer object; past its recompile limit it would
     run the step eagerly. Every new compiled optimizer must still compile a graph."""
-    from bigtrain.compiling import compiled_graph_count
-    from bigtrain.optim import build_optimizer, resolve_optimizer
+    from bigtrain.training.compiling import compiled_graph_count
+    from bigtrain.training.optim import build_optimizer, resolve_optimizer
 
     limit = torch._dynamo.config.recompile_limit
     for _ in range(limit + 2):

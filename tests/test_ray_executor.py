@@ -218,7 +218,7 @@ def test_ctrl_c_stops_the_cells_on_the_cluster_and_marks_the_run_interrupted(
 def test_a_cell_over_its_timeout_and_a_dying_worker_are_records(
         ray_cluster: LocalCluster, tmp_path: Path, faults: None) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     # The limit must cover a worker's torch import and build on a loaded 2-core box (8 s did
     # not, at load 15: the segv cell timed out before it could crash); the hang cell pays it.

@@ -34,9 +34,9 @@ def test_sweep_help_lists_ray_and_its_address_option() -> None:
 
 def test_the_ray_executor_refuses_an_option_it_does_not_take(tmp_path: Path) -> None:
     preset = write_preset(tmp_path, ["mlp:seed"])
-    from bigtrain.errors import BadInput
+    from bigtrain.common.errors import BadInput
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     with pytest.raises(BadInput, match=r"executor 'ray' takes no option zone; its options: "
                                        r"address"):

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from bigtrain import exit_codes
+from bigtrain.common import exit_codes
 from bigtrain.cli import main
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import (
     MANIFEST_RULES,
     MEASURE_RULES,
@@ -62,7 +62,7 @@ def test_every_record_and_manifest_field_has_a_rule():
 
 
 def test_measure_rules_are_the_measure_settings():
-    from bigtrain.spec import MeasureSettings
+    from bigtrain.cells.spec import MeasureSettings
 
     assert set(MEASURE_RULES) == {f.name for f in dataclasses.fields(MeasureSettings)}
 
@@ -323,10 +323,10 @@ def test_environment_with_unknown_gpu_names_still_loads(tmp_path):
 
 
 def test_an_upgrade_step_failing_on_a_broken_manifest_is_a_clear_error(tmp_path, monkeypatch):
-    from bigtrain.results import migrations, schema
+    from bigtrain.results import migrations, versions
 
     run_dir = _with_manifest(tmp_path, {"environment": [1, 2]})
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(versions, "SCHEMA_VERSION", 2)
     monkeypatch.setattr(migrations, "STEPS", {})
     # a step written for well-formed data, as real steps are
     migrations.register_step(1, manifest=lambda data: {**data, "environment": {

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bigtrain.matrix import Cell
-from bigtrain.measure.protocols import StepTimeSettings
-from bigtrain.run.cell import CellJob
+from bigtrain.cells.matrix import Cell
+from bigtrain.cells.settings import StepTimeSettings
+from bigtrain.run.job import CellJob
 from bigtrain.run.health import check_health
 from bigtrain.run.records import (
     death_record,

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from bigtrain.axes import AXIS_BY_NAME
+from bigtrain.cells.axes import AXIS_BY_NAME
 from bigtrain.cli import main
 from bigtrain.report import write_report
 from bigtrain.report import figures as report_figures

@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.report.convergence import median_band, median_counting_never
 from bigtrain.results.curves import curve_frame, curve_rows
 from bigtrain.results.frame import CONVERGE_FIELDS, load_frame

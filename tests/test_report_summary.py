@@ -16,7 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from bigtrain.cli import main
-from bigtrain.markdown_escape import escape_markdown
+from bigtrain.common.markdown_escape import escape_markdown
 from bigtrain.report import figures as report_figures
 from bigtrain.report import write_report
 from bigtrain.report.data import load_report_data

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.errors import BadInput
-from bigtrain.run_ids import RUN_ID_MAX_CHARS, check_run_id, run_id_problem, safe_run_id
+from bigtrain.common.errors import BadInput
+from bigtrain.results.run_ids import RUN_ID_MAX_CHARS, check_run_id, run_id_problem, safe_run_id
 from conftest import REPO, run_cli as _run, write_preset
 
 REFERENCE_RUN = REPO / "results" / "cpu-2vcpu-quick"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.errors import BadInput
-from bigtrain.spec import preset_names, spec_from_json, spec_from_preset
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.spec import preset_names, spec_from_json, spec_from_preset
 
 
 def test_shipped_presets_all_load() -> None:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from bigtrain import stats
-from bigtrain.stats import MetricSamples, decide
+from bigtrain.compare import stats
+from bigtrain.compare.stats import MetricSamples, decide
 
 
 def test_ratio_of_medians_uses_medians_not_means():

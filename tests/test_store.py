@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import SCHEMA_VERSION, CellRecord, Manifest, StepTimeStats
 from bigtrain.results.store import (
     CELLS_NAME,

@@ -18,8 +18,8 @@ from torch import nn
 
 import keyword_workloads
 from bigtrain.measure.step_loop import TrainingStep
-from bigtrain.optim import build_optimizer, resolve_optimizer
-from bigtrain.precision import resolve_precision
+from bigtrain.training.optim import build_optimizer, resolve_optimizer
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import (
     FAMILIES,
     CNNSize,
@@ -182,7 +182,7 @@ def test_a_malformed_workload_fails_on_construction(changes: dict, message: str)
 def test_a_keyword_workload_runs_in_a_sweep(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     from bigtrain.run.sweep import SweepOptions, run_sweep
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     # Workers are fresh processes: the env var tells them to import the test family.
     monkeypatch.setenv("BIGTRAIN_PLUGINS", "keyword_workloads")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from bigtrain.measure.step_loop import TrainingStep
-from bigtrain.optim import build_optimizer, resolve_optimizer, unsupported_reason
-from bigtrain.precision import resolve_precision
+from bigtrain.training.optim import build_optimizer, resolve_optimizer, unsupported_reason
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import FAMILIES, resolve_model
 from bigtrain.workloads.capability import ProbeKey, unsupported_reasons
 

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.axes import AXIS_BY_NAME, PROGRESS_STYLE, cell_label
-from bigtrain.errors import BadInput
-from bigtrain.matrix import DeviceInventory, cell_id_for, expand
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.cells.axes import AXIS_BY_NAME, PROGRESS_STYLE, cell_label
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.matrix import DeviceInventory, cell_id_for, expand
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.report.scaling import scaling_efficiency
 from bigtrain.results.schema import CellRecord, SchemaError
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.local_pool import LocalPoolExecutor, _Worker
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.spec import spec_from_preset
 from conftest import REPO, run_cli, write_preset
 
 TWO_GPUS = DeviceInventory(cuda_count=2, cuda_bf16=(True, True))

@@ -31,13 +31,13 @@ from bigtrain.ab.plan import INTERLEAVE, Slot, next_round_fits, round_order, sid
 from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND
 from bigtrain.ab.side_worker import SideWorker, run_jobs, side_environment
 from bigtrain.ab.sides import SIDES, Side
-from bigtrain.errors import BadInput
-from bigtrain.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION
-from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_INTERRUPTED, EXIT_OK, EXIT_REGRESSION
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.results.schema import CellRecord, Manifest
 from bigtrain.results.store import RunWriter
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.records import not_run_record, now_iso
 from bigtrain.run.sweep import (
     InterruptGuard,
@@ -47,8 +47,8 @@ from bigtrain.run.sweep import (
     _signals_deferred,
     default_run_id,
 )
-from bigtrain.run_ids import check_run_id
-from bigtrain.spec import SweepSpec
+from bigtrain.results.run_ids import check_run_id
+from bigtrain.cells.spec import SweepSpec
 
 #: How long a side's interpreter gets to describe itself (import torch, read the machine).
 DESCRIBE_TIMEOUT_S = 300.0
@@ -77,7 +77,7 @@ class AbOptions:
         if self.run_id is not None:
             for side in SIDES:
                 check_run_id(f"{self.run_id}-{side}", "--run-id")
-        from bigtrain.stats import MIN_PAIRED_ROUNDS
+        from bigtrain.compare.stats import MIN_PAIRED_ROUNDS
 
         if self.max_rounds < MIN_PAIRED_ROUNDS:
             raise BadInput(f"--rounds {self.max_rounds}: paired rounds decide nothing before "

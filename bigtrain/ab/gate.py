@@ -40,7 +40,7 @@ def decide_rounds(rounds: Sequence[Mapping[str, Mapping[str, CellRecord]]], *,
     the end.
     """
     from bigtrain.compare.paired import all_decided, compare_paired
-    from bigtrain.envinfo import fingerprint_differences
+    from bigtrain.measure.envinfo import fingerprint_differences
 
     options: dict[str, Any] = {"max_rounds": max_rounds, "final": final}
     if runs is not None:

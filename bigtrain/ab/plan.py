@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bigtrain.ab.sides import BASELINE, CANDIDATE
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 INTERLEAVE = "interleave"
 DUET = "duet"

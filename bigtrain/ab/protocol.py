@@ -48,9 +48,9 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
     ValueError naming the field when the message holds an axis or setting this version lacks (a
     newer driver asking for something this worker cannot measure).
     """
-    from bigtrain.matrix import Cell
-    from bigtrain.measure.protocols import StepTimeSettings
-    from bigtrain.run.cell import CellJob
+    from bigtrain.cells.matrix import Cell
+    from bigtrain.cells.settings import StepTimeSettings
+    from bigtrain.run.job import CellJob
 
     axes = dict(message["axes"])
     known_axes = {f.name for f in dataclasses.fields(Cell)} - {"cell_id", "status", "reason"}

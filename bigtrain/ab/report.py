@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from bigtrain.markdown_escape import escape_markdown
+from bigtrain.common.markdown_escape import escape_markdown
 
 _STOPS = {
     "decided": "every cell decided",

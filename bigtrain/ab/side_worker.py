@@ -24,7 +24,7 @@ import psutil
 from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND, job_message
 from bigtrain.ab.sides import Side
 from bigtrain.results.schema import CellRecord, SchemaError
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S, _tail
 from bigtrain.run.process_tree import kill_tree
 from bigtrain.run.records import death_record, executor_error_record, timeout_record

@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 BASELINE = "baseline"
 CANDIDATE = "candidate"

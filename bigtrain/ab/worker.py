@@ -35,7 +35,7 @@ def message_channel() -> IO[str]:
 def describe() -> dict[str, Any]:
     """What the driver records about this side: protocols, versions, the machine as it sees it."""
     from bigtrain import __version__
-    from bigtrain.envinfo import collect_environment
+    from bigtrain.measure.envinfo import collect_environment
 
     return {"protocol": list(SUPPORTED_PROTOCOLS), "bigtrain_version": __version__,
             "python": sys.executable, "environment": collect_environment()}
@@ -64,7 +64,7 @@ def serve(*, protocol: int, core: int | None) -> int:
 
     from bigtrain import __version__
     from bigtrain.ab.protocol import job_from_message
-    from bigtrain.registry import load_plugins
+    from bigtrain.common.registry import load_plugins
     from bigtrain.run.cell import run_cell
 
     torch.set_num_threads(1)

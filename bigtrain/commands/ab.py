@@ -13,7 +13,7 @@ import click
 
 from bigtrain.commands.sweep import _axis_options
 from bigtrain.compare.metrics import metric_names_text
-from bigtrain.matrix import DEFAULT_MAX_CELLS
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
 
 MODES = ("interleave", "duet")
 #: `ab`'s default band. Measured on a quiet 2-vCPU box (README, "A/B gating in CI"): 72 duet rounds
@@ -75,7 +75,7 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
     from bigtrain.ab.driver import AbOptions, run_ab
     from bigtrain.ab.sides import BASELINE, CANDIDATE, Side, check_python, parse_env_pairs
     from bigtrain.compare import parse_thresholds
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.spec import spec_from_preset
 
     spec = spec_from_preset(preset, {**axis_values, "warmup_s": warmup, "duration_s": duration,
                                      "min_steps": min_steps, "cell_timeout_s": cell_timeout})
@@ -106,7 +106,7 @@ def _render(outcome, markdown_path: Path | None, json_path: Path | None) -> None
     from bigtrain.ab.report import outcome_json, outcome_lines, outcome_markdown
     from bigtrain.compare import render_terminal
     from bigtrain.compare.outputs import write_gate_files
-    from bigtrain.terminal_text import inert
+    from bigtrain.common.terminal_text import inert
 
     write_gate_files(
         markdown_path=markdown_path,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 
 def parse_sizes(text: str | None) -> tuple[int, ...] | None:
@@ -88,7 +88,7 @@ def _print(result, path: Path, as_json: bool, *, verb: str) -> None:  # noqa: AN
         return
     # Device names and notes come from the hardware, a stored file or an exception: data, printed
     # with its control characters made visible.
-    from bigtrain.terminal_text import inert
+    from bigtrain.common.terminal_text import inert
 
     click.echo(inert(f"{result.device_name} ({result.device}), measured {result.created_at}"))
     for precision, tflops in result.matmul_tflops.items():

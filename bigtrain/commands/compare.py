@@ -16,9 +16,9 @@ from pathlib import Path
 import click
 
 from bigtrain.compare.metrics import metric_names_text
-from bigtrain.errors import BadInput
-from bigtrain.exit_codes import EXIT_REGRESSION
-from bigtrain.stats import DEFAULT_ALPHA
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_REGRESSION
+from bigtrain.compare.stats import DEFAULT_ALPHA
 
 _USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at least one "
           "--baseline DIR and one --candidate DIR, not both forms")

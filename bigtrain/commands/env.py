@@ -11,8 +11,8 @@ import click
 @click.option("--json", "as_json", is_flag=True, help="print JSON for machines")
 def env(as_json: bool) -> None:
     """Print GPUs, driver, CUDA, cuDNN, torch, Python, CPU, RAM, host and git state."""
-    from bigtrain.envinfo import collect_environment
-    from bigtrain.terminal_text import inert
+    from bigtrain.measure.envinfo import collect_environment
+    from bigtrain.common.terminal_text import inert
 
     info = collect_environment()
     if as_json:

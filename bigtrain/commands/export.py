@@ -2,7 +2,7 @@
 
 Text formats go to stdout unless `-o FILE` (its missing folders are made); binary ones (Parquet)
 need `-o`. The formats, their
-choices and help come from the one registry, `bigtrain.exports.EXPORT_FORMATS`. Never imports
+choices and help come from the one registry, `bigtrain.compare.exports.EXPORT_FORMATS`. Never imports
 torch.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from bigtrain.errors import BadInput
-from bigtrain.exports import EXPORT_FORMATS, export_format
+from bigtrain.common.errors import BadInput
+from bigtrain.compare.exports import EXPORT_FORMATS, export_format
 
 _FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()) + "."
 

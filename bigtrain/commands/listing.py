@@ -11,7 +11,7 @@ TOPICS = ("models", "optimizers", "precisions", "devices", "presets")
 @click.argument("topic", type=click.Choice(TOPICS), required=False)
 def list_command(topic: str | None) -> None:
     """List models, optimizers, precisions, devices or presets (all of them by default)."""
-    from bigtrain.terminal_text import inert
+    from bigtrain.common.terminal_text import inert
 
     for name in [topic] if topic else TOPICS:
         click.echo(f"{name}:")
@@ -41,7 +41,7 @@ def _models() -> list[str]:
 def _optimizers() -> list[str]:
     import torch
 
-    from bigtrain.optim import IMPLS, OPTIMIZERS, unsupported_reason
+    from bigtrain.training.optim import IMPLS, OPTIMIZERS, unsupported_reason
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     lines = []
@@ -55,7 +55,7 @@ def _optimizers() -> list[str]:
 
 
 def _precisions() -> list[str]:
-    from bigtrain.precision import PRECISIONS
+    from bigtrain.training.precision import PRECISIONS
 
     return [f"{r.name:<5} {r.description}; devices: {', '.join(r.device_types)}"
             for r in PRECISIONS.values()]
@@ -76,7 +76,7 @@ def _devices() -> list[str]:
 
 
 def _presets() -> list[str]:
-    from bigtrain.spec import load_preset, preset_names, presets_dir
+    from bigtrain.cells.spec import load_preset, preset_names, presets_dir
 
     lines = []
     for name in preset_names():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 #: Where reports go unless -o says otherwise: reports/<name>.
 DEFAULT_REPORTS_DIR = Path("reports")
@@ -21,7 +21,7 @@ def default_report_name(runs: tuple[Path, ...]) -> str:
     The name becomes a folder under reports/, so each run folder's name must be a valid run id
     (else BadInput asking for `-o DIR`); joined, they still make one safe file name.
     """
-    from bigtrain.run_ids import check_run_id
+    from bigtrain.results.run_ids import check_run_id
 
     try:
         names = [check_run_id(Path(r).resolve().name, f"report name from {r}") for r in runs]
@@ -51,7 +51,7 @@ def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None,
     """
     from bigtrain.report import write_report
     from bigtrain.report.prices import parse_prices
-    from bigtrain.terminal_text import inert
+    from bigtrain.common.terminal_text import inert
 
     prices = parse_prices(price_text) if price_text is not None else None
     for run in runs:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from bigtrain.axes import AXIS_TABLE
-from bigtrain.matrix import DEFAULT_MAX_CELLS
+from bigtrain.cells.axes import AXIS_TABLE
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
 
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
@@ -56,9 +56,9 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
           retry_failed, force, fresh_workers, executor, ray_address, max_cells, dry_run,
           no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
-    from bigtrain.errors import BadInput
-    from bigtrain.run_ids import check_run_id
-    from bigtrain.spec import apply_overrides, spec_from_json, spec_from_preset
+    from bigtrain.cells.spec import apply_overrides, spec_from_json, spec_from_preset
+    from bigtrain.common.errors import BadInput
+    from bigtrain.run.sweep import SweepOptions
 
     overrides = {
         **axis_values,  # one entry per axis flag, keyed by axis name
@@ -69,11 +69,13 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         raise BadInput("--retry-failed needs --resume RUN_ID")
     if resume and run_id:
         raise BadInput("--run-id and --resume are exclusive; --resume names the run")
-    # Both name a folder under --out: checked before any path is built from them.
-    if run_id is not None:
-        check_run_id(run_id, "--run-id")
-    if resume is not None:
-        check_run_id(resume, "--resume")
+    # The options check --run-id and --resume (each names a folder under --out) before any path
+    # is built from them.
+    options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
+                           retry_failed=retry_failed, force=force,
+                           reuse_workers=not fresh_workers, executor=executor,
+                           executor_options={"address": ray_address} if ray_address else {},
+                           max_cells=max_cells, ignore_signals_after_interrupt=True)
     if resume:
         from bigtrain.results.store import read_manifest
 
@@ -83,22 +85,17 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
     else:
         spec = spec_from_preset(preset, overrides)
 
-    if executor:
-        from bigtrain.run.executor import executor_factory
-
-        executor_factory(executor)  # an unknown name is exit 2, before anything runs
     if dry_run:
+        if executor:  # a real sweep looks the name up itself (run_sweep), before any write
+            from bigtrain.run.executor import executor_factory
+
+            executor_factory(executor)  # an unknown name is exit 2
         _print_cells(spec, max_cells)
         return
 
-    from bigtrain.console import sweep_progress
-    from bigtrain.run.sweep import SweepOptions, run_sweep
+    from bigtrain.run.console import sweep_progress
+    from bigtrain.run.sweep import run_sweep
 
-    options = SweepOptions(out_dir=out_dir, run_id=run_id, resume=resume,
-                           retry_failed=retry_failed, force=force,
-                           reuse_workers=not fresh_workers, executor=executor,
-                           executor_options={"address": ray_address} if ray_address else {},
-                           max_cells=max_cells, ignore_signals_after_interrupt=True)
     outcome = run_sweep(spec, options, sweep_progress())
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
@@ -107,8 +104,8 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
 def _write_report(run_dir: Path) -> None:
     from bigtrain.report import write_report
-    from bigtrain.run_ids import check_run_id
-    from bigtrain.terminal_text import inert
+    from bigtrain.results.run_ids import check_run_id
+    from bigtrain.common.terminal_text import inert
 
     out = Path("reports") / check_run_id(run_dir.name, "run folder")
     try:
@@ -124,8 +121,8 @@ def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
     from rich.console import Console
     from rich.table import Table
 
-    from bigtrain.matrix import DeviceInventory, expand
-    from bigtrain.terminal_text import data_text
+    from bigtrain.cells.matrix import DeviceInventory, expand
+    from bigtrain.common.terminal_text import data_text
 
     cells = expand(spec, DeviceInventory.detect(), max_cells=max_cells)
     # Every value is data (a preset path, a reason, a plugin's names): Text, never markup.

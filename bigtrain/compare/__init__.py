@@ -3,7 +3,7 @@
 Rooms: `metrics` (what is compared, in which direction), `thresholds` (`--threshold`), `gate`
 (the decision; on records in memory or on run folders), `result` (verdicts and decided cells),
 `paired` (the gate on paired rounds, for `bigbench ab`), `rows`, `terminal`, `markdown`, `json_report` (the renderings). Statistics live in
-`bigtrain.stats`. The public names are re-exported here.
+`bigtrain.compare.stats`. The public names are re-exported here.
 
 Analysing side of the wall: never imports torch, pynvml or pandas.
 """
@@ -53,7 +53,7 @@ from bigtrain.compare.rows import (
 )
 from bigtrain.compare.terminal import render_terminal
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
-from bigtrain.stats import (
+from bigtrain.compare.stats import (
     DEFAULT_ALPHA,
     IMPROVED,
     REGRESSED,

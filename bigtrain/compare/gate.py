@@ -2,7 +2,7 @@
 
 Cells are matched by `cell_id`; records of one cell with different `repeat` numbers are repeats
 (independent worker processes). Each metric has its own direction and threshold; the decision
-itself (threshold AND noise) lives in `bigtrain.stats`. `compare_records` works on records in
+itself (threshold AND noise) lives in `bigtrain.compare.stats`. `compare_records` works on records in
 memory (what `bigbench ab` holds round by round); `compare_runs` and `compare_run_dirs` add the
 checks that need run folders (hardware fingerprint, incomplete runs) and call it.
 
@@ -27,11 +27,11 @@ from bigtrain.compare.result import (
     MetricComparison,
 )
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
-from bigtrain.envinfo import fingerprint_differences
-from bigtrain.errors import BadInput
+from bigtrain.measure.envinfo import fingerprint_differences
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import NOT_REACHED, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun, load_run
-from bigtrain.stats import (
+from bigtrain.compare.stats import (
     DEFAULT_ALPHA,
     IMPROVED,
     REGRESSED,
@@ -192,21 +192,15 @@ def compare_records(
             f"impl, batch norm, precision, device, batch size, compile); were they swept with "
             f"different presets or devices?"
         )
-    cells = tuple(
+    cells = (
         compare_cell(cell_id, base_cells.get(cell_id, []), cand_cells.get(cell_id, []),
                      thresholds, alpha)
         for cell_id in sorted(set(base_cells) | set(cand_cells))
     )
-    return Comparison(
-        baseline_run=baseline_run,
-        candidate_run=candidate_run,
-        baseline_path=baseline_path,
-        candidate_path=candidate_path,
-        thresholds_pct=thresholds,
-        alpha=alpha,
-        cells=cells,
-        hardware_differences=tuple(hardware_differences),
-        warnings=tuple(warnings),
+    return Comparison.of(
+        cells, baseline_run=baseline_run, candidate_run=candidate_run,
+        baseline_path=baseline_path, candidate_path=candidate_path, thresholds_pct=thresholds,
+        alpha=alpha, hardware_differences=hardware_differences, warnings=warnings,
     )
 
 

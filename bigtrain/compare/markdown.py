@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 from bigtrain.compare.result import GATING_VERDICTS, Comparison
 from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
-from bigtrain.markdown_escape import escape_markdown as _md_escape
-from bigtrain.stats import UNDECIDED
+from bigtrain.common.markdown_escape import escape_markdown as _md_escape
+from bigtrain.compare.stats import UNDECIDED
 
 
 def _md_table(rows: Sequence[Row]) -> list[str]:

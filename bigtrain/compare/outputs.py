@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 
 def write_gate_files(*, markdown_path: Path | None, markdown: Callable[[], str] | None,

@@ -6,7 +6,7 @@ codes), with per cell the rounds used, per metric the smallest change the rounds
 (`Verdict.mde_pct`), and the verdict `undecided` while the noise still allows either answer.
 `all_decided` is the runner's stopping rule after each round.
 
-The statistics (bigtrain/stats.py, "paired rounds"): per round, the ratio candidate/baseline of a
+The statistics (bigtrain/compare/stats.py, "paired rounds"): per round, the ratio candidate/baseline of a
 metric (e.g. the round's median step time) -- the drift a round shares cancels; a paired t interval
 of the mean log ratio; decided when the interval lies beyond the threshold band (regressed or
 improved) or inside it (unchanged); Bonferroni over the cell x metric family (a metric that is an
@@ -31,10 +31,10 @@ from bigtrain.compare.gate import check_runs, group_repeats, side_summary, statu
 from bigtrain.compare.metrics import METRICS, METRICS_BY_NAME, Metric, metric_names_text
 from bigtrain.compare.result import CellComparison, Comparison, MetricComparison
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT, parse_thresholds
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun
-from bigtrain.stats import (
+from bigtrain.compare.stats import (
     CENTER_GEOMEAN,
     DEFAULT_ALPHA,
     IMPROVED,
@@ -154,16 +154,10 @@ def compare_paired(
             rounds=max((m.verdict.rounds or 0 for m in verdicts), default=len(rounds)),
             **side_summary(baseline, candidate),
         ))
-    return Comparison(
-        baseline_run=baseline_run,
-        candidate_run=candidate_run,
-        baseline_path=baseline_path,
-        candidate_path=candidate_path,
-        thresholds_pct=threshold_pct,
-        alpha=alpha,
-        cells=tuple(decided_cells),
-        hardware_differences=tuple(hardware_differences),
-        warnings=tuple(warnings),
+    return Comparison.of(
+        decided_cells, baseline_run=baseline_run, candidate_run=candidate_run,
+        baseline_path=baseline_path, candidate_path=candidate_path, thresholds_pct=threshold_pct,
+        alpha=alpha, hardware_differences=hardware_differences, warnings=warnings,
         paired=True,
         rounds=max((len(r) for r in cells.values()), default=0),
         max_rounds=max_rounds,

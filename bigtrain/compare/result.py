@@ -5,13 +5,13 @@ Pure data; the gate (gate.py) builds it and the renderers read it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.axes import compare_cell_label
+from bigtrain.cells.axes import compare_cell_label
 from bigtrain.compare.metrics import Metric
-from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED, Verdict
+from bigtrain.compare.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED, Verdict
 
 NEW = "new"
 MISSING = "missing"
@@ -102,6 +102,35 @@ class Comparison:
     rounds: int | None = None  # the most rounds any cell had
     max_rounds: int | None = None  # the cap alpha was spent over; None: open-ended spending
     family_size: int | None = None  # cell x metric tests alpha was split over
+
+    @classmethod
+    def of(
+        cls,
+        cells: Iterable[CellComparison],
+        *,
+        baseline_run: str,
+        candidate_run: str,
+        baseline_path: str | None,
+        candidate_path: str | None,
+        thresholds_pct: Mapping[str, float],
+        alpha: float,
+        hardware_differences: Sequence[str] = (),
+        warnings: Sequence[str] = (),
+        paired: bool = False,
+        rounds: int | None = None,
+        max_rounds: int | None = None,
+        family_size: int | None = None,
+    ) -> Comparison:
+        """The one way both gates (`compare_records`, `compare_paired`) build their result: the
+        sides, the thresholds and alpha they judged by, the cells, what differs between the
+        machines, and for paired rounds how they were judged."""
+        return cls(
+            baseline_run=baseline_run, candidate_run=candidate_run,
+            baseline_path=baseline_path, candidate_path=candidate_path,
+            thresholds_pct=thresholds_pct, alpha=alpha, cells=tuple(cells),
+            hardware_differences=tuple(hardware_differences), warnings=tuple(warnings),
+            paired=paired, rounds=rounds, max_rounds=max_rounds, family_size=family_size,
+        )
 
     @property
     def all_decided(self) -> bool:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from bigtrain.compare.result import VERDICT_ORDER, Comparison
 from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT
-from bigtrain.stats import CENTER_GEOMEAN, Verdict
+from bigtrain.compare.stats import CENTER_GEOMEAN, Verdict
 
 
 def format_value(value: float, unit: str) -> str:

@@ -1,7 +1,7 @@
 """The comparison as a rich table for a terminal, regressions first.
 
 Run ids, cell labels, hardware names and warnings come from the run folders: every one is printed
-as text (bigtrain/terminal_text.py), so `[/x]` in a run id neither crashes nor styles anything.
+as text (bigtrain/common/terminal_text.py), so `[/x]` in a run id neither crashes nor styles anything.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 from bigtrain.compare.result import FAILED, MISSING, NEW, Comparison
 from bigtrain.compare.rows import summary_line, table_rows, thresholds_line
-from bigtrain.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED
-from bigtrain.terminal_text import data_text
+from bigtrain.compare.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED
+from bigtrain.common.terminal_text import data_text
 
 VERDICT_STYLES = {REGRESSED: "bold red", FAILED: "bold red",
                   MISSING: "yellow", NEW: "cyan", UNDECIDED: "yellow", IMPROVED: "green",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bigtrain.compare.metrics import METRIC_NAMES, METRICS_BY_NAME, metric_names_text
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 DEFAULT_THRESHOLD_PCT = 5.0
 

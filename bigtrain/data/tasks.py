@@ -18,7 +18,7 @@ from torch import nn
 
 from bigtrain.data import datasets
 from bigtrain.data.datasets import IGNORE_INDEX, Split
-from bigtrain.registry import Registry
+from bigtrain.common.registry import Registry
 
 DIRECTIONS = ("max", "min")
 

@@ -31,7 +31,7 @@ from typing import Any
 
 from bigtrain import __version__
 from bigtrain.measure.host import cpu_model
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 log = logging.getLogger(__name__)
 

@@ -16,69 +16,23 @@ What the clocks count (documented in the README):
 - `energy_to_target_j`: the NVML energy counter over the run (which ends at the target), less the
   evaluations' share by time; None on the CPU, with the telemetry reason.
 
-This module stays free of torch at import time: `ConvergeSettings` travels in the spec and the job,
-which the analysing side of the CLI imports. The loop lives in `converge_loop.py`.
+This module stays free of torch at import time. Its settings (`ConvergeSettings`, which travels in
+the spec and the job) live in `bigtrain/cells/settings.py`; the loop lives in `converge_loop.py`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import statistics
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bigtrain.errors import BadInput
+from bigtrain.measure.contract import json_float
+from bigtrain.cells.settings import CONVERGE, ConvergeSettings
 
 if TYPE_CHECKING:  # pragma: no cover - types only
+    from bigtrain.measure.contract import BuiltCell, Instruments
     from bigtrain.measure.converge_loop import ConvergeRun
     from bigtrain.measure.memory import PeakMemory
-    from bigtrain.measure.protocols import Instruments
-    from bigtrain.run.build import BuiltCell
-
-CONVERGE = "converge"
-
-
-@dataclass(frozen=True, kw_only=True)
-class ConvergeSettings:
-    """Budgets of one converge cell: at most `max_steps` optimizer steps and `max_time_s` seconds
-    of training (data loading included, evaluation not), with a held-out evaluation every
-    `eval_every` steps (and at the budget's end)."""
-
-    max_steps: int = 2000
-    max_time_s: float = 60.0
-    eval_every: int = 25
-
-    def __post_init__(self) -> None:
-        if isinstance(self.max_steps, bool) or not (isinstance(self.max_steps, int)
-                                                     and self.max_steps >= 1):
-            raise BadInput(f"converge settings: max_steps must be an integer >= 1, "
-                           f"got {self.max_steps!r}")
-        if isinstance(self.max_time_s, bool) or not (isinstance(self.max_time_s, (int, float))
-                                                      and math.isfinite(self.max_time_s)
-                                                      and self.max_time_s > 0):
-            raise BadInput(f"converge settings: max_time_s must be a number of seconds > 0, "
-                           f"got {self.max_time_s!r}")
-        if isinstance(self.eval_every, bool) or not (isinstance(self.eval_every, int)
-                                                      and self.eval_every >= 1):
-            raise BadInput(f"converge settings: eval_every must be an integer >= 1, "
-                           f"got {self.eval_every!r}")
-
-    def to_json(self) -> dict[str, Any]:
-        """The manifest's `spec.converge`."""
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> ConvergeSettings:
-        """Rebuild from a manifest's `spec.converge` (keys left out take their defaults)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
-
-
-#: The preset's `[converge]` keys, in order.
-CONVERGE_KEYS = tuple(f.name for f in dataclasses.fields(ConvergeSettings))
-
 
 @dataclass(frozen=True, kw_only=True)
 class ConvergeResult:
@@ -91,7 +45,6 @@ class ConvergeResult:
 
     def record_fields(self, built: BuiltCell) -> dict[str, Any]:
         """CellRecord fields (status and reason included) from this result."""
-        from bigtrain.measure.protocols import _json_float
         from bigtrain.results.schema import PhaseTimes, StepTimeStats
 
         run = self.run
@@ -129,8 +82,8 @@ class ConvergeResult:
             "peak_mem_allocated_bytes": self.peak.allocated_bytes,
             "peak_mem_reserved_bytes": self.peak.reserved_bytes,
             "peak_rss_bytes": self.peak.rss_bytes,
-            "loss_first": _json_float(run.loss_first),
-            "loss_last": _json_float(run.loss_last),
+            "loss_first": json_float(run.loss_first),
+            "loss_last": json_float(run.loss_last),
             "telemetry": self.telemetry,
             "telemetry_reason": self.telemetry_reason,
         }

@@ -19,7 +19,7 @@ import torch
 
 from bigtrain.data.loader import TimedBatches, make_loader
 from bigtrain.data.tasks import ConvergeTask, evaluate, task_for
-from bigtrain.measure.converge import ConvergeSettings
+from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.measure.step_loop import synchronize
 
 #: A training or held-out loss this many times the first step's loss has exploded: `diverged`.
@@ -106,7 +106,7 @@ class _PhaseClock:
 
 
 def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
-    """Train `built` (a `bigtrain.run.build.BuiltCell`) on its task until the target, a budget or
+    """Train `built` (a `bigtrain.measure.contract.BuiltCell`) on its task until the target, a budget or
     divergence; see the module docstring for the clocks."""
     task = task_for(built.model_name)
     if task is None:  # the matrix marks such cells unsupported; a direct caller gets a clear error

@@ -15,7 +15,7 @@ from bigtrain.measure.peaks import lookup_peak
 PARAM_BYTES = 4  # autocast keeps parameters, gradients and optimizer state in fp32
 
 #: Tensors of parameter size an optimizer step must read and write, for bigtrain's registered
-#: optimizers with their registry hyper-parameters (see bigtrain/optim.py):
+#: optimizers with their registry hyper-parameters (see bigtrain/training/optim.py):
 #:   sgd (momentum 0.9): read param, grad, momentum; write param, momentum
 #:   adam / adamw: read param, grad, exp_avg, exp_avg_sq; write param, exp_avg, exp_avg_sq
 #:   rmsprop (no momentum, not centred): read param, grad, square_avg; write param, square_avg

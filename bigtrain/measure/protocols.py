@@ -19,13 +19,17 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import unknown_choice
+from bigtrain.common.registry import Registry
+
+from bigtrain.measure.contract import Instruments, json_float
+from bigtrain.measure.converge import CONVERGE, ConvergeProtocol
+from bigtrain.cells.settings import StepTimeSettings
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from bigtrain.measure.memory import PeakMemory, PeakMemoryTracker
+    from bigtrain.measure.contract import BuiltCell
+    from bigtrain.measure.memory import PeakMemory
     from bigtrain.measure.step_loop import LoopResult
-    from bigtrain.run.build import BuiltCell
 
 STEP_TIME = "step_time"
 #: The record's note where a step ran as one unit and its phases could not be timed apart.
@@ -35,45 +39,6 @@ PHASES_NOT_SEPARABLE = "the step ran as one replayed CUDA graph: its phases are 
 class CellSkipped(Exception):
     """A cell that cannot be measured here, found out only when building it (a CUDA graph that
     cannot be captured); the worker records it as `skipped` with this message as the reason."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class StepTimeSettings:
-    """Budgets of the step-time protocol: warm-up seconds, window seconds, least measured steps.
-
-    Built once from the spec and carried unchanged through the job to the loop.
-    """
-
-    warmup_s: float
-    duration_s: float
-    min_steps: int
-
-    def __post_init__(self) -> None:
-        if not (isinstance(self.warmup_s, (int, float)) and self.warmup_s >= 0):
-            raise BadInput(f"step-time settings: warmup_s must be >= 0 seconds, got {self.warmup_s!r}")
-        if not (isinstance(self.duration_s, (int, float)) and self.duration_s > 0):
-            raise BadInput(f"step-time settings: duration_s must be > 0 seconds, got {self.duration_s!r}")
-        if not (isinstance(self.min_steps, int) and self.min_steps >= 1):
-            raise BadInput(f"step-time settings: min_steps must be an integer >= 1, got {self.min_steps!r}")
-
-    @classmethod
-    def from_measure(cls, measure: Any) -> StepTimeSettings:
-        """The settings named in a spec's `[measure]` table (a `MeasureSettings`)."""
-        return cls(warmup_s=measure.warmup_s, duration_s=measure.duration_s,
-                   min_steps=measure.min_steps)
-
-    def with_min_window(self, min_window_s: float) -> StepTimeSettings:
-        """The same settings with the window stretched to at least `min_window_s`."""
-        return dataclasses.replace(self, duration_s=max(self.duration_s, min_window_s))
-
-
-@dataclass(frozen=True, kw_only=True)
-class Instruments:
-    """What a protocol measures with besides the clock: peak memory (started before the build)
-    and the telemetry sampler (started at the window's opening, stopped at its close)."""
-
-    memory: PeakMemoryTracker
-    sampler: Any  # bigtrain.measure.telemetry.TelemetrySampler
 
 
 class MeasurementProtocol(Protocol):
@@ -132,8 +97,8 @@ class StepTimeResult:
             "peak_mem_allocated_bytes": self.peak.allocated_bytes,
             "peak_mem_reserved_bytes": self.peak.reserved_bytes,
             "peak_rss_bytes": self.peak.rss_bytes,
-            "loss_first": _json_float(loop.loss_first),
-            "loss_last": _json_float(loop.loss_last),
+            "loss_first": json_float(loop.loss_first),
+            "loss_last": json_float(loop.loss_last),
             "telemetry": self.telemetry,
             "telemetry_reason": self.telemetry_reason,
         }
@@ -184,16 +149,7 @@ class StepTimeProtocol:
 
 PROTOCOLS: Registry[MeasurementProtocol] = Registry("measurement protocol")
 PROTOCOLS.register(STEP_TIME, StepTimeProtocol())
-
-
-def _register_converge() -> None:
-    # Imported here, after this module's names exist: converge.py uses them (Instruments, ...).
-    from bigtrain.measure.converge import CONVERGE, ConvergeProtocol
-
-    PROTOCOLS.register(CONVERGE, ConvergeProtocol())
-
-
-_register_converge()
+PROTOCOLS.register(CONVERGE, ConvergeProtocol())
 
 
 def resolve_protocol(name: str, where: str = "") -> MeasurementProtocol:
@@ -202,8 +158,3 @@ def resolve_protocol(name: str, where: str = "") -> MeasurementProtocol:
     if protocol is None:
         raise unknown_choice("measurement protocol", name, PROTOCOLS.names(), where)
     return protocol
-
-
-def _json_float(value: float) -> float | None:
-    """JSON has no NaN: a non-finite loss is stored as null (the status says diverged)."""
-    return value if math.isfinite(value) else None

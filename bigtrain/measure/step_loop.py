@@ -15,8 +15,8 @@ from typing import Any
 
 import torch
 
-from bigtrain.measure.protocols import StepTimeSettings
-from bigtrain.precision import PrecisionRecipe
+from bigtrain.cells.settings import StepTimeSettings
+from bigtrain.training.precision import PrecisionRecipe
 from bigtrain.workloads.base import Workload
 
 #: Warm-up stops early only when step time has settled to within this fraction.

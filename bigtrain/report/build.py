@@ -7,7 +7,7 @@ from pathlib import Path
 
 from bigtrain.report.convergence import convergence_tables
 from bigtrain.report.convergence_figures import convergence_figures
-from bigtrain.report.data import load_report_data
+from bigtrain.report.data import ReportData, load_report_data
 from bigtrain.report.figures import all_figures
 from bigtrain.report.render import (
     build_sections,
@@ -17,8 +17,36 @@ from bigtrain.report.render import (
     write_markdown,
     write_parquet,
 )
+from bigtrain.report.scaling import scaling_table
 from bigtrain.report.summary import overview as build_overview
-from bigtrain.report.tables import Table, all_tables
+from bigtrain.report.summary import summary_table
+from bigtrain.report.tables import (
+    Table,
+    batch_norm_table,
+    efficiency_table,
+    failures_table,
+    memory_table,
+    phases_table,
+    precision_table,
+    price_table,
+    runs_table,
+    spec_table,
+    speedup_table,
+    step_time_table,
+    telemetry_missing_table,
+    telemetry_table,
+    throughput_table,
+)
+
+
+def all_tables(data: ReportData) -> list[Table]:
+    """Every table of the report, in reading order, without the ones the runs have no data for."""
+    builders = (
+        summary_table, runs_table, spec_table, throughput_table, speedup_table, batch_norm_table,
+        precision_table, memory_table, efficiency_table, price_table, scaling_table, phases_table,
+        step_time_table, telemetry_table, telemetry_missing_table, failures_table,
+    )
+    return [t for t in (b(data) for b in builders) if t is not None]
 
 
 def write_report(

@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bigtrain.axes import (
+from bigtrain.cells.axes import (
     AXIS_NAMES,
     OPTIMIZER_ALONE_STYLE,
     OPTIMIZER_STYLE,
     cell_label,
     value_label,
 )
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.report.style import natural_key
 from bigtrain.results.frame import frame_of_runs
 from bigtrain.results.schema import AXES

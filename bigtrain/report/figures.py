@@ -19,6 +19,7 @@ import pandas as pd
 
 from bigtrain.report import style
 from bigtrain.report.data import ReportData
+from bigtrain.report.scaling import scaling_frame
 from bigtrain.report.style import plt, sns
 from bigtrain.report.tables import MIB, efficiency_frame, floor_column, speedup_frame
 
@@ -671,15 +672,36 @@ def _sources(data: ReportData) -> list[str]:
 
 
 def _opt_label(record: Any) -> str:
-    from bigtrain.axes import OPTIMIZER_STYLE, cell_label
+    from bigtrain.cells.axes import OPTIMIZER_STYLE, cell_label
 
     return cell_label({"optimizer": record.optimizer, "impl": record.impl}, OPTIMIZER_STYLE)
 
 
-def _scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
-    from bigtrain.report.scaling import scaling_figures  # it imports this module's Figure
-
-    return scaling_figures(data, palette)
+def scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
+    """Scaling efficiency against world size, one line per cell and source, beside the ideal."""
+    frame = scaling_frame(data)
+    frame = frame[frame["scaling efficiency (%)"].notna()]
+    if frame.empty:
+        return []
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for (source, cell), rows in frame.groupby(["source", "cell"], sort=True):
+        rows = rows.sort_values("world size")
+        label = cell if frame["source"].nunique() == 1 else f"{cell} ({source})"
+        ax.plot(rows["world size"], rows["scaling efficiency (%)"], marker="o", label=label)
+    ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="ideal")
+    sizes = sorted(frame["world size"].unique())
+    ax.set_xticks(sizes)
+    ax.set_xlabel("world size (ranks)")
+    ax.set_ylabel("scaling efficiency (%)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=7, loc="best")
+    ax.set_title("Data-parallel scaling efficiency", fontsize=11, fontweight="bold")
+    return [Figure(
+        "scaling-efficiency", "Data-parallel scaling efficiency",
+        "Throughput at N ranks over N times throughput at one rank (weak scaling); the dashed "
+        "line is perfect scaling.",
+        _png(fig),
+    )]
 
 
 #: Figure builders in reading order; each takes (data, palette) and returns its figures.
@@ -688,7 +710,7 @@ BUILDERS: dict[str, Callable[[ReportData, Mapping[str, str]], list[Figure]]] = {
     "speedup": speedup_figures,
     "memory": memory_figures,
     "efficiency": efficiency_figures,
-    "scaling": lambda data, palette: _scaling_figures(data, palette),
+    "scaling": scaling_figures,
     "phases": lambda data, palette: phase_figures(data),
     "optimizer_floor": optimizer_floor_figure,
     "step_times": step_time_figures,

@@ -19,7 +19,7 @@ import jinja2
 import pandas as pd
 
 from bigtrain import __version__
-from bigtrain.markdown_escape import escape_markdown
+from bigtrain.common.markdown_escape import escape_markdown
 from bigtrain.report.data import ReportData
 from bigtrain.report.figures import Figure
 from bigtrain.report.summary import Overview

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
 
-from bigtrain.axes import PROGRESS_STYLE, cell_label
+from bigtrain.cells.axes import PROGRESS_STYLE, cell_label
 from bigtrain.report.data import ReportData
 from bigtrain.report.tables import RATIO_MARK, Table
 
@@ -87,33 +86,3 @@ def scaling_table(data: ReportData) -> Table | None:
         "steps under no_sync()).",
         frame,
     )
-
-
-def scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Any]:
-    """Scaling efficiency against world size, one line per cell and source, beside the ideal."""
-    from bigtrain.report.figures import Figure, _png
-    from bigtrain.report.style import plt
-
-    frame = scaling_frame(data)
-    frame = frame[frame["scaling efficiency (%)"].notna()]
-    if frame.empty:
-        return []
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for (source, cell), rows in frame.groupby(["source", "cell"], sort=True):
-        rows = rows.sort_values("world size")
-        label = cell if frame["source"].nunique() == 1 else f"{cell} ({source})"
-        ax.plot(rows["world size"], rows["scaling efficiency (%)"], marker="o", label=label)
-    ax.axhline(100, color="grey", linestyle="--", linewidth=1, label="ideal")
-    sizes = sorted(frame["world size"].unique())
-    ax.set_xticks(sizes)
-    ax.set_xlabel("world size (ranks)")
-    ax.set_ylabel("scaling efficiency (%)")
-    ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="best")
-    ax.set_title("Data-parallel scaling efficiency", fontsize=11, fontweight="bold")
-    return [Figure(
-        "scaling-efficiency", "Data-parallel scaling efficiency",
-        "Throughput at N ranks over N times throughput at one rank (weak scaling); the dashed "
-        "line is perfect scaling.",
-        _png(fig),
-    )]

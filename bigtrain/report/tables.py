@@ -519,16 +519,3 @@ def failures_table(data: ReportData) -> Table:
         "numbers in the tables above.",
         _pretty_axes(bad.reset_index(drop=True)),
     )
-
-
-def all_tables(data: ReportData) -> list[Table]:
-    """Every table of the report, in reading order, without the ones the runs have no data for."""
-    from bigtrain.report.scaling import scaling_table  # it builds on this module's Table
-    from bigtrain.report.summary import summary_table  # it builds on this module's speedups
-
-    builders = (
-        summary_table, runs_table, spec_table, throughput_table, speedup_table, batch_norm_table,
-        precision_table, memory_table, efficiency_table, price_table, scaling_table, phases_table,
-        step_time_table, telemetry_table, telemetry_missing_table, failures_table,
-    )
-    return [t for t in (b(data) for b in builders) if t is not None]

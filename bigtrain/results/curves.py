@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import AXES, CURVE_COLUMNS, CellRecord
 from bigtrain.results.store import CELLS_NAME, LoadedRun
 

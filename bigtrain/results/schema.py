@@ -17,7 +17,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bigtrain.axes import AXIS_NAMES, AXIS_TABLE
+from bigtrain.cells.axes import AXIS_NAMES, AXIS_TABLE
+from bigtrain.results.migrations import upgrade
 from bigtrain.results.validation import (
     ANY_FINITE_JSON,
     InvalidField,
@@ -35,8 +36,7 @@ from bigtrain.results.validation import (
     text_or_integer,
     timestamp,
 )
-
-SCHEMA_VERSION = 1
+from bigtrain.results.versions import SCHEMA_VERSION, SchemaError
 
 STATUS_OK = "ok"
 #: Every status a record can carry. `skipped` and `unsupported` are decided before any work starts.
@@ -57,33 +57,9 @@ DIST_BACKENDS = ("nccl", "gloo")
 #: The columns of a converge record's `curve`, one value per evaluation, in step order.
 CURVE_COLUMNS = ("step", "wall_s", "train_loss", "eval_loss", "eval_metric")
 
-#: The axis columns of a record, in table order (see bigtrain.axes).
+#: The axis columns of a record, in table order (see bigtrain.cells.axes).
 AXES = AXIS_NAMES
 RUN_STATES = ("running", "complete", "interrupted")
-
-
-class SchemaError(ValueError):
-    """A record or manifest that does not match the result contract.
-
-    `key` names the top-level key at fault where one is known (for pointing at its line)."""
-
-    key: str | None = None
-    #: The full dotted name of the field at fault (`environment.gpus[0].name`), where known.
-    field: str | None = None
-
-    @classmethod
-    def from_invalid(cls, exc: InvalidField) -> SchemaError:
-        """The SchemaError for a value that broke its rule (the message names field and value)."""
-        error = cls(str(exc))
-        error.field = exc.field
-        error.key = exc.field.split(".", 1)[0].split("[", 1)[0]
-        return error
-
-
-class SchemaVersionError(SchemaError):
-    """A record or manifest whose schema_version this bigtrain cannot read."""
-
-    key = "schema_version"  # the key at fault, for pointing at its line
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,7 +239,7 @@ class CellRecord:
     run_id: str
     cell_id: str
     repeat: int = 0
-    # the axes: one field per entry of bigtrain.axes.AXIS_TABLE (tests/test_axes.py checks)
+    # the axes: one field per entry of bigtrain.cells.axes.AXIS_TABLE (tests/test_axes.py checks)
     model: str
     optimizer: str
     impl: str
@@ -414,9 +390,6 @@ class CellRecord:
 
 def _upgrade(data: Mapping[str, Any], kind: str) -> dict[str, Any]:
     """The data checked and brought to SCHEMA_VERSION by the migration steps."""
-    # Imported here: migrations reads this module's SCHEMA_VERSION and error types.
-    from bigtrain.results.migrations import upgrade
-
     return upgrade(data, kind)
 
 
@@ -433,7 +406,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-#: The manifest's `spec.measure` (bigtrain.spec.MeasureSettings: its keys, types and ranges).
+#: The manifest's `spec.measure` (bigtrain.cells.spec.MeasureSettings: its keys, types and ranges).
 MEASURE_RULES: Mapping[str, Rule] = {
     "warmup_s": number(minimum=0),
     "duration_s": number(above=0),
@@ -448,7 +421,7 @@ CONVERGE_RULES: Mapping[str, Rule] = {
     "max_time_s": number(above=0),
     "eval_every": integer(minimum=1),
 }
-#: The manifest's `spec` (bigtrain.spec.SweepSpec.to_json): an axis holds a list of values.
+#: The manifest's `spec` (bigtrain.cells.spec.SweepSpec.to_json): an axis holds a list of values.
 SPEC_RULES: Mapping[str, Rule] = {
     "preset": text(nullable=True),
     "description": text(nullable=True),
@@ -458,7 +431,7 @@ SPEC_RULES: Mapping[str, Rule] = {
     "protocol": choice(PROTOCOLS),
     "converge": obj(CONVERGE_RULES, present_only=True),
 }
-#: One GPU of the manifest's `environment.gpus` (bigtrain.envinfo; null where NVML could not say).
+#: One GPU of the manifest's `environment.gpus` (bigtrain.measure.envinfo; null where NVML could not say).
 GPU_RULES: Mapping[str, Rule] = {
     "index": _COUNT,
     "name": _OPTIONAL_TEXT,
@@ -479,7 +452,7 @@ ENVIRONMENT_RULES: Mapping[str, Rule] = {
     "git_dirty": boolean(nullable=True),
 }
 #: One node of a cluster executor's run (the manifest's `nodes`): the cluster's id for it, its
-#: address and host name, what it offers, and its own environment fingerprint (bigtrain.envinfo).
+#: address and host name, what it offers, and its own environment fingerprint (bigtrain.measure.envinfo).
 NODE_RULES: Mapping[str, Rule] = {
     "node_id": text(),
     "address": _OPTIONAL_TEXT,

@@ -7,42 +7,16 @@ set up (cuDNN autotuning, host syncs the recipe adds, compilation), in one froze
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from bigtrain.compiling import compile_model, compiled_graph_count
+from bigtrain.training.compiling import compile_model, compiled_graph_count
+from bigtrain.measure.contract import BuiltCell
 from bigtrain.measure.step_loop import TrainingStep
-from bigtrain.optim import build_optimizer, resolve_optimizer
-from bigtrain.precision import resolve_precision
+from bigtrain.training.optim import build_optimizer, resolve_optimizer
+from bigtrain.training.precision import resolve_precision
 from bigtrain.workloads import resolve_model
-from bigtrain.workloads.base import Workload
-
-
-@dataclass(frozen=True, kw_only=True)
-class BuiltCell:
-    """A cell ready to measure."""
-
-    workload: Workload
-    optimizer: torch.optim.Optimizer
-    #: The training step: a TrainingStep, or its captured CUDA graph (`cuda_graphs` on).
-    step: TrainingStep
-    device: torch.device
-    device_name: str
-    param_count: int
-    #: A count of graphs compiled so far, for cells that compile (None otherwise): warm-up
-    #: watches it so that no compilation happens inside the window.
-    compile_probe: Callable[[], int] | None
-    #: What the record's `extra` says about the set-up.
-    notes: dict[str, Any]
-    #: The cell's model name, batch size and seed (a protocol that loads its own data needs them).
-    model_name: str = ""
-    batch_size: int = 0
-    seed: int = 0
-    #: The learning rate the optimizer was built with (the `lr` axis resolved).
-    lr_used: float | None = None
 
 
 def select_device(device_spec: str) -> torch.device:
@@ -108,7 +82,7 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: str) -> float | None:
     """Apply the `lr` axis value (canonical text, or `default`: the optimizer registry's own lr,
-    see `bigtrain.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
+    see `bigtrain.training.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
     if lr != "default":
         for group in optimizer.param_groups:
             group["lr"] = float(lr)
@@ -137,6 +111,6 @@ def device_name(device: torch.device) -> str:
     """The GPU's name, or the CPU model."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    from bigtrain.envinfo import cpu_model
+    from bigtrain.measure.envinfo import cpu_model
 
     return cpu_model() or platform.processor() or "CPU"

@@ -7,43 +7,14 @@ measurement itself comes from `bigtrain.run.records`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.matrix import Cell
-from bigtrain.measure.converge import ConvergeSettings
-from bigtrain.measure.protocols import STEP_TIME, CellSkipped, StepTimeSettings
+from bigtrain.measure.protocols import CellSkipped
 from bigtrain.results.schema import CellRecord
-# The record builders live in run/records.py; re-exported here, where callers have found them.
-from bigtrain.run.records import (  # noqa: F401
-    base_record,
-    cell_record,
-    classify_exception,
-    exception_record,
-    now_iso,
-    traceback_tail,
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class CellJob:
-    """What a worker needs to run one cell: picklable, no torch objects."""
-
-    run_id: str
-    cell: Cell
-    repeat: int
-    device: str  # concrete: "cpu" or "cuda:N"
-    #: The protocol's settings, built once from the spec (a StepTimeSettings for `step_time`, a
-    #: ConvergeSettings for `converge`).
-    settings: StepTimeSettings | ConvergeSettings
-    protocol: str = STEP_TIME
-    seed: int = 0
-    telemetry_interval_s: float = 0.1
-    #: The executor's limit for this cell, where it says (a data-parallel cell stops its ranks a
-    #: little before it, to name the rank at fault).
-    timeout_s: float | None = None
+from bigtrain.run.job import CellJob
+from bigtrain.run.measured import build_record
+from bigtrain.run.records import base_record, exception_record, now_iso
 
 
 def run_cell(job: CellJob) -> CellRecord:
@@ -65,7 +36,8 @@ def run_cell(job: CellJob) -> CellRecord:
 def _measure(job: CellJob, started: str) -> CellRecord:
     """Build the cell, run its protocol, and turn both into a record."""
     from bigtrain.measure.memory import PeakMemoryTracker
-    from bigtrain.measure.protocols import Instruments, resolve_protocol
+    from bigtrain.measure.contract import Instruments
+    from bigtrain.measure.protocols import resolve_protocol
     from bigtrain.run.build import build_cell, select_device
 
     protocol = resolve_protocol(job.protocol)
@@ -79,75 +51,7 @@ def _measure(job: CellJob, started: str) -> CellRecord:
     return build_record(job, built, result, started)
 
 
-def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRecord:
-    """The record of a measured cell: identity and set-up from the build, figures from the
-    protocol's result, then FLOPs (counted after the window) and the derived hardware metrics."""
-    from bigtrain.measure.flops import FLOPS_CONVENTION
-    from bigtrain.workloads import workload_version
-
-    workload = built.workload
-    # A replayed CUDA graph dispatches no operators to count: count its eager step.
-    flops = _count_flops(getattr(built.step, "eager_step", built.step), job.cell)
-    record = base_record(
-        job,
-        started_at=started,
-        ended_at=now_iso(),
-        device_name=built.device_name,
-        worker_pid=os.getpid(),
-        item_unit=workload.item_unit,
-        items_per_step=workload.items_per_step,
-        param_count=built.param_count,
-        workload_version=workload_version(job.cell.model),
-        lr_used=getattr(built, "lr_used", None),
-        flops_per_step=flops,
-        extra={**result.extra(), **built.notes, "flops_convention": FLOPS_CONVENTION},
-        **result.record_fields(built),
-    )
-    return _with_hardware_metrics(record, job.device)
-
-
 def _telemetry_sampler(job: CellJob) -> Any:
     from bigtrain.measure.telemetry import TelemetrySampler
 
     return TelemetrySampler.for_device(job.device, interval_s=job.telemetry_interval_s)
-
-
-#: FLOPs per (model, batch, BN, precision, compile) in this worker. What FlopCounterMode counts
-#: (matmuls, convolutions, attention) does not depend on the optimizer, so a reused worker counts
-#: each model shape once instead of paying a slow dispatch-mode step for every optimizer.
-_FLOPS_CACHE: dict[tuple, float] = {}
-
-
-def _count_flops(step: Any, cell: Cell) -> float | None:
-    """FLOPs of one training step, counted once per model shape, after the timed window."""
-    from bigtrain.measure.flops import count_flops
-
-    key = (cell.model, cell.batch_size, cell.batch_norm, cell.precision, cell.compile)
-    if key in _FLOPS_CACHE:
-        return _FLOPS_CACHE[key]
-    flops = count_flops(step, causal_attention="unmasked")
-    if flops is None:
-        return None  # not cached: another implementation of the same shape may count fine
-    _FLOPS_CACHE[key] = float(flops)
-    return _FLOPS_CACHE[key]
-
-
-def _with_hardware_metrics(record: CellRecord, device: str) -> CellRecord:
-    """Add achieved TFLOP/s, MFU and the optimizer's bandwidth floor where they can be known."""
-    from bigtrain.measure.calibration import load_calibration
-    from bigtrain.measure.derived import hardware_metrics
-
-    metrics = hardware_metrics(
-        device_name=record.device_name,
-        precision=record.precision,
-        optimizer=record.optimizer,
-        param_count=record.param_count or 0,
-        flops_per_step=record.flops_per_step,
-        median_step_s=record.step_time_s.median,
-        optimizer_phase_s=record.phase_time_s.optimizer if record.phase_time_s else None,
-        calibration=load_calibration(device),
-    )
-    known = {f.name for f in dataclasses.fields(CellRecord)}
-    fields = {k: v for k, v in metrics.items() if k in known}
-    extra = {**record.extra, **{k: v for k, v in metrics.items() if k not in known}}
-    return dataclasses.replace(record, extra=extra, **fields)

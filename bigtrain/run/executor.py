@@ -27,14 +27,14 @@ import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.common.registry import Registry
 from bigtrain.results.schema import CellRecord
 
 if TYPE_CHECKING:
-    from bigtrain.run.cell import CellJob
+    from bigtrain.run.job import CellJob
 
 DEFAULT_EXECUTOR = "local"
 
@@ -151,12 +151,3 @@ def _lazy(module: str, attribute: str) -> ExecutorFactory:
 register_executor(DEFAULT_EXECUTOR, _lazy("bigtrain.run.local_pool", "local_pool_executor"))
 # A Ray cluster (the optional `ray` extra); without Ray installed, choosing it is bad input.
 register_executor("ray", _lazy("bigtrain.run.ray_executor", "ray_executor"))
-
-
-def __getattr__(name: str) -> Any:
-    # LocalPoolExecutor lived here before the seam was split out; keep that import path working.
-    if name == "LocalPoolExecutor":
-        from bigtrain.run.local_pool import LocalPoolExecutor
-
-        return LocalPoolExecutor
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

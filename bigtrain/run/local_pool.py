@@ -34,7 +34,7 @@ from pathlib import Path
 import psutil
 
 from bigtrain.results.schema import CellRecord, SchemaError
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     DEFAULT_EXECUTOR,
     ExecutorSettings,

@@ -129,7 +129,7 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
     from bigtrain.measure.step_loop import LoopResult, measure_window, synchronize, warm_up
     from bigtrain.measure.telemetry import TelemetrySampler
     from bigtrain.run.build import build_cell, select_device
-    from bigtrain.run.cell import build_record
+    from bigtrain.run.measured import build_record
     from bigtrain.run.records import now_iso
 
     started = now_iso()
@@ -218,7 +218,7 @@ def main(argv: list[str]) -> int:
     with open(job_dir / JOB_FILE, "rb") as fh:
         job = pickle.load(fh)  # written by our own parent process, in a folder it made
 
-    from bigtrain.registry import load_plugins
+    from bigtrain.common.registry import load_plugins
     from bigtrain.run.records import exception_record, now_iso
 
     started = now_iso()

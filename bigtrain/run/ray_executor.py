@@ -17,7 +17,7 @@ a record:
   killed (`ray.kill`) and recorded `timeout`; a node lost mid-cell, or the actor's process
   dying, is `crashed`, naming the node (`bigtrain.run.records`);
 - on the first `run` one small task per node collects that node's environment fingerprint
-  (`bigtrain.envinfo`): the sweep driver writes them to the manifest's `nodes`.
+  (`bigtrain.measure.envinfo`): the sweep driver writes them to the manifest's `nodes`.
 
 Ray is an optional extra (`pip install 'bigtrain[ray]'`); without it `--executor ray` is bad
 input naming the install command. The address: `--ray-address` (the `address` option), else
@@ -37,9 +37,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import CellRecord, SchemaError
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import ExecutorSettings, ResultCallback, StartCallback
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S
 from bigtrain.run.records import executor_error_record, lost_worker_record, timeout_record
@@ -97,7 +97,7 @@ class CellRunner:
     """The actor that runs one cell (made with `ray.remote` by the executor)."""
 
     def __init__(self) -> None:
-        from bigtrain.registry import load_plugins
+        from bigtrain.common.registry import load_plugins
 
         import torch  # noqa: F401  (paid before the cell's clock starts, as in the local worker)
 
@@ -125,7 +125,7 @@ def node_fingerprint() -> dict[str, Any]:
     """This node's environment fingerprint (run as a small Ray task on each node)."""
     import ray
 
-    from bigtrain.envinfo import collect_environment
+    from bigtrain.measure.envinfo import collect_environment
 
     return {"node_id": ray.get_runtime_context().get_node_id(),
             "environment": collect_environment()}

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from bigtrain import __version__
-from bigtrain.errors import BadInput
-from bigtrain.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from bigtrain.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
-from bigtrain.measure.protocols import StepTimeSettings
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from bigtrain.cells.matrix import DEFAULT_MAX_CELLS, PENDING, Cell, DeviceInventory, expand
+from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
     MANIFEST_NAME,
@@ -31,7 +31,7 @@ from bigtrain.results.store import (
     load_run,
     read_manifest,
 )
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     DEFAULT_EXECUTOR,
     Executor,
@@ -40,8 +40,8 @@ from bigtrain.run.executor import (
     slots_for,
 )
 from bigtrain.run.records import not_run_record, now_iso
-from bigtrain.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
-from bigtrain.spec import SweepSpec
+from bigtrain.results.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
+from bigtrain.cells.spec import SweepSpec
 
 
 class SweepInterrupted(Exception):
@@ -243,12 +243,13 @@ class _RunStart:
 def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
               environment: dict[str, Any]) -> _RunStart:
     """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
-    from bigtrain.envinfo import fingerprint_differences
+    from bigtrain.measure.envinfo import fingerprint_differences
 
+    spec_json = spec.to_json()  # what the manifest records, and what a resume is checked against
     if not options.resume:
         run_id = options.run_id or default_run_id()
         manifest = Manifest(
-            run_id=run_id, bigtrain_version=__version__, spec=spec.to_json(),
+            run_id=run_id, bigtrain_version=__version__, spec=spec_json,
             environment=environment, started_at=now_iso(), state="running",
             cells_total=len(cells) * spec.measure.repeats,
             executor=options.executor or DEFAULT_EXECUTOR,
@@ -261,7 +262,7 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
     # The manifest's run id goes into every new record; a hand-edited one is refused here.
     check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
     executor_name = options.executor or manifest.executor
-    problems = _spec_differences(dict(manifest.spec), spec.to_json())
+    problems = _spec_differences(dict(manifest.spec), spec_json)
     problems += fingerprint_differences(dict(manifest.environment), environment)
     if executor_name != manifest.executor:
         problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
@@ -273,7 +274,7 @@ def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
     previous = tuple(load_run(run_dir).records)
     done = {(r.cell_id, r.repeat) for r in previous
             if r.status not in FAILED_STATUSES or not options.retry_failed}
-    manifest = replace(manifest, spec=spec.to_json(), state="running", ended_at=None,
+    manifest = replace(manifest, spec=spec_json, state="running", ended_at=None,
                        executor=executor_name)
     return _RunStart(run_dir=run_dir, manifest=manifest, done=frozenset(done),
                      recorded_ids=frozenset(r.cell_id for r in previous), previous=previous)
@@ -294,15 +295,17 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
               progress: SweepProgress | None = None) -> SweepOutcome:
     """Run (or resume) a sweep and return how it ended. Bad input raises BadInput before any cell
     runs; cell failures are records; interrupts end the sweep cleanly."""
-    from bigtrain.envinfo import collect_environment
+    from bigtrain.measure.envinfo import collect_environment
 
     progress = progress or SilentProgress()
+    # Looked up once, before any write: a named executor first (an unknown name is bad input
+    # whatever else is wrong), else the run's own (`local`, or a resumed run's manifest's).
+    make_executor = executor_factory(options.executor) if options.executor else None
     inventory = DeviceInventory.detect()
     cells = expand(spec, inventory, max_cells=options.max_cells)
     start = _open_run(spec, options, cells, collect_environment())
     run_dir, manifest, recorded_ids = start.run_dir, start.manifest, start.recorded_ids
-
-    make_executor = executor_factory(manifest.executor)  # an unknown name fails before any write
+    make_executor = make_executor or executor_factory(manifest.executor)
     rounds = plan_jobs(manifest.run_id, spec, cells, start.done)
     records: list[CellRecord] = list(start.previous)
     finished, error = False, None

@@ -59,7 +59,7 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
     _redirect_stderr(log_path)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
-    from bigtrain.registry import load_plugins
+    from bigtrain.common.registry import load_plugins
     from bigtrain.run.cell import run_cell
     from bigtrain.run.health import check_health
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.common.registry import Registry
 from bigtrain.workloads import cnn, mlp, rnn, transformer
 from bigtrain.workloads.base import SizeConfig, SizeConfigError, Workload, WorkloadFamily
 from bigtrain.workloads.cnn import CNNSize
 from bigtrain.workloads.mlp import MLPSize
 from bigtrain.workloads.rnn import RNNSize
 from bigtrain.workloads.transformer import TransformerSize
-from bigtrain.workloads.version import definition_version, workload_version
+from bigtrain.workloads.version import definition_version
 
 FAMILIES: Registry[WorkloadFamily] = Registry("workload family")
 for _family in (mlp.FAMILY, cnn.FAMILY, rnn.FAMILY, transformer.FAMILY):
@@ -61,6 +61,12 @@ def resolve_model(name: str, where: str = "") -> ModelRef:
         choices = [f"{family.name}:{s}" for s in family.sizes]
         raise unknown_choice(f"size for {family.name}", size_name, choices, where)
     return ModelRef(family=family, size=family.sizes[size_name])
+
+
+def workload_version(model_name: str) -> str:
+    """The version stamp of `family[:size]` (BadInput for an unknown name)."""
+    ref = resolve_model(model_name)
+    return definition_version(ref.family, ref.size)
 
 
 __all__ = ["CNNSize", "FAMILIES", "MLPSize", "ModelRef", "RNNSize", "SizeConfig", "SizeConfigError",

@@ -13,7 +13,7 @@ from typing import Any, Union
 import torch
 from torch import nn
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 #: What a model is called with: one tensor (positional) or a mapping of tensors (keyword arguments).
 Inputs = Union[torch.Tensor, Mapping[str, torch.Tensor]]

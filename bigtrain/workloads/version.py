@@ -34,14 +34,6 @@ VERSION_LENGTH = 12
 UNSTAMPED_FIELDS = ("description", "default_batch_size")
 
 
-def workload_version(model_name: str) -> str:
-    """The version stamp of `family[:size]` (BadInput for an unknown name)."""
-    from bigtrain.workloads import resolve_model
-
-    ref = resolve_model(model_name)
-    return definition_version(ref.family, ref.size)
-
-
 #: Stamps already computed in this process, keyed by the builder function itself (held, so its id
 #: cannot be reused) and the frozen size config: a reused worker builds the same definition for
 #: cell after cell, and walking and parsing the code costs ~15-20 ms each time.

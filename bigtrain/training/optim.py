@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from bigtrain.compiling import make_room_for_compilation
-from bigtrain.errors import unknown_choice
-from bigtrain.registry import Registry
+from bigtrain.training.compiling import make_room_for_compilation
+from bigtrain.common.errors import unknown_choice
+from bigtrain.common.registry import Registry
 
 IMPLS = ("forloop", "foreach", "fused", "compiled")
 

@@ -30,7 +30,7 @@ from typing import Any
 
 from bigtrain.compare import METRICS, Metric, cell_label, group_repeats
 from bigtrain.compare.metrics import metric_names_text
-from bigtrain.errors import BadInput, unknown_choice
+from bigtrain.common.errors import BadInput, unknown_choice
 from bigtrain.results.schema import STATUS_OK, CellRecord, quantile
 from bigtrain.results.store import LoadedRun
 #: The pytest-benchmark release whose saved-run layout this export follows.

@@ -42,11 +42,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bigtrain.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
-from bigtrain.errors import BadInput, unknown_choice
-from bigtrain.measure.converge import CONVERGE, CONVERGE_KEYS, ConvergeSettings
+from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
+from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.cells.settings import CONVERGE, CONVERGE_KEYS, ConvergeSettings
 
-# The axes themselves (names, parsing, choices, defaults) live in bigtrain.axes.
+# The axes themselves (names, parsing, choices, defaults) live in bigtrain.cells.axes.
 AXIS_KEYS = AXIS_NAMES
 PRESETS_ENV = "BIGTRAIN_PRESETS"
 
@@ -123,7 +123,7 @@ def presets_dir() -> Path:
     override = os.environ.get(PRESETS_ENV)
     if override:
         return Path(override)
-    beside_package = Path(__file__).resolve().parent.parent / "bench" / "presets"
+    beside_package = Path(__file__).resolve().parents[2] / "bench" / "presets"
     if beside_package.is_dir():
         return beside_package
     return Path.cwd() / "bench" / "presets"

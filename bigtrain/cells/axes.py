@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bigtrain.errors import BadInput, unknown_choice
+from bigtrain.common.errors import BadInput, unknown_choice
 
 #: (raw value, where it came from) -> the canonical value; raises BadInput naming value and choices.
 Parser = Callable[[Any, str], Any]
@@ -98,7 +98,7 @@ def _batch_size(value: Any, where: str) -> int | None:
 
 def _lr(value: Any, where: str) -> str:
     """A learning rate as canonical text (`0.001`), or `default` (the optimizer's own, see
-    `bigtrain.optim.OPTIMIZERS`). Text, not a number, so `default` and a value share one type and
+    `bigtrain.training.optim.OPTIMIZERS`). Text, not a number, so `default` and a value share one type and
     `1e-3`, `0.001` and a TOML 0.001 name the same cell."""
     if value == "default":
         return "default"
@@ -140,37 +140,37 @@ def _model_choices() -> list[str]:
 
 
 def _optimizer(value: Any, where: str) -> str:
-    from bigtrain.optim import resolve_optimizer
+    from bigtrain.training.optim import resolve_optimizer
 
     return resolve_optimizer(str(value), where).name
 
 
 def _optimizer_choices() -> list[str]:
-    from bigtrain.optim import OPTIMIZERS
+    from bigtrain.training.optim import OPTIMIZERS
 
     return list(OPTIMIZERS.names())
 
 
 def _impl(value: Any, where: str) -> str:
-    from bigtrain.optim import check_impl
+    from bigtrain.training.optim import check_impl
 
     return check_impl(str(value), where)
 
 
 def _impl_choices() -> list[str]:
-    from bigtrain.optim import IMPLS
+    from bigtrain.training.optim import IMPLS
 
     return list(IMPLS)
 
 
 def _precision(value: Any, where: str) -> str:
-    from bigtrain.precision import resolve_precision
+    from bigtrain.training.precision import resolve_precision
 
     return resolve_precision(str(value), where).name
 
 
 def _precision_choices() -> list[str]:
-    from bigtrain.precision import PRECISIONS
+    from bigtrain.training.precision import PRECISIONS
 
     return list(PRECISIONS)
 

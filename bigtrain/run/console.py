@@ -4,7 +4,7 @@ On a terminal, a rich progress bar (cells done/total, current cell, elapsed, ETA
 Off a terminal (CI logs, pipes) a bar would print nothing until the end, so `LineProgress` prints
 one line per finished cell on stdout instead. Either way the run folder and the closing `results:`
 line go to stdout, chatter (counts, failures, the summary table) to stderr, and every piece of
-data (reasons, labels, paths) is printed as text, never as markup (bigtrain/terminal_text.py).
+data (reasons, labels, paths) is printed as text, never as markup (bigtrain/common/terminal_text.py).
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bigtrain.axes import AXIS_NAMES, cell_label
-from bigtrain.matrix import Cell
+from bigtrain.cells.axes import AXIS_NAMES, cell_label
+from bigtrain.cells.matrix import Cell
 from bigtrain.results.schema import CellRecord
-from bigtrain.run.cell import CellJob
+from bigtrain.run.job import CellJob
 from bigtrain.run.sweep import SweepOutcome, SweepProgress
-from bigtrain.terminal_text import data_text, inert, one_line
+from bigtrain.common.terminal_text import data_text, inert, one_line
 
 STATUS_STYLE = {"ok": "green", "skipped": "dim", "unsupported": "dim", "diverged": "bold red",
                 "oom": "bold red", "error": "bold red", "crashed": "bold red",
@@ -72,7 +72,7 @@ def sweep_progress() -> SweepProgress:
 
 
 def record_label(record: CellRecord, cells: dict[str, Cell]) -> str:
-    """The cell's label (the one builder in bigtrain/axes.py), with ` #N` for a later repeat."""
+    """The cell's label (the one builder in bigtrain/cells/axes.py), with ` #N` for a later repeat."""
     cell = cells.get(record.cell_id)
     label = cell.label if cell is not None else cell_label(
         {name: getattr(record, name) for name in AXIS_NAMES})

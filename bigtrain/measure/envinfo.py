@@ -28,7 +28,7 @@ FINGERPRINT_KEYS = ("gpus", "driver_version", "torch_version", "cuda_version", "
 
 def git_state(path: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the checkout bigtrain runs from; (None, None) outside git."""
-    where = path or Path(__file__).resolve().parent.parent
+    where = path or Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(
             ["git", "-C", str(where), "rev-parse", "HEAD"],

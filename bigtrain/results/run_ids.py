@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import socket
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 #: Longest run id: two of them joined (`<a>-vs-<b>-and-N-more`) still fit a 255-byte file name.
 RUN_ID_MAX_CHARS = 100

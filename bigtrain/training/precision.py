@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from bigtrain.errors import unknown_choice
+from bigtrain.common.errors import unknown_choice
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.axes import AXIS_BY_NAME, AXIS_NAMES, PROGRESS_STYLE, cell_label
-from bigtrain.errors import BadInput
-from bigtrain.spec import SweepSpec
+from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, PROGRESS_STYLE, cell_label
+from bigtrain.common.errors import BadInput
+from bigtrain.cells.spec import SweepSpec
 
 PENDING = "pending"
 #: A matrix with more axis combinations than this is refused before it is expanded: a few long
@@ -26,7 +26,7 @@ DEFAULT_MAX_CELLS = 10_000
 class Cell:
     """One point of the matrix. `status` is pending, skipped or unsupported (with a reason).
 
-    The axis fields mirror `bigtrain.axes.AXIS_TABLE` (tests/test_axes.py checks they agree).
+    The axis fields mirror `bigtrain.cells.axes.AXIS_TABLE` (tests/test_axes.py checks they agree).
     """
 
     cell_id: str
@@ -150,7 +150,7 @@ def _device_skip(device: str, inventory: DeviceInventory) -> str | None:
 
 
 def matrix_size(spec: SweepSpec) -> int:
-    """The number of axis combinations: the product of the axis lengths in `bigtrain.axes`'s
+    """The number of axis combinations: the product of the axis lengths in `bigtrain.cells.axes`'s
     table. Counted without expanding; an upper bound on the cells (`auto` devices, and models
     without batch-norm slots, fold some combinations together)."""
     return math.prod(len(getattr(spec, name)) for name in AXIS_NAMES)
@@ -177,8 +177,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
     of more than `max_cells` combinations is refused (BadInput) before anything is built.
     """
     check_matrix_size(spec, max_cells)
-    from bigtrain.optim import resolve_optimizer, unsupported_reason
-    from bigtrain.precision import resolve_precision, skip_reason
+    from bigtrain.training.optim import resolve_optimizer, unsupported_reason
+    from bigtrain.training.precision import resolve_precision, skip_reason
     from bigtrain.workloads import resolve_model
 
     cells: list[Cell] = []

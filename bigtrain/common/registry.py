@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from importlib.metadata import EntryPoint, entry_points
 from typing import Generic, TypeVar
 
-from bigtrain.errors import BadInput
+from bigtrain.common.errors import BadInput
 
 T = TypeVar("T")
 
