@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bigtrain.matrix import DeviceInventory, expand
-from bigtrain.spec import spec_from_preset
+from bigtrain.cells.matrix import DeviceInventory, expand
+from bigtrain.cells.spec import spec_from_preset
 from bigtrain.workloads import capability
 from bigtrain.workloads.capability import ProbeKey, unsupported_reasons
 from conftest import write_preset
@@ -85,7 +85,7 @@ def test_lstm_bf16_on_this_cpu_matches_what_training_does(own_cache: Path) -> No
     # training step (unsupported on an EPYC without AVX-512 BF16, pending elsewhere).
     import torch
 
-    from bigtrain.precision import resolve_precision
+    from bigtrain.training.precision import resolve_precision
     from bigtrain.workloads import resolve_model
 
     key = ProbeKey("rnn:lstm-tiny", False, "bf16")

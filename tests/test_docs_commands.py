@@ -227,9 +227,9 @@ def _dry_run(doc: DocCommand) -> None:
 
 
 def _build_spec(doc: DocCommand, ctx: click.Context) -> None:
-    from bigtrain.axes import AXIS_TABLE
-    from bigtrain.errors import BadInput
-    from bigtrain.spec import spec_from_preset
+    from bigtrain.cells.axes import AXIS_TABLE
+    from bigtrain.common.errors import BadInput
+    from bigtrain.cells.spec import spec_from_preset
 
     params = ctx.params
     overrides = {axis.name: params[axis.name] for axis in AXIS_TABLE if axis.name in params}
@@ -244,7 +244,7 @@ def _build_spec(doc: DocCommand, ctx: click.Context) -> None:
 
 def _check_thresholds(doc: DocCommand, ctx: click.Context) -> None:
     from bigtrain.compare import parse_thresholds
-    from bigtrain.errors import BadInput
+    from bigtrain.common.errors import BadInput
 
     spec = ctx.params.get("threshold_spec")
     if spec is not None:

@@ -224,7 +224,7 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
 def _mark_incapable(cells: list[Cell]) -> list[Cell]:
     """Mark `unsupported` the pending CPU cells whose model this torch cannot train in their
     precision on this CPU (`bigtrain.workloads.capability`: probed once per machine, cached)."""
-    from bigtrain.precision import resolve_precision
+    from bigtrain.training.precision import resolve_precision
     from bigtrain.workloads.capability import ProbeKey, unsupported_reasons
 
     def key(cell: Cell) -> ProbeKey | None:

@@ -126,7 +126,7 @@ def probe_one(key: ProbeKey) -> str | None:
     line (type and message)."""
     import torch
 
-    from bigtrain.precision import resolve_precision
+    from bigtrain.training.precision import resolve_precision
     from bigtrain.workloads import resolve_model
 
     ref = resolve_model(key.model)
