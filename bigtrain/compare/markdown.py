@@ -30,7 +30,9 @@ def render_markdown(comparison: Comparison) -> str:
     undecided = [r for r in rows if r.outcome == UNDECIDED]
     rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != UNDECIDED]
     redefined = comparison.redefined_cells()
-    icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
+    # Undecided cells are no pass, whatever the exit-code policy: never a green tick over them.
+    icon = (":x:" if comparison.gate_failed
+            else ":warning:" if not comparison.all_decided else ":white_check_mark:")
     lines = [
         # Run ids are data (a CI job may build them from a branch name): escaped text, not code
         # spans, since a backtick in the id would end a code span and nothing inside one escapes.
@@ -51,8 +53,9 @@ def render_markdown(comparison: Comparison) -> str:
     else:
         lines += ["No regressions or failures.", ""]
     if undecided:
-        lines += ["### Undecided (not gating: the rounds ran out before the noise allowed a "
-                  "decision)", "", *_md_table(undecided), ""]
+        lines += ["### Undecided (the rounds ran out before the noise allowed a decision; a "
+                  "regression up to the smallest detectable change is not ruled out)", "",
+                  *_md_table(undecided), ""]
     if redefined:
         # Compared all the same (a changed model is what a gate is often asked about), but the
         # numbers measure different code: say so where it is seen.

@@ -50,5 +50,6 @@ def render_terminal(comparison: Comparison, console: Any = None) -> None:
     for line in comparison.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", data_text(line)))
     console.print(table)
-    verdict_style = "bold red" if comparison.gate_failed else "bold green"
+    verdict_style = ("bold red" if comparison.gate_failed
+                     else "bold yellow" if not comparison.all_decided else "bold green")
     console.print(data_text(summary_line(comparison), verdict_style))
