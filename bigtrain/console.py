@@ -93,6 +93,16 @@ def finished_line(record: CellRecord, label: str, done: int, total: int) -> str:
     return inert(f"{head}  step {human_seconds(median)}  {throughput}")
 
 
+def busy_line(record: CellRecord, label: str) -> str | None:
+    """The live warning for a cell timed on a busy machine (None when it was not)."""
+    from bigtrain.measure.host_load import describe, is_busy_record
+
+    if not is_busy_record(record.host_load):
+        return None
+    return inert(f"warning: {label} measured on a busy machine: {describe(record.host_load)}; "
+                 f"its numbers measure the machine as much as the code")
+
+
 def _begin_lines(run_dir: Path, cells: Sequence[Cell], jobs: int) -> tuple[str, str]:
     not_run = sum(1 for c in cells if c.status != "pending")
     return (inert(f"run folder: {run_dir}"),
@@ -161,6 +171,9 @@ class RichProgress:
             return
         self._progress.advance(self._task)
         self._progress.refresh()
+        busy = busy_line(record, record_label(record, self._cells))
+        if busy:
+            self._progress.console.print(data_text(busy, "yellow"))
         if record.status != "ok":
             label = record_label(record, self._cells)
             self._progress.console.print(Text.assemble(
@@ -197,8 +210,11 @@ class LineProgress:
         if record.status in NOT_RUN:
             return
         self._done += 1
-        click.echo(finished_line(record, record_label(record, self._cells), self._done,
-                                 self._total))
+        label = record_label(record, self._cells)
+        click.echo(finished_line(record, label, self._done, self._total))
+        busy = busy_line(record, label)
+        if busy:
+            click.echo(busy, err=True)
 
     def end(self, outcome: SweepOutcome) -> None:
         _print_ending(outcome, self.console)

@@ -53,6 +53,14 @@ def decide_rounds(rounds: Sequence[Mapping[str, Mapping[str, CellRecord]]], *,
         options["thresholds"] = thresholds_pct
     if alpha is not None:
         options["alpha"] = alpha
+    from bigtrain.compare.busy import busy_note
+
+    warnings = []
+    for side in ("baseline", "candidate"):
+        note = busy_note([r for by_side in rounds for r in by_side.get(side, {}).values()], side)
+        if note:
+            warnings.append(note)
+    options["warnings"] = tuple(warnings)
     result = compare_paired(paired_rounds(rounds), **options)
     return result, all_decided(result)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from bigtrain.ab.gate import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
-from bigtrain.commands.sweep import _axis_options
+from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.matrix import DEFAULT_MAX_CELLS
 
@@ -75,10 +75,12 @@ AB_DEFAULT_THRESHOLD = "2%"
                    "host)")
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
+@_quiet_options
 def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candidate_python,
        baseline_env, candidate_env, mode, rounds, budget_s, threshold_spec, alpha, undecided,
        order_seed,
-       markdown_path, json_path, out_dir, run_id, max_cells, **axis_values) -> None:
+       markdown_path, json_path, out_dir, run_id, max_cells, require_quiet, quiet_wait_s,
+       **axis_values) -> None:
     """Compare two Python environments (e.g. main's venv and a pull request's) cell by cell,
     in paired rounds on this machine; neither given: an A/A run measuring the gate's own noise."""
     from bigtrain.ab.driver import AbOptions, run_ab
@@ -99,6 +101,8 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
                         thresholds_pct=parse_thresholds(threshold_spec or AB_DEFAULT_THRESHOLD),
                         alpha=alpha,
                         max_cells=max_cells)
+    # interleave runs one side at a time on one core, duet both at once on two
+    check_quiet(require_quiet, quiet_wait_s, 2 if mode == "duet" else 1)
     outcome = run_ab(spec, sides, options, on_round=_print_round,
                      ignore_signals_after_interrupt=True)
     _render(outcome, markdown_path, json_path, undecided)

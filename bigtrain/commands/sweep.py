@@ -21,6 +21,49 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
     return command
 
 
+def _quiet_options(command):  # noqa: ANN001, ANN202 - click decorator
+    """`--require-quiet[=wait|refuse]` and its bound, shared by sweep and ab."""
+    command = click.option(
+        "--quiet-wait-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
+        help="with --require-quiet wait: give up (exit 2) after this many seconds")(command)
+    return click.option(
+        "--require-quiet", type=click.Choice(("wait", "refuse")), is_flag=False,
+        flag_value="wait", default=None, metavar="[wait|refuse]",
+        help="before running, measure what other processes use; if that leaves fewer free cores "
+             "than the cells need, wait for a quiet machine (up to --quiet-wait-s) or refuse: "
+             "exit 2 with the measured load")(command)
+
+
+def check_quiet(policy: str | None, max_wait_s: float, cores_used: int) -> None:
+    """`--require-quiet`: return once the machine is quiet; exit 2 (EXIT_BUSY) naming the load
+    when it is not (refuse) or not within the bound (wait)."""
+    if policy is None:
+        return
+    from bigtrain.exit_codes import EXIT_BUSY
+    from bigtrain.measure import host_load as hl
+    from bigtrain.terminal_text import inert
+
+    def probe():  # noqa: ANN202
+        return hl.sample_quiet(seconds=hl.QUIET_PROBE_S, cores_used=cores_used,
+                               reader=hl.read_snapshot, sleep=hl.sleep)
+
+    try:
+        load = hl.require_quiet(policy, cores_used=cores_used, max_wait_s=max_wait_s,
+                                probe=probe, sleep=hl.sleep, clock=hl.monotonic,
+                                say=lambda line: click.echo(inert(f"bigbench: {line}"), err=True))
+    except hl.MachineBusy as exc:
+        click.echo(inert(f"bigbench: error: {exc}"), err=True)
+        sys.exit(EXIT_BUSY)
+    click.echo(inert(f"bigbench: machine quiet: {hl.describe(load.to_json())}"), err=True)
+
+
+def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
+    """Cores a sweep's cells use: one per GPU cell, every core for a CPU cell (torch's threads)."""
+    from bigtrain.measure.host_load import usable_cores
+
+    return 1 if devices and all(str(d).startswith("cuda") for d in devices) else usable_cores()
+
+
 @click.command()
 @click.option("--preset", default="quick", show_default=True,
               help="preset name in bench/presets/ or a path to a TOML file")
@@ -50,11 +93,12 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
                    "cluster started here with `ray start`, else a local one for this sweep]")
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
+@_quiet_options
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, executor, ray_address, max_cells, dry_run,
-          no_report, **axis_values) -> None:
+          retry_failed, force, fresh_workers, executor, ray_address, max_cells, require_quiet,
+          quiet_wait_s, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.run_ids import check_run_id
@@ -91,6 +135,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         _print_cells(spec, max_cells)
         return
 
+    check_quiet(require_quiet, quiet_wait_s, cores_for_devices(spec.device))
     from bigtrain.console import sweep_progress
     from bigtrain.run.sweep import SweepOptions, run_sweep
 
