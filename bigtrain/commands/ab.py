@@ -16,6 +16,7 @@ import click
 from bigtrain.ab.gate import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
 from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet
 from bigtrain.compare.metrics import metric_names_text
+from bigtrain.completion import complete_preset
 from bigtrain.matrix import DEFAULT_MAX_CELLS
 
 MODES = ("interleave", "duet")
@@ -26,7 +27,7 @@ AB_DEFAULT_THRESHOLD = "2%"
 
 
 @click.command("ab")
-@click.option("--preset", default="ci", show_default=True,
+@click.option("--preset", default="ci", show_default=True, shell_complete=complete_preset,
               help="preset name in bench/presets/ or a path to a TOML file")
 @_axis_options
 @click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from bigtrain.axes import AXIS_TABLE
+from bigtrain.completion import complete_preset
 from bigtrain.matrix import DEFAULT_MAX_CELLS
 
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
@@ -15,9 +16,12 @@ AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
 def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
     """One `--flag LIST` per axis of the table, in table order; values arrive by axis name."""
+    from bigtrain.completion import axis_completer
+
     for axis in reversed(AXIS_TABLE):  # click lists options in the reverse order they are added
         command = click.option(axis.flag, axis.name, default=None, metavar="LIST",
-                               help=f"{axis.help} ({AXIS_HELP})")(command)
+                               help=f"{axis.help} ({AXIS_HELP})",
+                               shell_complete=axis_completer(axis))(command)
     return command
 
 
@@ -65,7 +69,7 @@ def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
 
 
 @click.command()
-@click.option("--preset", default="quick", show_default=True,
+@click.option("--preset", default="quick", show_default=True, shell_complete=complete_preset,
               help="preset name in bench/presets/ or a path to a TOML file")
 @_axis_options
 @click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
