@@ -98,11 +98,13 @@ def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
 @_quiet_options
+@click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="off a terminal: a `still running` line this often while a cell runs (0: none)")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
           retry_failed, force, fresh_workers, executor, ray_address, max_cells, require_quiet,
-          quiet_wait_s, dry_run, no_report, **axis_values) -> None:
+          quiet_wait_s, heartbeat_s, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.errors import BadInput
     from bigtrain.run_ids import check_run_id
@@ -148,7 +150,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
                            reuse_workers=not fresh_workers, executor=executor,
                            executor_options={"address": ray_address} if ray_address else {},
                            max_cells=max_cells, ignore_signals_after_interrupt=True)
-    outcome = run_sweep(spec, options, sweep_progress())
+    outcome = run_sweep(spec, options, sweep_progress(heartbeat_s))
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
     sys.exit(outcome.exit_code)
