@@ -193,7 +193,7 @@ def test_compare_flags_cells_measured_on_a_busy_machine(tmp_path: Path) -> None:
                                         _busy(ok_record("cand", "c1", 0, steps(0.01)), False)])
     comparison = compare_runs(load_run(base), load_run(cand))
     notes = [w for w in comparison.warnings if "measured on a busy machine" in w]
-    assert len(notes) == 1 and notes[0].startswith(f"{cand}: 1 of 2 cell(s) measured on a busy")
+    assert len(notes) == 1 and notes[0].startswith(f"{cand}: 1 of 2 measurement(s) measured on a busy")
     assert "1.90 of 2 core(s)" in notes[0]
     assert "measured on a busy machine" in render_markdown(comparison)
     from io import StringIO
@@ -234,3 +234,14 @@ def test_a_real_cell_records_its_host_load(tmp_path: Path) -> None:
     assert set(load) == {"loadavg_1m", "other_cpu_s", "other_cpu_cores", "steal_pct",
                          "gpu_other_processes", "cores", "cores_used", "busy"}
     assert load["cores"] >= load["cores_used"] >= 1 and isinstance(load["busy"], bool)
+
+
+def test_ab_names_busy_rounds_in_its_comparison():
+    from bigtrain.ab.gate import decide_rounds
+
+    rounds = [{"baseline": {"c0": _busy(ok_record("b", "c0", r, steps(0.01, seed=r)), False)},
+               "candidate": {"c0": _busy(ok_record("c", "c0", r, steps(0.01, seed=r)), r == 1)}}
+              for r in range(3)]
+    result, _ = decide_rounds(rounds, thresholds_pct=None, alpha=None, max_rounds=10)
+    (note,) = result.warnings
+    assert note.startswith("candidate: 1 of 3 measurement(s) measured on a busy machine")

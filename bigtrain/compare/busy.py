@@ -20,9 +20,10 @@ def busy_records(records: Iterable[CellRecord]) -> list[CellRecord]:
 
 
 def busy_note(records: Sequence[CellRecord], where: str) -> str | None:
-    """`<where>: 3 of 12 cell(s) measured on a busy machine (other processes kept up to 1.7 of 2
-    cores busy): a, b, c`; None when no record was busy. The one sentence compare and the report
-    print (bigtrain/report may call it as is)."""
+    """`<where>: 3 of 12 measurement(s) measured on a busy machine (other processes kept up to
+    1.70 of 2 core(s) busy): a, b, c` (a measurement: one record, a cell's repeat or round);
+    None when no record was busy. The one sentence compare and ab print; the report can call it
+    as is."""
     busy = busy_records(records)
     if not busy:
         return None
@@ -32,7 +33,7 @@ def busy_note(records: Sequence[CellRecord], where: str) -> str | None:
     labels = sorted({_label(r) for r in busy})
     named = ", ".join(labels[:NAMED_CELLS]) + (
         f" and {len(labels) - NAMED_CELLS} more" if len(labels) > NAMED_CELLS else "")
-    return (f"{where}: {len(busy)} of {measured} cell(s) {BUSY_PHRASE} (other processes kept up "
+    return (f"{where}: {len(busy)} of {measured} measurement(s) {BUSY_PHRASE} (other processes kept up "
             f"to {worst:.2f} of {cores} core(s) busy): {named}")
 
 
