@@ -146,7 +146,7 @@ def _fake_host(monkeypatch: pytest.MonkeyPatch, other_cores: float) -> FakeClock
     clock = FakeClock()
     monkeypatch.setattr(hl, "sleep", clock.sleep)
     monkeypatch.setattr(hl, "monotonic", clock)
-    monkeypatch.setattr(hl, "usable_cores", lambda: 2)
+    monkeypatch.setattr(hl, "host_cores", lambda: 2)
 
     def read() -> hl.HostSnapshot:
         return _snap(clock.now, 1000.0 + other_cores * clock.now, 0.0, loadavg=9.25)
@@ -245,3 +245,16 @@ def test_ab_names_busy_rounds_in_its_comparison():
     result, _ = decide_rounds(rounds, thresholds_pct=None, alpha=None, max_rounds=10)
     (note,) = result.warnings
     assert note.startswith("candidate: 1 of 3 measurement(s) measured on a busy machine")
+
+
+def test_a_pinned_worker_still_counts_every_core_of_the_host(monkeypatch: pytest.MonkeyPatch):
+    # an `ab` worker runs on one core, but others run on all of them, and /proc/stat sums all
+    monkeypatch.setattr(hl.os, "sched_getaffinity", lambda pid: {0}, raising=False)
+    monkeypatch.setattr(hl.os, "cpu_count", lambda: 2)
+    counters = iter([START, _snap(110.0, 1027.0, 60.0)])
+    window = hl.WindowLoad(cores_used=1, reader=lambda: next(counters))
+    window.open()
+    window.close()
+    load = window.result()
+    assert (load.cores, load.cores_used) == (2, 1)
+    assert load.other_cpu_cores == pytest.approx(1.7) and load.busy

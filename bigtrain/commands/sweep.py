@@ -63,9 +63,9 @@ def check_quiet(policy: str | None, max_wait_s: float, cores_used: int) -> None:
 
 def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
     """Cores a sweep's cells use: one per GPU cell, every core for a CPU cell (torch's threads)."""
-    from bigtrain.measure.host_load import usable_cores
+    from bigtrain.measure.host_load import host_cores
 
-    return 1 if devices and all(str(d).startswith("cuda") for d in devices) else usable_cores()
+    return 1 if devices and all(str(d).startswith("cuda") for d in devices) else host_cores()
 
 
 @click.command()

@@ -51,7 +51,7 @@ class HostLoad:
     other_cpu_cores: float  # the same per wall second: cores they kept busy on average
     steal_pct: float | None  # share of all CPU time the hypervisor took, where reported
     gpu_other_processes: int | None  # compute processes on our GPU besides ours; None: no GPU/NVML
-    cores: int  # logical cores this process may run on
+    cores: int  # logical cores of the host
     cores_used: int  # cores the cell itself uses (its threads)
     busy: bool
 
@@ -90,6 +90,12 @@ def host_load(before: HostSnapshot, after: HostSnapshot, *, cores: int, cores_us
                     gpu_other_processes=gpu_other_processes, cores=cores, cores_used=cores_used,
                     busy=is_busy(other_cpu_cores=other_cores, steal_pct=steal_pct, cores=cores,
                                  cores_used=cores_used, gpu_other_processes=gpu_other_processes))
+
+
+def host_cores() -> int:
+    """Logical cores of the host: what the CPU counters (/proc/stat) add up over, and where other
+    processes run, whatever this process's own affinity (an `ab` worker is pinned to one)."""
+    return os.cpu_count() or 1
 
 
 def usable_cores() -> int:
@@ -155,7 +161,7 @@ class WindowLoad:
                  cores: int | None = None) -> None:
         self._reader = reader
         self._cores_used = cores_used
-        self._cores = cores or usable_cores()
+        self._cores = cores or host_cores()
         self._device = device
         self._snapshots: list[HostSnapshot] = []
 
@@ -186,7 +192,7 @@ def sample_quiet(*, seconds: float, cores_used: int,
     """The host's load over `seconds` with nothing of ours running: `--require-quiet`'s probe."""
     before = reader()
     sleep(seconds)
-    return host_load(before, reader(), cores=cores or usable_cores(), cores_used=cores_used)
+    return host_load(before, reader(), cores=cores or host_cores(), cores_used=cores_used)
 
 
 #: `--require-quiet` policies: wait (up to a bound) for the machine to go quiet, or refuse at once.
