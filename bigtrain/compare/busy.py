@@ -4,6 +4,7 @@ or a report is read: a verdict on such a cell measures the machine as much as th
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from bigtrain.axes import AXIS_NAMES, compare_cell_label
 from bigtrain.measure.host_load import is_busy_record  # pure; imports nothing heavy
@@ -39,3 +40,8 @@ def busy_note(records: Sequence[CellRecord], where: str) -> str | None:
 
 def _label(record: CellRecord) -> str:
     return compare_cell_label({name: getattr(record, name) for name in AXIS_NAMES})
+
+
+def measured_busy(comparison: Any) -> bool:
+    """The comparison's warnings name measurements made on a busy machine."""
+    return any(BUSY_PHRASE in line for line in comparison.warnings)
