@@ -5,7 +5,8 @@ its ETA is recomputed every few seconds from the running cell's elapsed time (`e
 cell pushes it out instead of leaving it frozen. Off a terminal (CI logs, pipes) a bar would print
 nothing until the end, so `LineProgress` prints a line per finished cell on stdout, and on stderr
 (chatter, which a CI log shows beside stdout) a line when each cell starts and a heartbeat line
-every `heartbeat_s` while one runs: a cell of minutes must not leave a CI log silent. Either way the run folder and the closing `results:`
+every `heartbeat_s` while one runs: a cell of minutes must not leave a CI log silent. Either way
+the run folder and the closing `results:`
 line go to stdout, chatter (counts, failures, the summary table) to stderr, and every piece of
 data (reasons, labels, paths) is printed as text, never as markup (bigtrain/terminal_text.py).
 """
@@ -92,7 +93,8 @@ def human_duration(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def eta_s(*, done: int, total: int, done_elapsed_s: float, running_elapsed_s: float) -> float | None:
+def eta_s(*, done: int, total: int, done_elapsed_s: float,
+          running_elapsed_s: float) -> float | None:
     """Seconds left: the cells to go at the mean time of those done, less what the running cell
     has already spent. A running cell that has outlasted the mean counts as at least that long,
     in the mean too, so the estimate grows while it runs instead of standing still (the issue's

@@ -20,7 +20,8 @@ from conftest import REPO
 yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra: pip install -e '.[test]'")
 
 WORKFLOW = REPO / "bench" / "ci" / "github-workflow.yml"
-SHA_PIN = re.compile(r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+(\.\d+)*\s*$")
+SHA_PIN = re.compile(
+    r"^\s*(?:-\s*)?uses:\s*([\w.-]+/[\w./-]+)@([0-9a-f]{40})\s+#\s*v\d+(\.\d+)*\s*$")
 
 
 def _tool(name: str) -> str:
@@ -53,7 +54,7 @@ def test_every_action_is_pinned_to_a_full_sha_with_its_release_named() -> None:
 def test_no_expression_is_expanded_inside_a_script_and_no_checkout_keeps_credentials() -> None:
     workflow = _workflow()
     for job_name, step in _steps(workflow):
-        assert "${{" not in step.get("run", ""), f"{job_name}: {step.get('name')}: ${{{{ }}}} in run"
+        assert "${{" not in step.get("run", ""), f"{job_name}: {step.get('name')}: an expression"
         if step.get("uses", "").startswith("actions/checkout@"):
             assert step.get("with", {}).get("persist-credentials") is False, job_name
     assert workflow["permissions"] == {"contents": "read"}

@@ -53,7 +53,8 @@ def test_the_bash_protocol_answers_with_the_values() -> None:
     env = {**os.environ, "_BIGBENCH_COMPLETE": "bash_complete",
            "COMP_WORDS": "bigbench sweep --precision b", "COMP_CWORD": "3",
            "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", "from bigtrain.cli import main; main(prog_name='bigbench')"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    script = "from bigtrain.cli import main; main(prog_name='bigbench')"
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["plain,bf16"], done.stdout
+    assert done.stdout.splitlines() == ["plain,bf16"], done.stdout  # bash's format: type,value

@@ -193,7 +193,8 @@ def test_compare_flags_cells_measured_on_a_busy_machine(tmp_path: Path) -> None:
                                         _busy(ok_record("cand", "c1", 0, steps(0.01)), False)])
     comparison = compare_runs(load_run(base), load_run(cand))
     notes = [w for w in comparison.warnings if "measured on a busy machine" in w]
-    assert len(notes) == 1 and notes[0].startswith(f"{cand}: 1 of 2 measurement(s) measured on a busy")
+    assert len(notes) == 1
+    assert notes[0].startswith(f"{cand}: 1 of 2 measurement(s) measured on a busy machine")
     assert "1.90 of 2 core(s)" in notes[0]
     markdown = render_markdown(comparison)
     assert "measured on a busy machine" in markdown

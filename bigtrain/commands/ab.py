@@ -127,7 +127,8 @@ def _render(outcome, markdown_path: Path | None, json_path: Path | None,  # noqa
 
     write_gate_files(
         markdown_path=markdown_path,
-        markdown=(lambda: outcome_markdown(outcome, undecided)) if outcome.result is not None else None,
+        markdown=((lambda: outcome_markdown(outcome, undecided))
+                  if outcome.result is not None else None),
         json_path=json_path, payload=lambda: outcome_json(outcome, undecided))
     if outcome.result is not None:
         render_terminal(outcome.result)

@@ -34,8 +34,8 @@ def busy_note(records: Sequence[CellRecord], where: str) -> str | None:
     labels = sorted({_label(r) for r in busy})
     named = ", ".join(labels[:NAMED_CELLS]) + (
         f" and {len(labels) - NAMED_CELLS} more" if len(labels) > NAMED_CELLS else "")
-    return (f"{where}: {len(busy)} of {measured} measurement(s) {BUSY_PHRASE} (other processes kept up "
-            f"to {worst:.2f} of {cores} core(s) busy): {named}")
+    return (f"{where}: {len(busy)} of {measured} measurement(s) {BUSY_PHRASE} (other processes "
+            f"kept up to {worst:.2f} of {cores} core(s) busy): {named}")
 
 
 def _label(record: CellRecord) -> str:
