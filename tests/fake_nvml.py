@@ -129,6 +129,8 @@ class FakeGpu:
     gpm_supported: bool = True
     #: GPM values by metric id; a metric id not here comes back NOT_SUPPORTED.
     gpm_values: dict[int, float] = field(default_factory=lambda: {2: 83.5, 3: 41.0, 5: 37.25, 10: 22.0})
+    #: pids of the compute processes NVML lists on this device
+    compute_pids: list[int] = field(default_factory=list)
     unsupported: set[str] = field(default_factory=set)  # fn names that raise NOT_SUPPORTED
     failing: dict[str, int] = field(default_factory=dict)  # fn name -> error code raised
     returned: dict[str, list[Any]] = field(default_factory=dict)
@@ -270,6 +272,10 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetPowerManagementLimit(self, handle: FakeGpu) -> int:
         self._enter("nvmlDeviceGetPowerManagementLimit", handle)
         return handle.power_limit_mw
+
+    def nvmlDeviceGetComputeRunningProcesses(self, handle: FakeGpu) -> list[SimpleNamespace]:
+        self._enter("nvmlDeviceGetComputeRunningProcesses", handle)
+        return [SimpleNamespace(pid=pid, usedGpuMemory=1 << 30) for pid in handle.compute_pids]
 
     def nvmlDeviceGetUtilizationRates(self, handle: FakeGpu) -> SimpleNamespace:
         self._enter("nvmlDeviceGetUtilizationRates", handle)

@@ -66,7 +66,7 @@ def test_the_result_renders_like_compare():
     assert "paired rounds" in markdown
     if data["counts"]["undecided"]:
         open_part = markdown.split("<details>")[0]
-        assert "### Undecided (not gating" in open_part and "| undecided |" in open_part
+        assert "### Undecided (the rounds ran out" in open_part and "| undecided |" in open_part
 
 
 def test_a_cell_failed_in_the_candidate_fails_the_gate():

@@ -23,8 +23,9 @@ def round_line(report: Any) -> str:
             f"({report.elapsed_s:.1f} s so far); {state}")
 
 
-def outcome_lines(outcome: Any) -> list[str]:
-    """The A/B run's facts: rounds used against the limits, why it stopped, where it wrote."""
+def outcome_lines(outcome: Any, undecided: str = "fail") -> list[str]:
+    """The A/B run's facts: rounds used against the limits, why it stopped, what undecided cells
+    do to the exit code (`--undecided`), where it wrote."""
     lines = [
         f"ab: {outcome.rounds_used} round(s) of at most {outcome.max_rounds} in "
         f"{outcome.elapsed_s:.1f} s of a {outcome.budget_s:g} s budget ({outcome.mode}, order "
@@ -32,6 +33,7 @@ def outcome_lines(outcome: Any) -> list[str]:
     ]
     if outcome.result is not None:
         lines += [f"ab: {line}" for line in detectable_lines(outcome.result)]
+        lines += [f"ab: {line}" for line in undecided_lines(outcome.result, undecided)]
     lines += [f"ab: {side} run: {path}" for side, path in outcome.run_dirs.items()]
     return lines
 
@@ -57,18 +59,42 @@ def detectable_lines(result: Any) -> list[str]:
     return lines
 
 
-def outcome_markdown(outcome: Any) -> str:
+def undecided_lines(result: Any, undecided: str) -> list[str]:
+    """What the undecided cells mean for the gate, said once at the end: nothing when every
+    cell is decided; else the policy, the exit code, and the largest change that could have gone
+    unseen (the worst cell's smallest detectable change)."""
+    from bigtrain.common.exit_codes import EXIT_UNDECIDED
+
+    cells = [c for c in result.sorted_cells() if not c.decided]
+    if not cells:
+        return []
+    worst = [m.verdict.mde_pct for c in cells for m in c.metrics if m.verdict.mde_pct is not None]
+    unseen = ("no bound: too few rounds" if not worst or not all(map(math.isfinite, worst))
+              else f"up to {max(worst):.3g}%")
+    if undecided == "fail":
+        return [f"gate FAILED (exit {EXIT_UNDECIDED}): {len(cells)} cell(s) undecided and "
+                f"--undecided fail: a regression this run could not see ({unseen}) is not ruled "
+                f"out; give more --budget-s/--rounds, a quieter machine, or a wider --threshold"]
+    return [f"warning: {len(cells)} cell(s) undecided, passed only because --undecided pass: "
+            f"a regression this run could not see ({unseen}) would have passed too"]
+
+
+def outcome_markdown(outcome: Any, undecided: str = "fail") -> str:
     """compare's Markdown, then the A/B run's facts."""
     from bigtrain.compare import render_markdown
 
     facts = "\n".join(f"- {escape_markdown(line.removeprefix('ab: '))}"
-                      for line in outcome_lines(outcome))
+                      for line in outcome_lines(outcome, undecided))
     return render_markdown(outcome.result) + "\n**bigbench ab**\n\n" + facts + "\n"
 
 
-def outcome_json(outcome: Any) -> dict[str, Any]:
-    """compare's JSON (when a round finished) with the A/B run's facts under `ab`."""
+def outcome_json(outcome: Any, undecided: str = "fail") -> dict[str, Any]:
+    """compare's JSON (when a round finished) with the A/B run's facts under `ab`, the
+    `--undecided` policy and the exit code it gives among them."""
+    from bigtrain.ab.gate import gate_exit_code
     from bigtrain.compare import to_json
 
     data = to_json(outcome.result) if outcome.result is not None else {}
-    return {**data, "ab": outcome.to_json()}
+    facts = {**outcome.to_json(), "undecided_policy": undecided,
+             "exit_code": gate_exit_code(outcome.result, outcome.exit_code, undecided=undecided)}
+    return {**data, "ab": facts}

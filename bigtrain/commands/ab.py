@@ -1,7 +1,9 @@
 """`bigbench ab`: the A/B gate for CI, paired round by round (and its hidden worker command).
 
 Output and exit codes as `bigbench compare` (0 pass, 1 a regression or a failing cell, 2 bad
-input), plus 130 when interrupted: the gate is then not passed, and both run folders stay valid.
+input), plus 3 when a cell stays undecided under `--undecided fail` (the default, see
+bigtrain/ab/gate.py) and 130 when interrupted: the gate is then not passed, and both run folders
+stay valid.
 """
 
 from __future__ import annotations
@@ -11,9 +13,11 @@ from pathlib import Path
 
 import click
 
-from bigtrain.commands.sweep import _axis_options
+from bigtrain.ab.gate import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
+from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
+from bigtrain.commands.completion import complete_preset
 
 MODES = ("interleave", "duet")
 #: `ab`'s default band. Measured on a quiet 2-vCPU box (README, "A/B gating in CI"): 72 duet rounds
@@ -23,7 +27,7 @@ AB_DEFAULT_THRESHOLD = "2%"
 
 
 @click.command("ab")
-@click.option("--preset", default="ci", show_default=True,
+@click.option("--preset", default="ci", show_default=True, shell_complete=complete_preset,
               help="preset name in bench/presets/ or a path to a TOML file")
 @_axis_options
 @click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
@@ -54,6 +58,11 @@ AB_DEFAULT_THRESHOLD = "2%"
                    f"slowdown")
 @click.option("--alpha", type=click.FloatRange(min=0, max=1, min_open=True, max_open=True),
               default=None, help="false-alarm rate of the whole gate (all cells and metrics)")
+@click.option("--undecided", type=click.Choice(UNDECIDED_POLICIES), default=DEFAULT_UNDECIDED,
+              show_default=True,
+              help="what a cell still undecided at the end does: fail (exit 3: the run could not "
+                   "rule out a regression as large as its smallest detectable change) or pass "
+                   "(exit 0, with a warning)")
 @click.option("--order-seed", type=int, default=None,
               help="seed of the rounds' random order [default: drawn, and recorded]")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
@@ -67,9 +76,12 @@ AB_DEFAULT_THRESHOLD = "2%"
                    "host)")
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
+@_quiet_options
 def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candidate_python,
-       baseline_env, candidate_env, mode, rounds, budget_s, threshold_spec, alpha, order_seed,
-       markdown_path, json_path, out_dir, run_id, max_cells, **axis_values) -> None:
+       baseline_env, candidate_env, mode, rounds, budget_s, threshold_spec, alpha, undecided,
+       order_seed,
+       markdown_path, json_path, out_dir, run_id, max_cells, require_quiet, quiet_wait_s,
+       **axis_values) -> None:
     """Compare two Python environments (e.g. main's venv and a pull request's) cell by cell,
     in paired rounds on this machine; neither given: an A/A run measuring the gate's own noise."""
     from bigtrain.ab.driver import AbOptions, run_ab
@@ -90,10 +102,14 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
                         thresholds_pct=parse_thresholds(threshold_spec or AB_DEFAULT_THRESHOLD),
                         alpha=alpha,
                         max_cells=max_cells)
+    # interleave runs one side at a time on one core, duet both at once on two
+    check_quiet(require_quiet, quiet_wait_s, 2 if mode == "duet" else 1)
     outcome = run_ab(spec, sides, options, on_round=_print_round,
                      ignore_signals_after_interrupt=True)
-    _render(outcome, markdown_path, json_path)
-    sys.exit(outcome.exit_code)
+    _render(outcome, markdown_path, json_path, undecided)
+    from bigtrain.ab.gate import gate_exit_code
+
+    sys.exit(gate_exit_code(outcome.result, outcome.exit_code, undecided=undecided))
 
 
 def _print_round(report) -> None:  # noqa: ANN001 - a RoundReport
@@ -102,7 +118,8 @@ def _print_round(report) -> None:  # noqa: ANN001 - a RoundReport
     click.echo(round_line(report), err=True)
 
 
-def _render(outcome, markdown_path: Path | None, json_path: Path | None) -> None:  # noqa: ANN001
+def _render(outcome, markdown_path: Path | None, json_path: Path | None,  # noqa: ANN001
+            undecided: str) -> None:
     from bigtrain.ab.report import outcome_json, outcome_lines, outcome_markdown
     from bigtrain.compare import render_terminal
     from bigtrain.compare.outputs import write_gate_files
@@ -110,11 +127,12 @@ def _render(outcome, markdown_path: Path | None, json_path: Path | None) -> None
 
     write_gate_files(
         markdown_path=markdown_path,
-        markdown=(lambda: outcome_markdown(outcome)) if outcome.result is not None else None,
-        json_path=json_path, payload=lambda: outcome_json(outcome))
+        markdown=((lambda: outcome_markdown(outcome, undecided))
+                  if outcome.result is not None else None),
+        json_path=json_path, payload=lambda: outcome_json(outcome, undecided))
     if outcome.result is not None:
         render_terminal(outcome.result)
-    for line in outcome_lines(outcome):
+    for line in outcome_lines(outcome, undecided):
         click.echo(inert(line))
 
 

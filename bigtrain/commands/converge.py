@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from bigtrain.commands.sweep import sweep
+from bigtrain.commands.completion import complete_preset
 
 #: The sweep's flags that measure step time, which a converge cell does not use.
 _STEP_TIME_ONLY = ("warmup", "duration", "min_steps", "repeats", "preset")
@@ -37,6 +38,7 @@ converge = click.Command(
     short_help="Train each cell to a held-out target: steps, seconds and joules to get there.",
     params=[
         click.Option(["--preset"], default="converge-quick", show_default=True,
+                     shell_complete=complete_preset,
                      help="preset name in bench/presets/ or a path to a TOML file"),
         *_sweep_options(),
         click.Option(["--max-steps"], type=click.IntRange(min=1), default=None,

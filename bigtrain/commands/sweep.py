@@ -9,20 +9,67 @@ import click
 
 from bigtrain.cells.axes import AXIS_TABLE
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
+from bigtrain.commands.completion import complete_preset
 
 AXIS_HELP = "comma-separated list; overrides the preset's axis"
 
 
 def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
     """One `--flag LIST` per axis of the table, in table order; values arrive by axis name."""
+    from bigtrain.commands.completion import axis_completer
+
     for axis in reversed(AXIS_TABLE):  # click lists options in the reverse order they are added
         command = click.option(axis.flag, axis.name, default=None, metavar="LIST",
-                               help=f"{axis.help} ({AXIS_HELP})")(command)
+                               help=f"{axis.help} ({AXIS_HELP})",
+                               shell_complete=axis_completer(axis))(command)
     return command
 
 
+def _quiet_options(command):  # noqa: ANN001, ANN202 - click decorator
+    """`--require-quiet[=wait|refuse]` and its bound, shared by sweep and ab."""
+    command = click.option(
+        "--quiet-wait-s", type=click.FloatRange(min=0), default=300.0, show_default=True,
+        help="with --require-quiet wait: give up (exit 2) after this many seconds")(command)
+    return click.option(
+        "--require-quiet", type=click.Choice(("wait", "refuse")), is_flag=False,
+        flag_value="wait", default=None, metavar="[wait|refuse]",
+        help="before running, measure what other processes use; if that leaves fewer free cores "
+             "than the cells need, wait for a quiet machine (up to --quiet-wait-s) or refuse: "
+             "exit 2 with the measured load")(command)
+
+
+def check_quiet(policy: str | None, max_wait_s: float, cores_used: int) -> None:
+    """`--require-quiet`: return once the machine is quiet; exit 2 (EXIT_BUSY) naming the load
+    when it is not (refuse) or not within the bound (wait)."""
+    if policy is None:
+        return
+    from bigtrain.common.exit_codes import EXIT_BUSY
+    from bigtrain.measure import host_load as hl
+    from bigtrain.common.terminal_text import inert
+
+    def probe():  # noqa: ANN202
+        return hl.sample_quiet(seconds=hl.QUIET_PROBE_S, cores_used=cores_used,
+                               reader=hl.read_snapshot, sleep=hl.sleep)
+
+    try:
+        load = hl.require_quiet(policy, cores_used=cores_used, max_wait_s=max_wait_s,
+                                probe=probe, sleep=hl.sleep, clock=hl.monotonic,
+                                say=lambda line: click.echo(inert(f"bigbench: {line}"), err=True))
+    except hl.MachineBusy as exc:
+        click.echo(inert(f"bigbench: error: {exc}"), err=True)
+        sys.exit(EXIT_BUSY)
+    click.echo(inert(f"bigbench: machine quiet: {hl.describe(load.to_json())}"), err=True)
+
+
+def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
+    """Cores a sweep's cells use: one per GPU cell, every core for a CPU cell (torch's threads)."""
+    from bigtrain.measure.host_load import host_cores
+
+    return 1 if devices and all(str(d).startswith("cuda") for d in devices) else host_cores()
+
+
 @click.command()
-@click.option("--preset", default="quick", show_default=True,
+@click.option("--preset", default="quick", show_default=True, shell_complete=complete_preset,
               help="preset name in bench/presets/ or a path to a TOML file")
 @_axis_options
 @click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
@@ -50,11 +97,14 @@ def _axis_options(command):  # noqa: ANN001, ANN202 - click decorator
                    "cluster started here with `ray start`, else a local one for this sweep]")
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
+@_quiet_options
+@click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="off a terminal: a `still running` line this often while a cell runs (0: none)")
 @click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
 @click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
 def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, executor, ray_address, max_cells, dry_run,
-          no_report, **axis_values) -> None:
+          retry_failed, force, fresh_workers, executor, ray_address, max_cells, require_quiet,
+          quiet_wait_s, heartbeat_s, dry_run, no_report, **axis_values) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
     from bigtrain.cells.spec import apply_overrides, spec_from_json, spec_from_preset
     from bigtrain.common.errors import BadInput
@@ -93,10 +143,11 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
         _print_cells(spec, max_cells)
         return
 
+    check_quiet(require_quiet, quiet_wait_s, cores_for_devices(spec.device))
     from bigtrain.run.console import sweep_progress
     from bigtrain.run.sweep import run_sweep
 
-    outcome = run_sweep(spec, options, sweep_progress())
+    outcome = run_sweep(spec, options, sweep_progress(heartbeat_s))
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
     sys.exit(outcome.exit_code)

@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from bigtrain.compare.busy import busy_note
 from bigtrain.compare.metrics import METRICS, Metric
 from bigtrain.compare.result import (
     FAILED,
@@ -267,6 +268,9 @@ def check_runs(
         if run.truncated_lines:
             warnings.append(f"{run.path}: truncated record set aside at line(s) "
                             f"{', '.join(map(str, run.truncated_lines))}")
+        busy = busy_note(run.records, str(run.path))
+        if busy:
+            warnings.append(busy)
     return tuple(differences), warnings
 
 

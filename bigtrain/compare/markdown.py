@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bigtrain.compare.busy import measured_busy
 from bigtrain.compare.result import GATING_VERDICTS, Comparison
 from bigtrain.compare.rows import Row, summary_line, table_rows, thresholds_line
 from bigtrain.common.markdown_escape import escape_markdown as _md_escape
@@ -30,7 +31,11 @@ def render_markdown(comparison: Comparison) -> str:
     undecided = [r for r in rows if r.outcome == UNDECIDED]
     rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != UNDECIDED]
     redefined = comparison.redefined_cells()
-    icon = ":x:" if comparison.gate_failed else ":white_check_mark:"
+    # Undecided cells, or numbers measured on a busy machine, are no clean pass whatever the
+    # exit code: never a green tick over them.
+    icon = (":x:" if comparison.gate_failed
+            else ":warning:" if not comparison.all_decided or measured_busy(comparison)
+            else ":white_check_mark:")
     lines = [
         # Run ids are data (a CI job may build them from a branch name): escaped text, not code
         # spans, since a backtick in the id would end a code span and nothing inside one escapes.
@@ -51,8 +56,9 @@ def render_markdown(comparison: Comparison) -> str:
     else:
         lines += ["No regressions or failures.", ""]
     if undecided:
-        lines += ["### Undecided (not gating: the rounds ran out before the noise allowed a "
-                  "decision)", "", *_md_table(undecided), ""]
+        lines += ["### Undecided (the rounds ran out before the noise allowed a decision; a "
+                  "regression up to the smallest detectable change is not ruled out)", "",
+                  *_md_table(undecided), ""]
     if redefined:
         # Compared all the same (a changed model is what a gate is often asked about), but the
         # numbers measure different code: say so where it is seen.

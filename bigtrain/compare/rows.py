@@ -98,7 +98,8 @@ def summary_line(comparison: Comparison) -> str:
     if comparison.paired:
         line += f" after {comparison.rounds} paired rounds"
         if not comparison.all_decided:
-            line += "; undecided does not fail the gate: more rounds needed to tell"
+            line += ("; undecided: more rounds needed to tell (ab's --undecided policy decides "
+                     "whether that fails the gate)")
     redefined = len(comparison.redefined_cells())
     if redefined:
         line += f"; {redefined} with a redefined workload, compared all the same"

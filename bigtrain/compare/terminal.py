@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bigtrain.compare.busy import measured_busy
 from bigtrain.compare.result import FAILED, MISSING, NEW, Comparison
 from bigtrain.compare.rows import summary_line, table_rows, thresholds_line
 from bigtrain.compare.stats import IMPROVED, REGRESSED, UNCHANGED, UNDECIDED
@@ -50,5 +51,7 @@ def render_terminal(comparison: Comparison, console: Any = None) -> None:
     for line in comparison.warnings:
         console.print(Text.assemble(("warning:", "yellow"), " ", data_text(line)))
     console.print(table)
-    verdict_style = "bold red" if comparison.gate_failed else "bold green"
+    verdict_style = ("bold red" if comparison.gate_failed
+                     else "bold yellow" if not comparison.all_decided or measured_busy(comparison)
+                     else "bold green")
     console.print(data_text(summary_line(comparison), verdict_style))

@@ -67,6 +67,7 @@ class StepTimeResult:
     peak: PeakMemory
     telemetry: dict[str, Any] | None
     telemetry_reason: str | None
+    host_load: Any = None  # bigtrain.measure.host_load.HostLoad over the window, or None
 
     def record_fields(self, built: BuiltCell) -> dict[str, Any]:
         """CellRecord fields (status and reason included) from this result."""
@@ -101,6 +102,7 @@ class StepTimeResult:
             "loss_last": json_float(loop.loss_last),
             "telemetry": self.telemetry,
             "telemetry_reason": self.telemetry_reason,
+            "host_load": self.host_load.to_json() if self.host_load is not None else None,
         }
 
     def extra(self) -> dict[str, Any]:
@@ -125,18 +127,25 @@ class StepTimeProtocol:
     def run(self, built: BuiltCell, settings: StepTimeSettings,
             instruments: Instruments) -> StepTimeResult:
         """Run the warm-up and the window; telemetry covers exactly the window."""
+        from bigtrain.measure.host_load import WindowLoad, cores_used_by
         from bigtrain.measure.step_loop import run_loop
 
         sampler = instruments.sampler
+        load = WindowLoad(cores_used=cores_used_by(built.device), device=str(built.device))
         # Stretch the window on a GPU so NVML can resolve it (a too-short window is marked).
         settings = settings.with_min_window(sampler.min_window_s)
 
         def window_open() -> None:
             instruments.memory.window_open()
             sampler.start()
+            load.open()  # last before the window opens, first after it closes
+
+        def window_close() -> None:
+            load.close()
+            sampler.stop()
 
         loop = run_loop(built.step, built.device, settings, on_window_open=window_open,
-                        on_window_close=sampler.stop, compile_probe=built.compile_probe)
+                        on_window_close=window_close, compile_probe=built.compile_probe)
         peak = instruments.memory.stop()
         steps = len(loop.window.step_times_s)
         telemetry, telemetry_reason = sampler.result(
@@ -144,7 +153,7 @@ class StepTimeProtocol:
             items=built.workload.items_per_step * steps,
         )
         return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
-                              telemetry_reason=telemetry_reason)
+                              telemetry_reason=telemetry_reason, host_load=load.result())
 
 
 PROTOCOLS: Registry[MeasurementProtocol] = Registry("measurement protocol")

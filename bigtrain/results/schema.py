@@ -194,6 +194,10 @@ RECORD_RULES: Mapping[str, Rule] = {
     "loss_last": number(nullable=True),
     "telemetry": mapping(value_rule=_telemetry_value, nullable=True),
     "telemetry_reason": _OPTIONAL_TEXT,
+    "host_load": obj({"loadavg_1m": _AMOUNT, "other_cpu_s": number(minimum=0),
+                      "other_cpu_cores": number(minimum=0), "steal_pct": _AMOUNT,
+                      "gpu_other_processes": _COUNT, "cores": integer(minimum=1),
+                      "cores_used": integer(minimum=1), "busy": boolean()}, nullable=True),
     "flops_per_step": _AMOUNT,
     "achieved_tflops": _AMOUNT,
     "mfu_pct": _AMOUNT,
@@ -285,6 +289,8 @@ class CellRecord:
     # hardware telemetry (NVML); null with a reason where unavailable
     telemetry: Mapping[str, Any] | None = None
     telemetry_reason: str | None = None
+    # the host's load over the timed window (bigtrain.measure.host_load); null if not measured
+    host_load: Mapping[str, Any] | None = None
     # FLOPs and model FLOPs utilisation
     flops_per_step: float | None = None
     achieved_tflops: float | None = None

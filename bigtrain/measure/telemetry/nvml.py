@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from bigtrain.measure.telemetry.errors import FieldUnavailable, NvmlUnavailable
+from bigtrain.measure.telemetry.errors import DeviceNotVisible, FieldUnavailable, NvmlUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -315,3 +315,21 @@ class NvmlDevice:
                 _call(self._nvml, "nvmlGpmSampleFree", buffer)
             except FieldUnavailable:
                 pass  # freeing is best effort; a leak of two small buffers is harmless
+
+
+# --------------------------------------------------------------------------------------------------
+# Other processes on a device (`host_load.gpu_other_processes`)
+
+
+def other_compute_processes(device: str, own_pid: int) -> int | None:
+    """How many compute processes other than `own_pid` run on the torch device `device`
+    (`cuda[:N]`); None where NVML is unavailable or cannot list them (containers often hide
+    other pids: then only the count is meaningful, which is all this returns)."""
+    from bigtrain.measure.telemetry.device_ref import nvml_device_ref
+
+    try:
+        opened = NvmlDevice.open(nvml_device_ref(device))
+        processes = opened._get("nvmlDeviceGetComputeRunningProcesses")
+    except (NvmlUnavailable, FieldUnavailable, ValueError, DeviceNotVisible):
+        return None
+    return sum(1 for p in processes if getattr(p, "pid", None) != own_pid)
