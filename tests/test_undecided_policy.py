@@ -10,7 +10,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from bigtrain import exit_codes
+from bigtrain.common import exit_codes
 from bigtrain.ab.gate import DEFAULT_UNDECIDED, gate_exit_code
 from bigtrain.ab.report import detectable_lines, outcome_json, outcome_lines
 from bigtrain.compare import render_markdown

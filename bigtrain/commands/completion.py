@@ -46,7 +46,7 @@ def complete_preset(ctx: Any, param: Any, incomplete: str) -> list[CompletionIte
     """Preset names in bench/presets/; a path (anything with a `/` or `.`) completes as a file."""
     if "/" in incomplete or incomplete.startswith("."):
         return [CompletionItem(incomplete, type="file")]
-    from bigtrain.spec import preset_names
+    from bigtrain.cells.spec import preset_names
 
     try:
         names = preset_names()
