@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -39,6 +40,35 @@ class TruncatedLineWarning(UserWarning):
 
 class RunLocked(BadInput):
     """Another live process is writing to this run folder."""
+
+
+class UnstorableRecord(ValueError):
+    """A record holding something JSON cannot carry (the message names the key)."""
+
+
+def json_problem(value: Any, path: str = "") -> str | None:
+    """Where `value` holds something strict JSON cannot carry: the dotted key path and what is
+    there (`extra.weights: a set, which JSON cannot hold`), or None when all of it encodes."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                return f"{where}: a key of type {type(key).__name__}"
+            found = json_problem(item, where)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = json_problem(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'value'}: {value!r}, not a finite number"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    return f"{path or 'value'}: a {type(value).__name__}, which JSON cannot hold"
 
 
 @dataclass(frozen=True)
@@ -171,8 +201,17 @@ class RunWriter:
         write_json_atomic(self.run_dir / MANIFEST_NAME, manifest.to_json())
 
     def append(self, record: CellRecord) -> None:
-        """Append one record as one line, then flush and fsync before returning."""
-        line = json.dumps(record.to_json(), allow_nan=False, separators=(",", ":")) + "\n"
+        """Append one record as one line, then flush and fsync before returning.
+
+        UnstorableRecord (nothing written) when part of it is not JSON."""
+        data = record.to_json()
+        try:
+            problem = json_problem(data)
+        except RecursionError:
+            problem = "a value nested too deeply"
+        if problem:
+            raise UnstorableRecord(problem)
+        line = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
         self._write_bytes(line.encode("utf-8"))
 
     def _write_bytes(self, data: bytes) -> None:
