@@ -38,10 +38,13 @@ import os
 import re
 import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bigtrain.errors import BadInput
@@ -50,6 +53,7 @@ from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.cell import CellJob
 from bigtrain.run.executor import ExecutorSettings, ResultCallback, StartCallback
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S
+from bigtrain.run.native_log import NativeStderr
 from bigtrain.run.records import executor_error_record, lost_worker_record, timeout_record
 
 NAME = "ray"
@@ -69,6 +73,8 @@ _NODE_DIED = re.compile(r"node (?:has )?died|node .{0,80} (?:is |was )?dead|rayl
                         re.IGNORECASE)
 #: What Ray says of an actor cancelled before it ran.
 _NEVER_RAN = "actor never ran"
+#: Where Ray keeps its processes' logs (its default session folder).
+RAY_LOGS_HINT = "/tmp/ray/session_latest/logs"
 #: The longest the driver sleeps in `ray.wait` before it looks at the deadlines again.
 POLL_S = 1.0
 
@@ -177,6 +183,8 @@ class RayExecutor:
         self._connected_here = False
         self._runner: Any = None
         self._running: dict[Any, _Cell] = {}  # ObjectRef -> cell
+        self._native_log = NativeStderr(Path(settings.log_dir or tempfile.gettempdir())
+                                        / f"bigtrain-ray-driver-{os.getpid()}.log")
         #: Nodes that lost a cell's actor and that Ray has not yet declared dead or alive, and
         #: nodes it declared dead: no new cell goes to either.
         self._unusable_nodes: set[str] = set()
@@ -193,6 +201,11 @@ class RayExecutor:
             return
         ray = import_ray()
         if not ray.is_initialized():
+            # Ray's C++ core logs to descriptor 2 (a raylet's death banner, `[state-dump]`
+            # lines): into a file of its own, named once, never between the per-cell lines.
+            self._native_log.start()
+            print(f"ray: Ray's own log lines go to {self._native_log.path}; Ray's logs: "
+                  f"{RAY_LOGS_HINT}", file=sys.stderr)
             with _signal_handlers_kept():  # the sweep's interrupt guard stays in charge
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
@@ -437,6 +450,7 @@ class RayExecutor:
         """Kill every running cell's actor, and leave the cluster (stopping it if this sweep
         started it)."""
         if self._ray is None:
+            self._native_log.stop()  # ray.init may have failed after it started
             return
         for cell in self._running.values():
             self._kill(cell)
@@ -444,6 +458,7 @@ class RayExecutor:
         if self._connected_here:
             with _signal_handlers_kept():
                 self._ray.shutdown()
+        self._native_log.stop()
         self._ray = None
 
 
