@@ -93,3 +93,42 @@ def test_a_worker_breaking_the_protocol_costs_one_cell_and_is_replaced(
     assert "what arrived" in (bad.traceback_tail or "")
     assert good.status == "ok"  # the next cell ran, in a fresh worker
     assert pool.workers_started == 2
+
+
+# -- the store's boundary: a record JSON cannot hold never ends the sweep ---------------------
+class _UncleanExecutor:
+    """Hands back a synthetic record per job; the first job's `extra` holds a set."""
+
+    def __init__(self, settings) -> None:  # noqa: ANN001
+        self.workers_started = 0
+
+    def run(self, jobs, on_result, on_start=None) -> None:  # noqa: ANN001
+        import dataclasses
+
+        for index, one in enumerate(jobs):
+            record = ok_record(one)
+            if index == 0:
+                record = dataclasses.replace(record, extra={"weights": {1, 2}})
+            on_result(record)
+
+    def retire_idle_workers(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def test_a_record_json_cannot_hold_is_stored_as_that_cells_error(tmp_path) -> None:
+    from bigtrain.results.store import load_run
+    from bigtrain.run.executor import register_executor
+    from bigtrain.run.sweep import SweepOptions, run_sweep
+    from bigtrain.spec import spec_from_preset
+    from conftest import write_preset
+
+    register_executor("unclean-test", _UncleanExecutor, replace=True)
+    preset = write_preset(tmp_path, ["mlp:seed"], ["sgd", "adam", "rmsprop"])
+    outcome = run_sweep(spec_from_preset(str(preset)),
+                        SweepOptions(out_dir=tmp_path, run_id="unclean", executor="unclean-test"))
+    statuses = [r.status for r in load_run(tmp_path / "unclean").records]
+    assert statuses == ["error", "ok", "ok"]
+    assert "extra.weights" in outcome.records[0].reason

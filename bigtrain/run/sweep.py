@@ -329,6 +329,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
                 try:
                     writer.append(result)
                 except UnstorableRecord as exc:  # an executor passed on a record JSON cannot hold
+                    if result.cell_id not in cells_by_id:
+                        raise
                     result = cell_record(
                         manifest.run_id, cells_by_id[result.cell_id], result.repeat,
                         status="error", reason=f"the record cannot be stored: {exc}"[:500],
