@@ -240,7 +240,8 @@ def test_cli_regression_exits_1_and_lists_regressions_first(runs):
         ({"c1": 0.010}, 0),  # unchanged
         ({"c1": 0.008}, 0),  # improved
         ({"c1": 0.010, "extra": 0.01}, 0),  # new
-        ({}, 0),  # missing: a cell dropped from the matrix is shown but does not fail the gate
+        ({}, 2),  # a candidate with no records at all: nothing compared is bad input
+        ({"extra": 0.01}, 2),  # no cell in common: nothing compared
         ({"c1": 0.013}, 1),  # regressed
         ({"c1": None}, 1),  # failed
     ],

@@ -12,6 +12,9 @@ speak it exits with code 2 and says so. Version 1:
     worker -> driver  {"record": <a cells.jsonl record>}   or   {"error": "why the job was refused"}
     driver -> worker  {"stop": true}   (or end of input)
 
+The worker's messages are the worker protocol every worker speaks (`bigtrain.run.worker_protocol`,
+which encodes them and, on the driver's side, validates each one), one message a line.
+
 `ab-worker --describe` prints one object instead: {"protocol": [1], "bigtrain_version", "python",
 "environment": <what `bigbench env --json` prints>}.
 """
@@ -19,12 +22,12 @@ speak it exits with code 2 and says so. Version 1:
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from typing import IO, Any
 
-PROTOCOL_VERSION = 1
-SUPPORTED_PROTOCOLS = (1,)
+from bigtrain.run.worker_protocol import PROTOCOL_VERSION, encode
+
+SUPPORTED_PROTOCOLS = (PROTOCOL_VERSION,)
 WORKER_COMMAND = "ab-worker"
 
 
@@ -70,5 +73,5 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
 
 def send(stream: IO[str], message: Mapping[str, Any]) -> None:
     """Write one message as one line and flush it."""
-    stream.write(json.dumps(message, allow_nan=False) + "\n")
+    stream.write(encode(message).decode("utf-8") + "\n")
     stream.flush()

@@ -23,7 +23,8 @@ import psutil
 
 from bigtrain.ab.protocol import PROTOCOL_VERSION, WORKER_COMMAND, job_message
 from bigtrain.ab.sides import Side
-from bigtrain.results.schema import CellRecord, SchemaError
+from bigtrain.results.schema import CellRecord
+from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.job import CellJob
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S, _tail
 from bigtrain.run.process_tree import kill_tree
@@ -96,17 +97,13 @@ class SideWorker:
         self._process.stdin.write(line.encode("utf-8"))
         self._process.stdin.flush()
 
-    def read_message(self) -> dict[str, Any] | None:
-        """The next message (blocks until a whole line); None at end of output or on a line that
-        is not a JSON object (the worker is then treated as dead)."""
+    def read_message(self, expect: Sequence[str]) -> protocol.Message | None:
+        """The next message (blocks until a whole line), validated (`bigtrain.run.worker_protocol`):
+        None at end of output; ProtocolError for a line that breaks the protocol."""
         line = self.stdout.readline()
         if not line:
             return None
-        try:
-            message = json.loads(line)
-        except ValueError:
-            return None
-        return message if isinstance(message, dict) else None
+        return protocol.decode(line, expect=expect)
 
     def exit_code(self, wait_s: float = 5.0) -> int | None:
         """The exit code once the process ended (negative: the signal that killed it)."""
@@ -158,12 +155,13 @@ class SideWorker:
                 pass
 
 
-def _ready_info(message: Mapping[str, Any]) -> ReadyInfo | None:
+def _ready_info(message: protocol.Message) -> ReadyInfo | None:
+    fields = message.fields
     try:
-        return ReadyInfo(pid=int(message["pid"]), cores=tuple(int(c) for c in message["cores"]),
-                         python=str(message["python"]),
-                         bigtrain_version=str(message["bigtrain_version"]),
-                         torch_threads=int(message["torch_threads"]))
+        return ReadyInfo(pid=int(fields["pid"]), cores=tuple(int(c) for c in fields["cores"]),
+                         python=str(fields["python"]),
+                         bigtrain_version=str(fields["bigtrain_version"]),
+                         torch_threads=int(fields["torch_threads"]))
     except (KeyError, TypeError, ValueError):
         return None
 
@@ -225,45 +223,40 @@ def _send_or_record(state: _Running, cell_timeout_s: float) -> None:
 
 def _record_death(state: _Running) -> None:
     worker = state.worker
-    code = worker.exit_code()
-    if code is None:  # alive but talking nonsense
-        worker.kill()
-        state.record = executor_error_record(
-            state.job, reason="the ab worker sent a message that is not protocol JSON",
-            detail=worker.stderr_tail(), worker_pid=worker.pid)
-        return
-    state.record = death_record(state.job, exit_code=code, stderr_tail=worker.stderr_tail(),
-                                worker_pid=worker.pid)
+    state.record = death_record(state.job, exit_code=worker.exit_code(),
+                                stderr_tail=worker.stderr_tail(), worker_pid=worker.pid)
     worker.kill()
 
 
 def _receive(state: _Running, cell_timeout_s: float) -> None:
     worker = state.worker
-    message = worker.read_message()
+    expect = (protocol.READY,) if worker.ready is None else (protocol.RECORD, protocol.ERROR)
+    try:
+        message = worker.read_message(expect)
+    except protocol.ProtocolError as exc:  # alive or not, it talks nonsense: the cell's error
+        worker.kill()
+        state.record = executor_error_record(
+            state.job, reason=f"the ab worker broke the worker protocol: {exc.problem}",
+            detail=f"what arrived: {exc.arrived}\n{worker.stderr_tail()}", worker_pid=worker.pid)
+        return
     if message is None:
         _record_death(state)
-    elif "ready" in message and worker.ready is None:
+    elif message.kind == protocol.READY:
         info = _ready_info(message)
-        if message["ready"] != PROTOCOL_VERSION or info is None:
+        if info is None:
             worker.kill()
             state.record = executor_error_record(
-                state.job, reason=f"the ab worker announced protocol {message.get('ready')!r}, "
-                                  f"not {PROTOCOL_VERSION}", worker_pid=worker.pid)
+                state.job, reason="the ab worker's ready message lacks cores, python, "
+                                  "bigtrain_version or torch_threads",
+                detail=protocol.shown(dict(message.fields)), worker_pid=worker.pid)
             return
         worker.ready = info
         _send_or_record(state, cell_timeout_s)
-    elif "record" in message:
-        try:
-            state.record = CellRecord.from_json(message["record"])
-        except SchemaError as exc:
-            worker.kill()
-            state.record = executor_error_record(
-                state.job, reason=f"the ab worker sent an invalid record: {exc}",
-                worker_pid=worker.pid)
-    elif "error" in message:
+    elif message.kind == protocol.RECORD:
+        assert message.record is not None
+        state.record = message.record
+    else:  # ERROR
         worker.kill()
         state.record = executor_error_record(
-            state.job, reason=f"the ab worker refused the job: {message['error']}",
+            state.job, reason=f"the ab worker refused the job: {message.fields['error']}",
             worker_pid=worker.pid)
-    else:
-        _record_death(state)

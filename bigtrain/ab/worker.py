@@ -21,7 +21,8 @@ import signal
 import sys
 from typing import IO, Any
 
-from bigtrain.ab.protocol import PROTOCOL_VERSION, SUPPORTED_PROTOCOLS, send
+from bigtrain.ab.protocol import SUPPORTED_PROTOCOLS, send
+from bigtrain.run.worker_protocol import error_message, ready_message, record_message
 
 
 def message_channel() -> IO[str]:
@@ -71,9 +72,9 @@ def serve(*, protocol: int, core: int | None) -> int:
     load_plugins()
     gc.collect()
     gc.freeze()  # what lives as long as the worker stays out of the collector's scans
-    send(channel, {"ready": PROTOCOL_VERSION, "pid": os.getpid(),
-                   "cores": sorted(os.sched_getaffinity(0)), "python": sys.executable,
-                   "bigtrain_version": __version__, "torch_threads": torch.get_num_threads()})
+    send(channel, ready_message(os.getpid(), cores=sorted(os.sched_getaffinity(0)),
+                                python=sys.executable, bigtrain_version=__version__,
+                                torch_threads=torch.get_num_threads()))
     for line in sys.stdin:
         message = json.loads(line)
         if message.get("stop"):
@@ -81,7 +82,7 @@ def serve(*, protocol: int, core: int | None) -> int:
         try:
             job = job_from_message(message["job"])
         except (KeyError, TypeError, ValueError) as exc:
-            send(channel, {"error": f"{type(exc).__name__}: {exc}"})
+            send(channel, error_message(f"{type(exc).__name__}: {exc}"))
             continue
-        send(channel, {"record": run_cell(job).to_json()})
+        send(channel, record_message(run_cell(job)))
     return 0

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import tomllib
@@ -49,6 +50,28 @@ from bigtrain.cells.settings import CONVERGE, CONVERGE_KEYS, ConvergeSettings
 # The axes themselves (names, parsing, choices, defaults) live in bigtrain.cells.axes.
 AXIS_KEYS = AXIS_NAMES
 PRESETS_ENV = "BIGTRAIN_PRESETS"
+
+
+#: Settings that are counts (integers); every other number setting is seconds.
+_COUNT_KEYS = ("min_steps", "repeats", "seed", "max_steps", "eval_every")
+#: The largest number of seconds a setting takes (~116 days): anything above is a typo, and
+#: `inf` or `1e999` would only fail mid-cell (OverflowError) after the run folder was written.
+MAX_SECONDS = 1e7
+#: The largest count (steps, repeats, a seed): every JSON reader holds it exactly.
+MAX_COUNT = 2**53
+
+
+def number_problem(key: str, value: Any) -> str | None:
+    """Why a measure or converge number is unusable (not finite, out of range), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None  # the type check is the caller's, which knows where the value came from
+    if not math.isfinite(value):
+        return f"{key} must be a finite number, got {value!r}"
+    limit = MAX_COUNT if key in _COUNT_KEYS else MAX_SECONDS
+    if abs(value) > limit:
+        unit = "" if key in _COUNT_KEYS else " seconds"
+        return f"{key} must be at most {limit:g}{unit}, got {value!r}"
+    return None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +96,10 @@ class MeasureSettings:
             raise BadInput(f"repeats must be >= 1, got {self.repeats}")
         if not self.cell_timeout_s > 0:
             raise BadInput(f"cell timeout must be > 0 seconds, got {self.cell_timeout_s}")
+        for name in ("warmup_s", "duration_s", "cell_timeout_s", "min_steps", "repeats", "seed"):
+            problem = number_problem(name, getattr(self, name))
+            if problem:
+                raise BadInput(problem)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,9 +199,17 @@ def _where(path: Path, text: str, key: str, table: str | None) -> str:
 def load_preset(name_or_path: str) -> tuple[Path, dict[str, Any], str]:
     """Read a preset; returns (path, parsed TOML, text). Malformed TOML names file:line:column."""
     path = preset_path(name_or_path)
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadInput(f"{path}: not a TOML preset: byte {exc.start} is not UTF-8 text "
+                       f"(a binary file?)") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise BadInput(f"{path}: malformed TOML: nested too deeply") from None
     except tomllib.TOMLDecodeError as exc:
         match = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
         if match:
@@ -308,10 +343,14 @@ def _flag(key: str) -> str:
 
 
 def _check_number(key: str, value: Any, where: str) -> None:
-    expected = int if key in ("min_steps", "repeats", "seed", "max_steps", "eval_every") else (
-        int, float)
+    """BadInput naming `where` unless `value` is a number of the key's type, finite and in
+    range: checked for every number from a flag or a preset before anything is written."""
+    expected = int if key in _COUNT_KEYS else (int, float)
     if isinstance(value, bool) or not isinstance(value, expected):
         raise BadInput(f"{where}: {key} must be a number, got {value!r}")
+    problem = number_problem(key, value)
+    if problem:
+        raise BadInput(f"{where}: {problem}")
 
 
 def _split(value: str | Sequence[Any]) -> list[Any]:

@@ -11,11 +11,13 @@ the metric names of the help text come from the metric definitions (light: no pa
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import click
 
 from bigtrain.compare.metrics import metric_names_text
+from bigtrain.compare.result import MISSING
 from bigtrain.common.errors import BadInput
 from bigtrain.common.exit_codes import EXIT_REGRESSION
 from bigtrain.compare.stats import DEFAULT_ALPHA
@@ -48,6 +50,9 @@ _USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at leas
               help="Also write a Markdown summary here (appended to, so $GITHUB_STEP_SUMMARY works).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Also write the full comparison as JSON here.")
+@click.option("--allow-missing", is_flag=True,
+              help="Pass the gate even when cells of the baseline have no record in the "
+                   "candidate (by default they fail it: a candidate that ran nothing is no pass).")
 @click.option("--allow-different-hardware", is_flag=True,
               help="Compare even when GPU, driver, torch, CUDA or CPU differ between the runs.")
 def compare(
@@ -59,6 +64,7 @@ def compare(
     paired: bool,
     markdown_path: Path | None,
     json_path: Path | None,
+    allow_missing: bool,
     allow_different_hardware: bool,
 ) -> None:
     """Compare CANDIDATE against BASELINE (run folders), cell by cell and metric by metric.
@@ -91,6 +97,12 @@ def compare(
         raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
     thresholds = parse_thresholds(threshold_spec)
     baseline_runs, candidate_runs = load_runs(baseline_dirs), load_runs(candidate_dirs)
+    for side, runs in (("baseline", baseline_runs), ("candidate", candidate_runs)):
+        if not any(run.records for run in runs):
+            folders_text = ", ".join(str(run.path) for run in runs)
+            raise BadInput(f"compare: the {side} ({folders_text}) holds no records (its "
+                           f"cells.jsonl is empty or missing): there is nothing to compare, and "
+                           f"a gate never passes on nothing")
     if paired:
         comparison = compare_paired_runs(baseline_runs, candidate_runs, thresholds=thresholds,
                                          alpha=alpha,
@@ -98,10 +110,16 @@ def compare(
     else:
         comparison = compare_runs(baseline_runs, candidate_runs, thresholds_pct=thresholds,
                                   alpha=alpha, allow_different_hardware=allow_different_hardware)
+    comparison = dataclasses.replace(comparison, missing_fails=not allow_missing)
     write_gate_files(markdown_path=markdown_path, markdown=lambda: render_markdown(comparison),
                      json_path=json_path, payload=lambda: to_json(comparison))
     # Files first: what CI keeps never depends on the terminal (which prints data as text).
     render_terminal(comparison)
+    missing = comparison.counts().get(MISSING, 0)
+    if missing and not allow_missing:
+        click.echo(f"{missing} cell(s) of the baseline have no record in the candidate: the gate "
+                   f"fails on them (pass --allow-missing to accept a candidate that ran fewer "
+                   f"cells)")
     if comparison.gate_failed:
         click.get_current_context().exit(EXIT_REGRESSION)
 

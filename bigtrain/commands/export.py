@@ -14,6 +14,7 @@ import click
 
 from bigtrain.common.errors import BadInput
 from bigtrain.compare.exports import EXPORT_FORMATS, export_format
+from bigtrain.results.output_paths import checked_output, write_output
 
 _FORMAT_HELP = "; ".join(f"{f.name}: {f.help}" for f in EXPORT_FORMATS.values()) + "."
 
@@ -38,20 +39,15 @@ def export(run: Path, fmt: str, output: Path | None, bigger_is_better: bool) -> 
         raise BadInput(f"--bigger-is-better applies to --format {directed}, not {fmt}")
     if chosen.binary and output is None:
         raise BadInput(f"--format {fmt} is binary: give a file with -o/--output")
+    if output is not None:  # refused before the run is even read: never onto a run's own files
+        checked_output(output, what="-o")
     loaded = load_run(run)
     content = chosen.produce(loaded, bigger_is_better=bigger_is_better)
-    try:
-        if output is not None:
-            # `-o .benchmarks/<machine>/0001_x.json`: the folders the path names are made, no other.
-            output.parent.mkdir(parents=True, exist_ok=True)
-        if output is None:
-            click.echo(content, nl=False)
-        elif isinstance(content, bytes):
-            output.write_bytes(content)
-        else:
-            output.write_text(content, encoding="utf-8")
-    except OSError as exc:
-        raise BadInput(f"cannot write {exc.filename or output}: {exc.strerror}") from None
+    if output is None:
+        click.echo(content, nl=False)
+    else:
+        # `-o .benchmarks/<machine>/0001_x.json`: the folders the path names are made, no other.
+        write_output(output, content, what="-o", make_parents=True)
 
 
 COMMANDS = [export]

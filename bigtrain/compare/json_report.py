@@ -68,6 +68,7 @@ def to_json(comparison: Comparison) -> dict[str, Any]:
         "thresholds_pct": dict(comparison.thresholds_pct),
         "alpha": comparison.alpha,
         "gate_failed": comparison.gate_failed,
+        "missing_fails": comparison.missing_fails,
         "paired": ({"rounds": comparison.rounds, "max_rounds": comparison.max_rounds,
                     "family_size": comparison.family_size,
                     "all_decided": comparison.all_decided}

@@ -102,6 +102,9 @@ class Comparison:
     rounds: int | None = None  # the most rounds any cell had
     max_rounds: int | None = None  # the cap alpha was spent over; None: open-ended spending
     family_size: int | None = None  # cell x metric tests alpha was split over
+    #: A baseline cell with no record in the candidate fails the gate (`bigbench compare`
+    #: without --allow-missing): a candidate that ran nothing must not go green.
+    missing_fails: bool = False
 
     @classmethod
     def of(
@@ -150,8 +153,10 @@ class Comparison:
 
     @property
     def gate_failed(self) -> bool:
-        """True when any cell regressed or failed: the CI job should fail."""
-        return any(cell.outcome in GATING_VERDICTS for cell in self.cells)
+        """True when any cell regressed or failed (or is missing, with `missing_fails`): the CI
+        job should fail."""
+        return any(cell.outcome in GATING_VERDICTS
+                   or (self.missing_fails and cell.outcome == MISSING) for cell in self.cells)
 
     def sorted_cells(self) -> list[CellComparison]:
         """Cells worst first (regressed, failed, missing, new, improved, unchanged)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from bigtrain.compare.metrics import METRIC_NAMES, METRICS_BY_NAME, metric_names_text
@@ -19,8 +20,14 @@ def parse_thresholds(spec: str | None) -> dict[str, float]:
     BadInput naming the bad part and the valid metric names.
     """
     thresholds = {name: DEFAULT_THRESHOLD_PCT for name in METRIC_NAMES}
-    if spec is None or not spec.strip():
+    if spec is None:
         return thresholds
+    if not spec.strip():  # `--threshold ''`: a flag given empty is a mistake, not the default
+        raise BadInput(
+            f"--threshold {spec!r}: empty; write e.g. 5% or step_time=5%,peak_mem=2% "
+            f"(metrics: {metric_names_text()}), or leave the flag out for the default "
+            f"{DEFAULT_THRESHOLD_PCT:g}%"
+        )
     named: dict[str, float] = {}
     for part in spec.split(","):
         if not part.strip():
@@ -51,4 +58,7 @@ def _parse_pct(text: str, spec: str) -> float:
             f"--threshold {spec!r}: {text.strip()!r} is not a percentage; write e.g. 5% or "
             f"step_time=5%,peak_mem=2% (metrics: {metric_names_text()})"
         )
-    return float(match.group(1))
+    value = float(match.group(1))
+    if not math.isfinite(value):  # 400 digits make an infinite float
+        raise BadInput(f"--threshold {spec!r}: {text.strip()!r} is not a finite percentage")
+    return value

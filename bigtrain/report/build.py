@@ -47,6 +47,10 @@ def all_tables(data: ReportData) -> list[Table]:
         step_time_table, telemetry_table, telemetry_missing_table, failures_table,
     )
     return [t for t in (b(data) for b in builders) if t is not None]
+from bigtrain.results.output_paths import checked_inside, checked_output
+
+#: How the report's folder is named in messages.
+OUT_FLAG = "report folder (-o)"
 
 
 def write_report(
@@ -62,20 +66,25 @@ def write_report(
     naming the file and line, for a run folder that cannot be read, or a price matching no machine.
     """
     data = load_report_data(run_dirs, baseline, prices_usd_per_h)
-    out_dir = Path(out_dir)
+    given = Path(out_dir)
+    # Every file goes through the output guard: never onto a run folder's own files, never out
+    # of the report folder through a symlink planted in it (bigtrain.results.output_paths).
+    out_dir = checked_output(given, what=OUT_FLAG)
     out_dir.mkdir(parents=True, exist_ok=True)
     # Time-to-target tables and figures come first after the runs: for a converge run they are
     # the answer; a step-time-only report has none, and renders as before.
     tables = after_runs(all_tables(data), convergence_tables(data))
     figures = [*convergence_figures(data), *all_figures(data)]
-    write_csvs(out_dir / "tables", tables)
-    write_figures(out_dir / "figures", figures)
-    write_parquet(out_dir / "frame.parquet", data.frame)
+    def inside(relative: str) -> Path:
+        return checked_inside(out_dir, relative, what=OUT_FLAG)
+
+    write_csvs(inside("tables"), tables)
+    write_figures(inside("figures"), figures)
+    write_parquet(inside("frame.parquet"), data.frame)
     overview = build_overview(data, tables)
-    write_markdown(out_dir / "report.md", data, tables, figures, overview)
-    index = out_dir / "index.html"
-    write_html(index, data, build_sections(tables, figures), overview)
-    return index
+    write_markdown(inside("report.md"), data, tables, figures, overview)
+    write_html(inside("index.html"), data, build_sections(tables, figures), overview)
+    return given / "index.html"
 
 
 def after_runs(tables: Sequence[Table], inserted: Sequence[Table]) -> list[Table]:

@@ -24,6 +24,7 @@ from bigtrain.report.data import ReportData
 from bigtrain.report.figures import Figure
 from bigtrain.report.summary import Overview
 from bigtrain.report.tables import RATIO_MARK, Table
+from bigtrain.results.output_paths import checked_inside, write_output
 
 #: report.md is pasted into PR comments: the summary stays in the open within this many lines,
 #: everything after it is folded.
@@ -220,7 +221,7 @@ def write_markdown(path: Path, data: ReportData, tables: Sequence[Table],
         out += ["## Figures", ""]
         out += [f"- [{md(f.title)}](figures/{f.name}.png): {md(f.caption)}" for f in figures]
         out.append("")
-    path.write_text("\n".join(out), encoding="utf-8")
+    write_output(path, "\n".join(out), what="report")
 
 
 def _status_counts(data: ReportData) -> str:
@@ -234,14 +235,17 @@ def write_csvs(folder: Path, tables: Sequence[Table]) -> None:
     """tables/<name>.csv with the unformatted numbers."""
     folder.mkdir(parents=True, exist_ok=True)
     for table in tables:
-        table.frame.to_csv(folder / f"{table.name}.csv", index=False)
+        # Each file resolved inside its folder: a symlink planted there is refused.
+        table.frame.to_csv(checked_inside(folder, f"{table.name}.csv", what="report"),
+                           index=False)
 
 
 def write_figures(folder: Path, figures: Sequence[Figure]) -> None:
     """figures/<name>.png."""
     folder.mkdir(parents=True, exist_ok=True)
     for figure in figures:
-        (folder / f"{figure.name}.png").write_bytes(figure.png)
+        write_output(checked_inside(folder, f"{figure.name}.png", what="report"), figure.png,
+                     what="report")
 
 
 def write_parquet(path: Path, frame: pd.DataFrame) -> None:
@@ -279,4 +283,4 @@ def write_html(path: Path, data: ReportData, sections: Sequence[Section],
         data_uri=lambda fig: "data:image/png;base64," + base64.b64encode(fig.png).decode("ascii"),
         escape=html.escape,
     )
-    path.write_text(page, encoding="utf-8")
+    write_output(path, page, what="report")

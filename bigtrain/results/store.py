@@ -13,6 +13,7 @@ import dataclasses
 import errno
 import fcntl
 import json
+import math
 import os
 import re
 import shutil
@@ -39,6 +40,35 @@ class TruncatedLineWarning(UserWarning):
 
 class RunLocked(BadInput):
     """Another live process is writing to this run folder."""
+
+
+class UnstorableRecord(ValueError):
+    """A record holding something JSON cannot carry (the message names the key)."""
+
+
+def json_problem(value: Any, path: str = "") -> str | None:
+    """Where `value` holds something strict JSON cannot carry: the dotted key path and what is
+    there (`extra.weights: a set, which JSON cannot hold`), or None when all of it encodes."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            where = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str):
+                return f"{where}: a key of type {type(key).__name__}"
+            found = json_problem(item, where)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            found = json_problem(item, f"{path}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{path or 'value'}: {value!r}, not a finite number"
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return None
+    return f"{path or 'value'}: a {type(value).__name__}, which JSON cannot hold"
 
 
 @dataclass(frozen=True)
@@ -107,6 +137,11 @@ class RunWriter:
         if self.resume:
             if not (self.run_dir / MANIFEST_NAME).is_file():
                 raise BadInput(f"cannot resume: {self.run_dir / MANIFEST_NAME} does not exist")
+            self._refuse_links()
+            if not os.access(self.run_dir, os.W_OK | os.X_OK):
+                raise BadInput(f"cannot resume {self.run_dir}: the run folder is not writable "
+                               f"(a read-only filesystem or its permissions); nothing was "
+                               f"written")
         else:
             if self.run_dir.exists():
                 raise BadInput(
@@ -115,9 +150,16 @@ class RunWriter:
                 )
             check_writable(self.run_dir.parent)
             self.run_dir.mkdir(parents=True)
-        self._take_lock()
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        self._cells_fd = os.open(self.run_dir / CELLS_NAME, flags, 0o644)
+        try:
+            self._take_lock()
+            # O_NOFOLLOW: records go into this folder's own file, never through a symlink.
+            flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+            self._cells_fd = os.open(self.run_dir / CELLS_NAME, flags, 0o644)
+        except OSError as exc:
+            self.close()
+            raise BadInput(f"cannot write to run folder {self.run_dir}: "
+                           f"{exc.strerror or exc} ({exc.filename or self.run_dir}); nothing "
+                           f"was written") from None
         if self.resume:
             self._repair_truncated_tail()
 
@@ -131,9 +173,20 @@ class RunWriter:
             self._lock_fh.close()
             self._lock_fh = None
 
+    def _refuse_links(self) -> None:
+        """BadInput when one of the run folder's own files is a symlink: a resume appends to
+        cells.jsonl and replaces manifest.json, and must never write outside the folder."""
+        for name in (CELLS_NAME, MANIFEST_NAME, LOCK_NAME):
+            path = self.run_dir / name
+            if path.is_symlink():
+                raise BadInput(f"cannot resume {self.run_dir}: {path} is a symlink (to "
+                               f"{os.readlink(path)}); a run folder's own files must be plain "
+                               f"files inside it; nothing was written")
+
     def _take_lock(self) -> None:
         lock_path = self.run_dir / LOCK_NAME
-        fh = open(lock_path, "a+", encoding="utf-8")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644)
+        fh = open(fd, "a+", encoding="utf-8")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -171,8 +224,17 @@ class RunWriter:
         write_json_atomic(self.run_dir / MANIFEST_NAME, manifest.to_json())
 
     def append(self, record: CellRecord) -> None:
-        """Append one record as one line, then flush and fsync before returning."""
-        line = json.dumps(record.to_json(), allow_nan=False, separators=(",", ":")) + "\n"
+        """Append one record as one line, then flush and fsync before returning.
+
+        UnstorableRecord (nothing written) when part of it is not JSON."""
+        data = record.to_json()
+        try:
+            problem = json_problem(data)
+        except RecursionError:
+            problem = "a value nested too deeply"
+        if problem:
+            raise UnstorableRecord(problem)
+        line = json.dumps(data, allow_nan=False, separators=(",", ":")) + "\n"
         self._write_bytes(line.encode("utf-8"))
 
     def _write_bytes(self, data: bytes) -> None:
@@ -228,6 +290,8 @@ def iter_records(
             continue
         try:
             data = json.loads(raw)
+        except RecursionError:
+            raise BadInput(f"{path}:{lineno}: corrupt record: JSON nested too deeply") from None
         except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, or a 5000-digit number
             if index == last_index or lineno in repaired:
                 warnings.warn(
@@ -242,9 +306,12 @@ def iter_records(
             raise BadInput(f"{path}:{lineno}: corrupt record: {exc}") from None
         try:
             # CellRecord.from_json checks the version and upgrades an older record (migrations.py).
-            yield lineno, CellRecord.from_json(data)
+            record = CellRecord.from_json(data)
         except SchemaError as exc:
             raise BadInput(f"{path}:{lineno}: {exc}") from None
+        except RecursionError:
+            raise BadInput(f"{path}:{lineno}: corrupt record: a value nested too deeply") from None
+        yield lineno, record
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -268,6 +335,8 @@ def read_manifest(run_dir: Path) -> Manifest:
         raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
         raise BadInput(f"{path}: not a text file") from None
+    except RecursionError:
+        raise BadInput(f"{path}: unreadable JSON: nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise BadInput(f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
     except ValueError as exc:  # valid JSON Python will not read, e.g. a 5000-digit number
@@ -275,6 +344,8 @@ def read_manifest(run_dir: Path) -> Manifest:
     try:
         # Manifest.from_json checks the version and upgrades an older manifest (migrations.py).
         return Manifest.from_json(data)
+    except RecursionError:
+        raise BadInput(f"{path}: unreadable manifest: a value nested too deeply") from None
     except SchemaError as exc:
         # A value breaking its rule names its field; point at the line of that field's key.
         line = _line_of_field(text, exc.field or exc.key) if (exc.field or exc.key) else None

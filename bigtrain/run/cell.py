@@ -18,19 +18,41 @@ from bigtrain.run.records import base_record, exception_record, now_iso
 
 
 def run_cell(job: CellJob) -> CellRecord:
-    """Run one cell end to end and return its record; never raises for a cell's own failure."""
+    """Run one cell end to end and return its record; never raises for a cell's own failure.
+
+    The record is JSON-clean (`json_clean`): a workload whose `notes` put something JSON cannot
+    hold into `extra` gets an `error` record naming the key, never a crash of the worker or the
+    sweep."""
     started = now_iso()
     try:
         if job.cell.world_size > 1:  # N DDP ranks, spawned and watched from here
             from bigtrain.run.distributed import run_distributed_cell
 
-            return run_distributed_cell(job)
-        return _measure(job, started)
+            return json_clean(job, run_distributed_cell(job), started)
+        return json_clean(job, _measure(job, started), started)
     except CellSkipped as exc:  # found out only when building (a CUDA graph that cannot capture)
         return base_record(job, status="skipped", reason=str(exc), started_at=started,
                            ended_at=now_iso(), worker_pid=os.getpid())
     except Exception as exc:  # the cell failed; the record says how
         return exception_record(job, exc, started_at=started, worker_pid=os.getpid())
+
+
+def json_clean(job: CellJob, record: CellRecord, started: str) -> CellRecord:
+    """`record`, or an `error` record naming the key when part of it is not JSON (a set, an
+    object, NaN in a workload's notes): checked where the record is made, so the pipe, the
+    store and every reader only ever see JSON."""
+    from bigtrain.run.worker_protocol import unencodable
+
+    try:
+        problem = unencodable(record.to_json())
+    except RecursionError:
+        problem = "a value nested too deeply"
+    if problem is None:
+        return record
+    return base_record(job, status="error",
+                       reason=f"the record cannot be stored: {problem} (a workload's notes "
+                              f"must be JSON: text, numbers, booleans, lists, objects)"[:400],
+                       started_at=started, ended_at=now_iso(), worker_pid=os.getpid())
 
 
 def _measure(job: CellJob, started: str) -> CellRecord:

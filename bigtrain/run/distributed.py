@@ -24,7 +24,6 @@ import os
 import pickle
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -257,12 +256,17 @@ def merge_rank_records(records: list[CellRecord | None], *, world_size: int,
 
 
 def _read_record(job_dir: Path, rank: int) -> CellRecord | None:
-    import json
+    """The record rank `rank` left (a worker-protocol `record` message); None when it left none
+    or broke the protocol (the rank then reads as one that died without a result)."""
+    from bigtrain.run import worker_protocol as protocol
 
-    path = result_path(job_dir, rank)
     try:
-        return CellRecord.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError):
+        raw = result_path(job_dir, rank).read_bytes()
+    except OSError:
+        return None
+    try:
+        return protocol.decode(raw, expect=(protocol.RECORD,)).record
+    except protocol.ProtocolError:
         return None
 
 

@@ -26,14 +26,14 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import psutil
 
-from bigtrain.results.schema import CellRecord, SchemaError
+from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     DEFAULT_EXECUTOR,
@@ -41,10 +41,9 @@ from bigtrain.run.executor import (
     ResultCallback,
     StartCallback,
 )
-from bigtrain.run.health import WorkerHealth
 from bigtrain.run.process_tree import kill_tree
 from bigtrain.run.records import death_record, executor_error_record, timeout_record
-from bigtrain.run.worker import MSG_HEALTH, MSG_READY, MSG_RESULT, worker_main
+from bigtrain.run.worker import worker_main
 
 STDERR_TAIL_CHARS = 4000
 #: A worker gets this long to start (import torch, initialize CUDA) before it counts as hung.
@@ -107,6 +106,7 @@ class LocalPoolExecutor:
         reuse_workers: bool = True,
         log_dir: Path | None = None,
         worker_env: dict[str, str] | None = None,
+        worker_target: Callable[[Connection, str, int], None] = worker_main,
     ) -> None:
         if not slots:
             raise ValueError("an executor needs at least one device slot")
@@ -118,6 +118,8 @@ class LocalPoolExecutor:
         self._given_log_dir = Path(log_dir) if log_dir else None
         self._temp_log_dir: Path | None = None
         self.worker_env = dict(worker_env or {})
+        #: The worker's entry point (a test may give a worker that breaks the protocol).
+        self.worker_target = worker_target
         self._context = multiprocessing.get_context("spawn")
         self._workers: dict[str, _Worker] = {}
         self.workers_started = 0
@@ -139,7 +141,7 @@ class LocalPoolExecutor:
         os.environ.update(self.worker_env)
         try:
             process = self._context.Process(
-                target=worker_main, args=(child_conn, log_path, os.getpid()),
+                target=self.worker_target, args=(child_conn, log_path, os.getpid()),
                 name=f"bigtrain-worker-{slot}",
             )
             # Not daemonic: torch.compile starts helper processes, which daemons may not have.
@@ -268,25 +270,46 @@ class LocalPoolExecutor:
                     ))
 
     def _receive(self, worker: _Worker, now: float, on_result: ResultCallback) -> bool:
-        """Handle one message from `worker`; False when there was none (it died)."""
+        """Handle one message from `worker`; False when there was none (it died).
+
+        Every message is checked against the worker protocol; one that breaks it (bytes that are
+        not JSON, a kind the worker should not send now, a record that fails the schema) is the
+        cell's `error` record, showing what arrived, and the worker is replaced."""
         try:
-            kind, payload = worker.conn.recv()
+            raw = worker.conn.recv_bytes()
         except (EOFError, OSError):
             return False
-        if kind == MSG_READY:
+        if not worker.ready:
+            expect: tuple[str, ...] = (protocol.READY,)
+        elif worker.job is not None:
+            expect = (protocol.RECORD,)
+        else:
+            expect = (protocol.HEALTH,)
+        try:
+            message = protocol.decode(raw, expect=expect)
+        except protocol.ProtocolError as exc:
+            job, worker.job, worker.checking_health = worker.job, None, False
+            self._kill(worker)
+            if job is not None:  # a bad health report costs no record: its cell has one
+                on_result(executor_error_record(
+                    job, reason=f"the worker broke the worker protocol: {exc.problem}",
+                    detail=f"what arrived: {exc.arrived}", worker_pid=worker.process.pid))
+            return True
+        if message.kind == protocol.READY:
             worker.ready = True
             worker.deadline = now + self.cell_timeout_s
             assert worker.job is not None
             worker.conn.send(worker.job)
-        elif kind == MSG_RESULT:
+        elif message.kind == protocol.RECORD:
             job, worker.job = worker.job, None
-            assert job is not None
-            try:
-                record = CellRecord.from_json(payload)
-            except SchemaError as exc:
+            record = message.record
+            assert job is not None and record is not None
+            if (record.cell_id, record.repeat) != (job.cell.cell_id, job.repeat):
                 self._kill(worker)
-                on_result(executor_error_record(job, reason=f"the worker sent an invalid "
-                                                f"record: {exc}", worker_pid=worker.process.pid))
+                on_result(executor_error_record(
+                    job, reason=f"the worker sent the record of another cell "
+                                f"({record.cell_id!r} repeat {record.repeat})",
+                    worker_pid=worker.process.pid))
                 return True
             if not self.reuse_workers and record.failed:
                 self._kill(worker)  # without reuse, its health report is not worth waiting for
@@ -297,10 +320,9 @@ class LocalPoolExecutor:
                 worker.checking_health = True
                 worker.deadline = now + HEALTH_CHECK_TIMEOUT_S
             on_result(record)
-        elif kind == MSG_HEALTH:
+        else:  # HEALTH
             worker.checking_health = False
-            health: WorkerHealth = payload
-            if not health.healthy:
+            if not message.healthy:
                 self._kill(worker)  # its next cell starts in a fresh process
         return True
 

@@ -18,14 +18,14 @@ DistributedDataParallel and measures its own steps with the step-time loop:
 DDP's all-reduce is torch's own default hook, registered through a thin wrapper that counts the
 gradient buckets this rank made ready on a shared progress board (`bigtrain.run.progress_board`):
 when a cell hangs, the rank behind the others is the one named. The rank writes its record (the
-single-process record of its own steps, plus its figures in `extra`) to JOB_DIR/rank-R.json.
+single-process record of its own steps, plus its figures in `extra`) to JOB_DIR/rank-R.json, as a
+`record` message of the worker protocol (`bigtrain.run.worker_protocol`).
 """
 
 from __future__ import annotations
 
 import ctypes
 import dataclasses
-import json
 import math
 import os
 import pickle
@@ -199,9 +199,12 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
     return dataclasses.replace(record, extra=extra)
 
 
-def _write_json(path: Path, data: Any) -> None:
+def _write_record(path: Path, record: Any) -> None:
+    """The rank's record as a worker-protocol `record` message, replaced atomically."""
+    from bigtrain.run import worker_protocol as protocol
+
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(data), encoding="utf-8")
+    temporary.write_bytes(protocol.encode(protocol.record_message(record)))
     os.replace(temporary, path)  # the parent never reads half a record
 
 
@@ -224,13 +227,15 @@ def main(argv: list[str]) -> int:
     started = now_iso()
     try:
         load_plugins()
-        record = measure_rank(job, rank, local_rank, world_size, board)
+        from bigtrain.run.cell import json_clean
+
+        record = json_clean(job, measure_rank(job, rank, local_rank, world_size, board), started)
     except Exception as exc:  # the cell failed on this rank; the parent decides what it means
         record = exception_record(job, exc, started_at=started, worker_pid=os.getpid())
-        _write_json(result_path(job_dir, rank), record.to_json())
+        _write_record(result_path(job_dir, rank), record)
         sys.stderr.flush()
         os._exit(EXIT_FAILED)  # without waiting for the process group's shutdown
-    _write_json(result_path(job_dir, rank), record.to_json())
+    _write_record(result_path(job_dir, rank), record)
     board.phase(rank, PHASE_DONE)
     import torch.distributed as dist
 

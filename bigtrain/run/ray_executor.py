@@ -15,7 +15,13 @@ a record:
   dead driver's actors);
 - an actor that does not start within `WORKER_START_TIMEOUT_S`, or a cell over its limit, is
   killed (`ray.kill`) and recorded `timeout`; a node lost mid-cell, or the actor's process
-  dying, is `crashed`, naming the node (`bigtrain.run.records`);
+  dying, is `crashed`, naming the node (`bigtrain.run.records`). Which of the two it was comes
+  from Ray's own account of the death, else from the node's state, which Ray may take a dozen
+  seconds to settle: until it does, the node takes no new cell, and a node found dead never
+  does again. A cell whose actor died before the cell started is not a result: it runs again
+  (up to `MAX_START_RETRIES` times) on a node that is alive;
+- what an actor answers is a worker-protocol message (`bigtrain.run.worker_protocol`), checked
+  like the local pool's; one that breaks it is the cell's `error`;
 - on the first `run` one small task per node collects that node's environment fingerprint
   (`bigtrain.measure.envinfo`): the sweep driver writes them to the manifest's `nodes`.
 
@@ -29,19 +35,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import signal
 import socket
+import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from bigtrain.common.errors import BadInput
-from bigtrain.results.schema import CellRecord, SchemaError
+from bigtrain.results.schema import CellRecord
+from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.job import CellJob
 from bigtrain.run.executor import ExecutorSettings, ResultCallback, StartCallback
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S
+from bigtrain.run.native_log import NativeStderr
 from bigtrain.run.records import executor_error_record, lost_worker_record, timeout_record
 
 NAME = "ray"
@@ -50,8 +62,19 @@ OPTIONS = ("address",)
 INSTALL_HINT = "pip install 'bigtrain[ray]'"
 #: A node's fingerprint task gets this long (a fresh process that imports torch).
 FINGERPRINT_TIMEOUT_S = 180.0
-#: After an actor dies, how long to wait for Ray to say whether its node went too.
-NODE_DEATH_CONFIRM_S = 5.0
+#: After an actor dies without Ray saying why, how long to wait for Ray to say whether its node
+#: went too: Ray declares a node dead after its health checks fail (by default 5 checks 3 s
+#: apart, plus their timeouts: ~15 s; ~13 s measured), so 5 s was too short.
+NODE_DEATH_CONFIRM_S = 20.0
+#: How often a cell whose actor died before the cell started is started again.
+MAX_START_RETRIES = 2
+#: What Ray says of an actor that died with its node (ActorDiedError's text).
+_NODE_DIED = re.compile(r"node (?:has )?died|node .{0,80} (?:is |was )?dead|raylet .{0,80}died",
+                        re.IGNORECASE)
+#: What Ray says of an actor cancelled before it ran.
+_NEVER_RAN = "actor never ran"
+#: Where Ray keeps its processes' logs (its default session folder).
+RAY_LOGS_HINT = "/tmp/ray/session_latest/logs"
 #: The longest the driver sleeps in `ray.wait` before it looks at the deadlines again.
 POLL_S = 1.0
 
@@ -104,21 +127,21 @@ class CellRunner:
         load_plugins()
 
     def where(self) -> dict[str, Any]:
-        """Where this actor runs: node id, host name and pid."""
+        """The protocol's `ready` message, saying where this actor runs: node id, host name."""
         import ray
 
-        return {"node_id": ray.get_runtime_context().get_node_id(),
-                "host": socket.gethostname(), "pid": os.getpid()}
+        return protocol.ready_message(os.getpid(), node_id=ray.get_runtime_context().get_node_id(),
+                                      host=socket.gethostname())
 
     def run(self, job: CellJob) -> dict[str, Any]:
-        """Run the cell as the local worker does; its record as JSON, naming the node."""
+        """Run the cell as the local worker does; its `record` message, naming the node."""
         import ray
 
         from bigtrain.run.cell import run_cell
 
         record = run_cell(job)
-        return dataclasses.replace(record, node_id=ray.get_runtime_context().get_node_id()
-                                   ).to_json()
+        return protocol.record_message(dataclasses.replace(
+            record, node_id=ray.get_runtime_context().get_node_id()))
 
 
 def node_fingerprint() -> dict[str, Any]:
@@ -160,6 +183,17 @@ class RayExecutor:
         self._connected_here = False
         self._runner: Any = None
         self._running: dict[Any, _Cell] = {}  # ObjectRef -> cell
+        self._native_log = NativeStderr(Path(settings.log_dir or tempfile.gettempdir())
+                                        / f"bigtrain-ray-driver-{os.getpid()}.log")
+        #: Nodes that lost a cell's actor and that Ray has not yet declared dead or alive, and
+        #: nodes it declared dead: no new cell goes to either.
+        self._unusable_nodes: set[str] = set()
+        #: Jobs whose actor died before the cell started, to be started again.
+        self._restart: list[CellJob] = []
+        self._starts: dict[tuple[str, int], int] = {}
+        #: Where time comes from (a test gives a fake clock).
+        self._clock = time.monotonic
+        self._sleep = time.sleep
 
     # -- connection ------------------------------------------------------------------------
     def _connect(self) -> None:
@@ -167,6 +201,11 @@ class RayExecutor:
             return
         ray = import_ray()
         if not ray.is_initialized():
+            # Ray's C++ core logs to descriptor 2 (a raylet's death banner, `[state-dump]`
+            # lines): into a file of its own, named once, never between the per-cell lines.
+            self._native_log.start()
+            print(f"ray: Ray's own log lines go to {self._native_log.path}; Ray's logs: "
+                  f"{RAY_LOGS_HINT}", file=sys.stderr)
             with _signal_handlers_kept():  # the sweep's interrupt guard stays in charge
                 ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                          configure_logging=False)
@@ -189,6 +228,10 @@ class RayExecutor:
 
     def _alive_nodes(self) -> list[RayNode]:
         return [node for node, alive in self._cluster_nodes() if alive]
+
+    def _usable_nodes(self) -> list[RayNode]:
+        """Alive nodes that lost no cell's actor without Ray settling why."""
+        return [node for node in self._alive_nodes() if node.node_id not in self._unusable_nodes]
 
     def _fingerprints(self) -> list[dict[str, Any]]:
         """Each alive node's fingerprint, collected on the node itself."""
@@ -231,7 +274,8 @@ class RayExecutor:
         """Run every job on the cluster, reporting each exactly once as it ends."""
         self._connect()
         pending = list(jobs)
-        while pending or self._running:
+        while pending or self._running or self._restart:
+            pending[:0], self._restart = self._restart, []  # first: they were due before
             self._dispatch(pending, on_start, on_result)
             if self._running:
                 self._collect(on_result)
@@ -239,7 +283,7 @@ class RayExecutor:
     def _dispatch(self, pending: list[CellJob], on_start: StartCallback | None,
                   on_result: ResultCallback) -> None:
         """Start, in the given order, every pending job the cluster has room for now."""
-        nodes = self._alive_nodes()
+        nodes = self._usable_nodes()
         cpu_busy = {c.node.node_id for c in self._running.values()
                     if c.job.device == "cpu" and c.node is not None}
         gpu_cells = sum(c.job.cell.world_size for c in self._running.values()
@@ -255,9 +299,13 @@ class RayExecutor:
             elif gpu_cells + job.cell.world_size <= gpus:
                 # A data-parallel cell's ranks run on cuda:0..N-1 of one node: N GPUs.
                 gpu_cells += job.cell.world_size
-                # Ray makes the GPUs it grants the only ones the actor sees.
+                # Ray makes the GPUs it grants the only ones the actor sees. With a node out of
+                # use, the cell is pinned (softly) to one that is usable, so Ray cannot place it
+                # on a node it is about to declare dead.
+                usable = [n for n in nodes if n.gpus >= job.cell.world_size]
+                pin = usable[0] if self._unusable_nodes and usable else None
                 cell = self._start(dataclasses.replace(job, device="cuda:0"), num_cpus=1,
-                                   num_gpus=job.cell.world_size, node=None)
+                                   num_gpus=job.cell.world_size, node=pin)
             if cell is None:
                 if not self._running:  # nothing will free room for it: say so, never hang
                     pending.remove(job)
@@ -319,8 +367,15 @@ class RayExecutor:
                 on_result(executor_error_record(
                     cell.job, reason="the cell's Ray actor failed to start on its node",
                     detail=str(exc), **_where(cell)))
-            else:
-                on_result(self._lost(cell, exc))
+                return
+            node_lost = self._settle_node(cell, str(exc))
+            key = (cell.job.cell.cell_id, cell.job.repeat)
+            never_started = cell.starting or _NEVER_RAN in str(exc)
+            if never_started and self._starts.get(key, 0) < MAX_START_RETRIES:
+                self._starts[key] = self._starts.get(key, 0) + 1
+                self._restart.append(cell.job)  # no result was lost: it runs again elsewhere
+                return
+            on_result(self._lost(cell, exc, node_lost))
             return
         except ray.exceptions.RayError as exc:  # Ray could not deliver the call or its answer
             self._kill(cell)
@@ -328,22 +383,28 @@ class RayExecutor:
                                             detail=str(exc), worker_pid=cell.pid,
                                             **_where(cell)))
             return
+        try:
+            message = protocol.decode(value, expect=(protocol.READY,) if cell.starting
+                                      else (protocol.RECORD,))
+        except protocol.ProtocolError as exc:
+            self._kill(cell)
+            on_result(executor_error_record(
+                cell.job, reason=f"the Ray actor broke the worker protocol: {exc.problem}",
+                detail=f"what arrived: {exc.arrived}", worker_pid=cell.pid, **_where(cell)))
+            return
         if cell.starting:
-            cell.pid = value["pid"]
-            cell.node = self._node(value["node_id"]) or RayNode(
-                node_id=value["node_id"], address=None, host=value["host"], cpus=0, gpus=0)
+            cell.pid = message.fields["pid"]
+            node_id, host = str(message.fields.get("node_id")), message.fields.get("host")
+            cell.node = self._node(node_id) or RayNode(
+                node_id=node_id, address=None, host=str(host), cpus=0, gpus=0)
             run_ref = cell.actor.run.remote(cell.job)
             cell.waiting_for = run_ref
             cell.deadline = time.monotonic() + self.settings.cell_timeout_s
             self._running[run_ref] = cell
             return
         self._kill(cell)  # a fresh process for every cell
-        try:
-            on_result(CellRecord.from_json(value))
-        except SchemaError as exc:
-            on_result(executor_error_record(cell.job, reason=f"the worker sent an invalid "
-                                            f"record: {exc}", worker_pid=cell.pid,
-                                            **_where(cell)))
+        assert message.record is not None
+        on_result(message.record)
 
     def _node(self, node_id: str) -> RayNode | None:
         return next((n for n, _ in self._cluster_nodes() if n.node_id == node_id), None)
@@ -351,15 +412,27 @@ class RayExecutor:
     def _node_alive(self, node_id: str) -> bool:
         return any(n.node_id == node_id and alive for n, alive in self._cluster_nodes())
 
-    def _lost(self, cell: _Cell, exc: Exception) -> CellRecord:
+    def _settle_node(self, cell: _Cell, death: str) -> bool:
+        """Whether the node of a cell whose actor died went with it. Ray's account of the death
+        says so when it knows; else the node is kept out of use while Ray settles its state
+        (up to NODE_DEATH_CONFIRM_S), and it stays out for good once Ray declares it dead."""
+        if cell.node is None:
+            return bool(_NODE_DIED.search(death))
+        node_id = cell.node.node_id
+        self._unusable_nodes.add(node_id)
+        if _NODE_DIED.search(death):
+            return True
+        # Ray may report the actor's death well before it declares the node dead.
+        give_up = self._clock() + NODE_DEATH_CONFIRM_S
+        while self._node_alive(node_id):
+            if self._clock() >= give_up:
+                self._unusable_nodes.discard(node_id)  # it stayed up: only the process died
+                return False
+            self._sleep(0.2)
+        return True
+
+    def _lost(self, cell: _Cell, exc: Exception, node_lost: bool) -> CellRecord:
         """The record of a cell whose actor died: its node gone, or only its process."""
-        node_lost = False
-        if cell.node is not None:
-            # Ray may report the actor's death a moment before it declares the node dead.
-            give_up = time.monotonic() + NODE_DEATH_CONFIRM_S
-            while not (node_lost := not self._node_alive(cell.node.node_id)) \
-                    and time.monotonic() < give_up:
-                time.sleep(0.2)
         label = cell.node.label if cell.node is not None else "(not yet placed)"
         return lost_worker_record(cell.job, node=label, node_lost=node_lost, detail=str(exc),
                                   worker_pid=cell.pid, **_where(cell))
@@ -377,6 +450,7 @@ class RayExecutor:
         """Kill every running cell's actor, and leave the cluster (stopping it if this sweep
         started it)."""
         if self._ray is None:
+            self._native_log.stop()  # ray.init may have failed after it started
             return
         for cell in self._running.values():
             self._kill(cell)
@@ -384,6 +458,7 @@ class RayExecutor:
         if self._connected_here:
             with _signal_handlers_kept():
                 self._ray.shutdown()
+        self._native_log.stop()
         self._ray = None
 
 

@@ -26,6 +26,7 @@ from bigtrain.results.schema import FAILED_STATUSES, CellRecord, Manifest
 from bigtrain.results.store import (
     MANIFEST_NAME,
     RunWriter,
+    UnstorableRecord,
     is_disk_full,
     latest_records,
     load_run,
@@ -39,7 +40,7 @@ from bigtrain.run.executor import (
     executor_factory,
     slots_for,
 )
-from bigtrain.run.records import not_run_record, now_iso
+from bigtrain.run.records import cell_record, not_run_record, now_iso
 from bigtrain.results.run_ids import RUN_ID_MAX_CHARS, check_run_id, host_for_run_id
 from bigtrain.cells.spec import SweepSpec
 
@@ -324,9 +325,21 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
             RunWriter(run_dir, resume=bool(options.resume)) as writer:
         writer.write_manifest(manifest)
 
+        cells_by_id = {cell.cell_id: cell for cell in cells}
+
         def record(result: CellRecord) -> None:
             with _signals_deferred():
-                writer.append(result)
+                try:
+                    writer.append(result)
+                except UnstorableRecord as exc:  # an executor passed on a record JSON cannot hold
+                    if result.cell_id not in cells_by_id:
+                        raise
+                    result = cell_record(
+                        manifest.run_id, cells_by_id[result.cell_id], result.repeat,
+                        status="error", reason=f"the record cannot be stored: {exc}"[:500],
+                        protocol=result.protocol, started_at=result.started_at,
+                        ended_at=result.ended_at, worker_pid=result.worker_pid)
+                    writer.append(result)
                 records.append(result)
             progress.cell_finished(result)
 

@@ -8,10 +8,11 @@ its own, included; see `bigtrain.run.process_tree`). Its stderr goes to a log fi
 crashing kernel printed can be put in the record. It dies with its parent (PR_SET_PDEATHSIG), so
 a sweep killed with -9 leaves no orphan burning the GPU.
 
-Messages to the parent: `(MSG_READY, pid)` once started; `(MSG_RESULT, record_json)` after each
-cell; and after a cell that failed in Python (error, oom, diverged), `(MSG_HEALTH, WorkerHealth)`,
-sent after the result so that a health probe that hangs or kills the process never costs the
-record. The parent keeps a healthy worker and replaces an unhealthy one.
+Messages to the parent speak the worker protocol (`bigtrain.run.worker_protocol`, JSON bytes,
+one per `send_bytes`): `ready` once started; `record` after each cell; and after a cell that failed
+in Python (error, oom, diverged), `health`, sent after the result so that a health probe that
+hangs or kills the process never costs the record. The parent keeps a healthy worker and replaces
+an unhealthy one, and records anything off-protocol as the cell's error.
 """
 
 from __future__ import annotations
@@ -24,11 +25,9 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.process_tree import mark_as_subreaper
 
-MSG_READY = "ready"
-MSG_RESULT = "result"
-MSG_HEALTH = "health"
 _PR_SET_PDEATHSIG = 1
 
 
@@ -70,7 +69,7 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
     # scans, so the full collection before each cell costs milliseconds instead of ~0.1 s.
     gc.collect()
     gc.freeze()
-    conn.send((MSG_READY, os.getpid()))
+    conn.send_bytes(protocol.encode(protocol.ready_message(os.getpid())))
     while True:
         try:
             job: Any = conn.recv()
@@ -78,10 +77,12 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
             return
         if job is None:
             return
-        record = run_cell(job)
+        record = run_cell(job)  # JSON-clean: run_cell turns an unencodable record into an error
         try:
-            conn.send((MSG_RESULT, record.to_json()))
+            conn.send_bytes(protocol.encode(protocol.record_message(record)))
             if record.failed:
-                conn.send((MSG_HEALTH, check_health(job.device)))
+                health = check_health(job.device)
+                conn.send_bytes(protocol.encode(protocol.health_message(health.healthy,
+                                                                        health.reason)))
         except (BrokenPipeError, OSError):
             return
