@@ -12,7 +12,7 @@ import pytest
 from bigtrain.cells.matrix import Cell
 from bigtrain.measure.protocols import StepTimeSettings
 from bigtrain.run import worker_protocol as protocol
-from bigtrain.run.cell import json_clean
+from bigtrain.run.records import json_clean
 from bigtrain.run.job import CellJob
 from bigtrain.run.local_pool import LocalPoolExecutor
 from conftest import REPO, TESTS_DIR

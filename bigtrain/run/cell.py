@@ -14,7 +14,7 @@ from bigtrain.measure.protocols import CellSkipped
 from bigtrain.results.schema import CellRecord
 from bigtrain.run.job import CellJob
 from bigtrain.run.measured import build_record
-from bigtrain.run.records import base_record, exception_record, now_iso
+from bigtrain.run.records import base_record, exception_record, json_clean, now_iso
 
 
 def run_cell(job: CellJob) -> CellRecord:
@@ -35,24 +35,6 @@ def run_cell(job: CellJob) -> CellRecord:
                            ended_at=now_iso(), worker_pid=os.getpid())
     except Exception as exc:  # the cell failed; the record says how
         return exception_record(job, exc, started_at=started, worker_pid=os.getpid())
-
-
-def json_clean(job: CellJob, record: CellRecord, started: str) -> CellRecord:
-    """`record`, or an `error` record naming the key when part of it is not JSON (a set, an
-    object, NaN in a workload's notes): checked where the record is made, so the pipe, the
-    store and every reader only ever see JSON."""
-    from bigtrain.run.worker_protocol import unencodable
-
-    try:
-        problem = unencodable(record.to_json())
-    except RecursionError:
-        problem = "a value nested too deeply"
-    if problem is None:
-        return record
-    return base_record(job, status="error",
-                       reason=f"the record cannot be stored: {problem} (a workload's notes "
-                              f"must be JSON: text, numbers, booleans, lists, objects)"[:400],
-                       started_at=started, ended_at=now_iso(), worker_pid=os.getpid())
 
 
 def _measure(job: CellJob, started: str) -> CellRecord:

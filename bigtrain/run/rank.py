@@ -227,7 +227,7 @@ def main(argv: list[str]) -> int:
     started = now_iso()
     try:
         load_plugins()
-        from bigtrain.run.cell import json_clean
+        from bigtrain.run.records import json_clean
 
         record = json_clean(job, measure_rank(job, rank, local_rank, world_size, board), started)
     except Exception as exc:  # the cell failed on this rank; the parent decides what it means

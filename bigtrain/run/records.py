@@ -20,12 +20,14 @@ A cell cut off by Ctrl-C or SIGTERM gets no record on purpose: `--resume` runs i
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import signal
 import socket
 import traceback
 from typing import TYPE_CHECKING, Any
 
 from bigtrain.results.schema import CellRecord
+from bigtrain.results.store import json_problem
 
 if TYPE_CHECKING:  # the types are only needed for annotations
     from bigtrain.cells.matrix import Cell
@@ -144,3 +146,19 @@ def not_run_record(run_id: str, cell: Cell, protocol: str = "step_time") -> Cell
     at = now_iso()
     return cell_record(run_id, cell, 0, status=cell.status, reason=cell.reason, started_at=at,
                        ended_at=at, protocol=protocol)
+
+
+def json_clean(job: CellJob, record: CellRecord, started: str) -> CellRecord:
+    """`record`, or an `error` record naming the key when part of it is not JSON (a set, an
+    object, NaN in a workload's notes): checked where the record is made, so the pipe, the
+    store and every reader only ever see JSON."""
+    try:
+        problem = json_problem(record.to_json())
+    except RecursionError:
+        problem = "a value nested too deeply"
+    if problem is None:
+        return record
+    return base_record(job, status="error",
+                       reason=f"the record cannot be stored: {problem} (a workload's notes "
+                              f"must be JSON: text, numbers, booleans, lists, objects)"[:400],
+                       started_at=started, ended_at=now_iso(), worker_pid=os.getpid())
