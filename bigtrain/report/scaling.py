@@ -165,7 +165,7 @@ def scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Any]:
     ax.set_xlabel("world size (ranks)")
     ax.set_ylabel("scaling efficiency (%)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=8, loc="best")
     ax.set_title("Data-parallel scaling efficiency", fontsize=11, fontweight="bold")
     caveat = " ".join(scaling_caveats(frame))
     return [Figure(
