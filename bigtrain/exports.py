@@ -124,7 +124,11 @@ def github_action_benchmark(run: LoadedRun, *, bigger_is_better: bool = False) -
 def pytest_benchmark_stats(samples: Sequence[float]) -> dict[str, Any]:
     """pytest-benchmark's stats block for these samples (seconds per round, one iteration), as
     pytest-benchmark itself computes it (`pytest_benchmark.stats.Stats`), raw data included."""
-    from pytest_benchmark.stats import Stats
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError:  # a core dependency, but an offline install may have skipped it
+        raise BadInput("the pytest-benchmark export computes its stats with pytest-benchmark, "
+                       "which is not installed here: pip install 'pytest-benchmark>=4'") from None
 
     stats = Stats()
     for sample in samples:
