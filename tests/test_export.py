@@ -41,8 +41,8 @@ def test_github_action_benchmark_smaller_is_better(run_pair):
     result = _export(run_pair[0], "--format", "github-action-benchmark")
     assert result.exit_code == 0, result.output
     entries = json.loads(result.output)
-    names = [e["name"] for e in entries]
-    # one entry per ok cell and lower-is-better metric; failed cell c has none
+    names = [e["name"] for e in entries if not e["name"].endswith(":: failed")]
+    # one entry per ok cell and lower-is-better metric; failed cell c has only its status entry
     assert all(set(e) >= {"name", "unit", "value"} for e in entries)
     assert not any("items_per_s" in n for n in names)
     assert sum(n.endswith(":: step_time") for n in names) == 2
@@ -67,8 +67,11 @@ def test_github_action_benchmark_names_are_stable_across_runs(run_pair):
 def test_github_action_benchmark_bigger_is_better(run_pair):
     result = _export(run_pair[0], "--format", "github-action-benchmark", "--bigger-is-better")
     entries = json.loads(result.output)
-    assert [e["name"].split(" :: ")[1] for e in entries] == ["items_per_s", "items_per_s"]
-    assert all(e["unit"] == "items/s" for e in entries)
+    metrics = [e for e in entries if not e["name"].endswith(":: ok")]
+    assert [e["name"].split(" :: ")[1] for e in metrics] == ["items_per_s", "items_per_s"]
+    assert all(e["unit"] == "items/s" for e in metrics)
+    # the status entries: a, b ok (1), c failed (0)
+    assert sorted(e["value"] for e in entries if e["name"].endswith(":: ok")) == [0, 1, 1]
 
 
 def test_pytest_benchmark_compare_reads_our_runs(run_pair, tmp_path):
@@ -110,8 +113,10 @@ def test_pytest_benchmark_stats_match_the_samples(tmp_path):
     assert stats["rounds"] == 5 and stats["iterations"] == 1
     assert stats["median"] == 0.012 and stats["min"] == 0.010 and stats["max"] == 0.050
     assert stats["mean"] == pytest.approx(0.0192)
-    assert stats["q1"] == pytest.approx(0.011) and stats["q3"] == pytest.approx(0.013)
-    # 0.050 lies beyond q3 + 1.5 * iqr = 0.016: one Tukey outlier, and hd15iqr is 0.013
+    # pytest-benchmark's own quartiles (statistics.quantiles' exclusive method), not the
+    # interpolated ones this export used to compute (0.011, 0.013)
+    assert stats["q1"] == pytest.approx(0.01075) and stats["q3"] == pytest.approx(0.02225)
+    # 0.050 lies beyond q3 + 1.5 * iqr = 0.0395: one Tukey outlier, and hd15iqr is 0.013
     assert stats["iqr_outliers"] == 1 and stats["hd15iqr"] == 0.013
     assert stats["total"] == pytest.approx(0.096)
     assert stats["ops"] == pytest.approx(5 / 0.096)
@@ -156,7 +161,8 @@ def test_export_writes_to_a_file(tmp_path):
     run = write_run(tmp_path, "r", [ok_record("r", "x", 0, steps(0.01))])
     out = tmp_path / "gab.json"
     assert _export(run, "--format", "github-action-benchmark", "-o", out).exit_code == 0
-    assert json.loads(out.read_text())[0]["name"].endswith(":: step_time")
+    names = [e["name"] for e in json.loads(out.read_text())]
+    assert sum(n.endswith(":: step_time") for n in names) == 1
 
 
 def test_export_does_not_import_torch(run_pair):
@@ -173,3 +179,94 @@ def test_export_does_not_import_torch(run_pair):
                           timeout=120)
     assert done.returncode == 0, done.stderr
     assert "HEAVY: []" in done.stdout
+
+
+# -- issue 30: numbers a user can trust --------------------------------------------------------------
+def _gab(run, *args):
+    result = _export(run, "--format", "github-action-benchmark", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_github_action_benchmark_names_encode_every_axis(tmp_path):
+    from bigtrain.results.schema import AXES
+    from dataclasses import replace
+
+    on = ok_record("r", "bn-on", 0, steps(0.01))
+    off = replace(ok_record("r", "bn-off", 0, steps(0.01)), batch_norm="off")
+    on = replace(on, batch_norm="on")
+    entries = _gab(write_run(tmp_path, "r", [on, off]))
+    step_names = [e["name"] for e in entries if e["name"].endswith(":: step_time")]
+    assert len(step_names) == 2 and len(set(step_names)) == 2
+    for name in step_names:
+        cell = name.split(" :: ")[0]
+        # every axis, named, in the axis table's order: no undocumented suffix
+        assert [part.split("=", 1)[0] for part in cell.split(",")] == list(AXES)
+        assert not name.split(" :: ")[0].endswith(" bn")
+    assert {n.split("batch_norm=")[1].split(",")[0] for n in step_names} == {"on", "off"}
+
+
+def test_github_action_benchmark_keeps_a_failed_cell_visible(tmp_path):
+    base = write_run(tmp_path, "base", [ok_record("base", "x", 0, steps(0.01))])
+    crashed = write_run(tmp_path, "cand", [failed_record("cand", "x", status="crashed")])
+    before = {e["name"]: e for e in _gab(base)}
+    after = {e["name"]: e for e in _gab(crashed)}
+    status = next(n for n in before if n.endswith(":: failed"))
+    # the same name in both runs, 0 -> 1: the action's ratio alert fires on it
+    assert before[status]["value"] == 0 and after[status]["value"] == 1
+    assert "crashed" in after[status]["extra"]
+    # the all-failed run exports its status entries, not []
+    assert len(after) == 1
+    bigger = _gab(crashed, "--bigger-is-better")
+    assert [(e["name"].endswith(":: ok"), e["value"]) for e in bigger] == [(True, 0)]
+
+
+def test_github_action_benchmark_refuses_an_empty_export(tmp_path):
+    empty = write_run(tmp_path, "empty", [])
+    result = _export(empty, "--format", "github-action-benchmark")
+    assert result.exit_code == 2
+    assert "no cells" in result.output and "Traceback" not in result.output
+
+
+def test_pytest_benchmark_stats_are_pytest_benchmarks_own(tmp_path):
+    import random
+
+    from pytest_benchmark.stats import Stats
+
+    rng = random.Random(3)
+    # a seeded sample with a tail: where hand-made quartiles differ from the tool's
+    samples = [0.01 * (1 + rng.gauss(0, 0.05)) for _ in range(40)] + [0.03, 0.031, 0.005]
+    run = write_run(tmp_path, "r", [ok_record("r", "x", 0, samples)])
+    stats = json.loads(_export(run, "--format", "pytest-benchmark").output)["benchmarks"][0][
+        "stats"]
+    reference = Stats()
+    for sample in samples:
+        reference.update(sample)
+    expected = reference.as_dict()
+    assert {k: stats[k] for k in expected} == expected
+    assert stats["data"] == samples and stats["iterations"] == 1
+
+
+def test_pytest_benchmark_machine_info_names_the_machine(tmp_path):
+    env = {"host": "box", "os": "Linux-6.18.44-fc-v657-x86_64-with-glibc2.36",
+           "python_version": "3.11.7", "cpu_model": "AMD EPYC", "gpus": []}
+    old = write_run(tmp_path, "old", [ok_record("old", "x", 0, steps(0.01))], environment=env)
+    info = json.loads(_export(old, "--format", "pytest-benchmark").output)["machine_info"]
+    # read back out of the recorded platform string, as platform.* gave them on that machine
+    assert (info["system"], info["release"], info["machine"]) == (
+        "Linux", "6.18.44-fc-v657", "x86_64")
+    new_env = {**env, "os_system": "Linux", "os_release": "6.1.0-rt", "machine": "aarch64"}
+    new = write_run(tmp_path, "new", [ok_record("new", "x", 0, steps(0.01))],
+                    environment=new_env)
+    info = json.loads(_export(new, "--format", "pytest-benchmark").output)["machine_info"]
+    assert (info["system"], info["release"], info["machine"]) == ("Linux", "6.1.0-rt", "aarch64")
+
+
+def test_environment_records_what_pytest_benchmark_reports():
+    import platform
+
+    from bigtrain.measure.envinfo import collect_environment
+
+    env = collect_environment()
+    assert (env["os_system"], env["os_release"], env["machine"]) == (
+        platform.system(), platform.release(), platform.machine())

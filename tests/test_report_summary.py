@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import statistics
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -340,3 +341,139 @@ def test_committed_example_and_report_page_show_the_current_summary(tmp_path: Pa
     page = (root / "docs" / "reports" / "report.md").read_text()  # where the README's text moved
     for line in committed:
         assert f"> {line}" in page, line
+
+
+# -- issue 30: the summary carries compare's statistics ------------------------------------------
+def _noise_runs(tmp_path: Path, ratios: Sequence[float], *, repeats: int = 1,
+                repeat_spread: float = 0.0) -> list[Path]:
+    """Two runs of the same machine (same environment): cell i of run b runs `ratios[i]` times the
+    throughput of run a. Families alternate cnn/mlp; every step spread by 1% (seeded)."""
+    import random
+
+    from test_compare_support import ok_record, steps, write_run
+
+    rng = random.Random(30)
+    runs = []
+    for run_id, factor in (("a", None), ("b", ratios)):
+        records = []
+        for i, ratio in enumerate(ratios):
+            for repeat in range(repeats):
+                median = 0.010 * (1 + rng.uniform(-repeat_spread, repeat_spread))
+                if factor is not None:
+                    median /= ratio
+                record = ok_record(run_id, f"c{i}", repeat, steps(median, seed=rng.randrange(9**9)))
+                records.append(dataclasses.replace(
+                    record, model=("cnn:tiny", "mlp:small")[i % 2], batch_size=8 * (i + 1)))
+        runs.append(write_run(tmp_path, run_id, records))
+    return runs
+
+
+def test_noise_between_two_runs_is_not_headlined_as_a_result(tmp_path: Path) -> None:
+    from bigtrain.compare import compare_run_dirs
+    from bigtrain.report.summary import NO_CLEAR_WINNER, fastest_per_family, verdict_lines
+
+    # the issue's pair: the same 6 cells a minute apart, per cell 0.0095x to 2.78x
+    ratios = [0.0095, 2.78, 1.0, 1.02, 0.98, 0.5]
+    runs = _noise_runs(tmp_path, ratios)
+    data = load_report_data(runs, runs[0])
+    (line,) = verdict_lines(data)
+    assert "no difference detectable from the baseline" in line, line
+    assert "slower than" not in line and "faster than" not in line
+    assert "spans 1×" in line and "6 of them with one repeat a side" in line
+    # never a winner inside the noise
+    assert fastest_per_family(data) == {"cnn": NO_CLEAR_WINNER, "mlp": NO_CLEAR_WINNER}
+    # the per-cell counts are compare's own verdicts on the same pair
+    counts = compare_run_dirs(runs[0], runs[1]).counts()
+    expected = [f"{counts['improved']} faster", f"{counts['regressed']} slower",
+                f"{counts['unchanged']} unchanged"]
+    assert f"per cell as compare decides: {', '.join(e for e in expected if e[0] != '0')}" in line
+
+
+def test_a_real_speedup_is_called_with_its_interval(tmp_path: Path) -> None:
+    import random
+
+    from bigtrain.report.summary import fastest_per_family, geomean_interval, verdict_lines
+
+    rng = random.Random(7)
+    ratios = [2.0 * (1 + rng.uniform(-0.03, 0.03)) for _ in range(6)]
+    runs = _noise_runs(tmp_path, ratios)
+    data = load_report_data(runs, runs[0])
+    (line,) = verdict_lines(data)
+    # each cell's measured throughput ratio (the medians of jittered steps, near the ratio written)
+    rates = [{r.cell_id: r.items_per_s for r in load_run(run).records} for run in runs]
+    measured = [rates[1][cell] / rates[0][cell] for cell in sorted(rates[0])]
+    interval = geomean_interval(measured, alpha=0.01)
+    assert interval.low > 1
+    assert line.startswith(f"{data.sources[1]}: {geo(measured):.2f}× faster than the baseline")
+    assert f"99% interval {interval.low:.2f}× to {interval.high:.2f}×" in line
+    assert fastest_per_family(data) == {"cnn": data.sources[1], "mlp": data.sources[1]}
+    rows = pd.read_csv(_write(runs, tmp_path) / "tables" / "summary.csv").set_index("cells")
+    assert rows.loc["all cells", "verdict"] == "faster"
+    assert rows.loc["all cells", "99% interval low ×"] == pytest.approx(interval.low, rel=1e-9)
+
+
+def _write(runs: list[Path], tmp_path: Path) -> Path:
+    out = tmp_path / "report"
+    write_report(runs, out, baseline=runs[0])
+    return out
+
+
+def test_one_cell_of_one_repeat_says_noise_not_measured(tmp_path: Path) -> None:
+    from bigtrain.report.summary import NO_CLEAR_WINNER, fastest_per_family, verdict_lines
+
+    runs = _noise_runs(tmp_path, [1.5])
+    data = load_report_data(runs, runs[0])
+    (line,) = verdict_lines(data)
+    assert "one repeat: noise not measured" in line and "faster than" not in line
+    assert fastest_per_family(data) == {"cnn": NO_CLEAR_WINNER}
+
+
+def test_one_cell_with_repeats_uses_compares_interval(tmp_path: Path) -> None:
+    from bigtrain.report.summary import speedup_summaries
+    from bigtrain.compare.stats import welch_log_ratio_test
+
+    runs = _noise_runs(tmp_path, [1.5], repeats=3, repeat_spread=0.02)
+    data = load_report_data(runs, runs[0])
+    overall = next(r for r in speedup_summaries(data) if r.scope == "all cells")
+    rates = [[r.items_per_s for r in load_run(run).records] for run in runs]
+    test = welch_log_ratio_test(rates[0], rates[1], alpha=0.01)
+    assert (overall.geomean, overall.ci_low, overall.ci_high) == pytest.approx(
+        (test.ratio, test.ratio_low, test.ratio_high), rel=1e-12)
+    assert overall.verdict == "faster"
+
+
+def test_geomean_interval_is_the_t_interval_on_logs() -> None:
+    import random
+
+    from scipy.stats import t as student_t
+
+    from bigtrain.report.summary import geomean_interval, interval_verdict
+
+    rng = random.Random(11)
+    ratios = [math.exp(rng.gauss(0.3, 0.2)) for _ in range(8)]
+    logs = [math.log(r) for r in ratios]
+    half = student_t.ppf(0.995, 7) * statistics.stdev(logs) / math.sqrt(8)
+    got = geomean_interval(ratios, alpha=0.01)
+    assert got.ratio == pytest.approx(math.exp(statistics.fmean(logs)), rel=1e-12)
+    assert got.low == pytest.approx(math.exp(statistics.fmean(logs) - half), rel=1e-12)
+    assert got.high == pytest.approx(math.exp(statistics.fmean(logs) + half), rel=1e-12)
+    assert geomean_interval([1.3], alpha=0.01).low is None
+    assert interval_verdict(geomean_interval([1.3], alpha=0.01)) == "one repeat: noise not measured"
+    assert interval_verdict(geomean_interval([0.5, 2.0], alpha=0.01)) == "no difference detectable"
+    assert interval_verdict(geomean_interval([1.2, 1.2], alpha=0.01)) == "faster"
+    with pytest.raises(ValueError, match="positive"):
+        geomean_interval([1.0, 0.0], alpha=0.01)
+
+
+def test_geomean_interval_covers_the_true_ratio_at_its_level() -> None:
+    import random
+
+    from bigtrain.report.summary import geomean_interval
+
+    rng = random.Random(2026)
+    trials, covered = 2000, 0
+    for _ in range(trials):
+        ratios = [math.exp(rng.gauss(math.log(1.7), 0.3)) for _ in range(6)]
+        interval = geomean_interval(ratios, alpha=0.05)
+        covered += interval.low <= 1.7 <= interval.high
+    assert 0.935 <= covered / trials <= 0.965

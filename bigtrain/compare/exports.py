@@ -4,10 +4,15 @@
   JSON array of `{name, unit, value, range, extra}` objects. One tool has one direction, so one
   export carries one direction: the lower-is-better metrics (step time, optimizer step, memory,
   energy per step) by default, or the higher-is-better ones (throughput). Names are
-  `<cell label> :: <metric>`, built from the cell's axes, so they stay the same from run to run.
+  `axis=value,...,axis=value :: <metric>` with every axis of the axis table, named, in its order,
+  so they stay the same from run to run and two cells never share one. Each cell also has a
+  status entry (`:: failed` 0/1, or `:: ok` 1/0 with --bigger-is-better): a cell that goes from ok
+  to a crash is a jump on the chart, not a line that ends. A run without cells is an error.
 - pytest-benchmark's saved-run JSON (what `--benchmark-autosave` writes): one benchmark per cell,
-  its stats computed from every measured step time of the cell's ok repeats, so
-  `pytest-benchmark compare` and `--benchmark-compare` read our runs.
+  its stats computed by pytest-benchmark's own `Stats` from every measured step time of the
+  cell's ok repeats, so `pytest-benchmark compare` and `--benchmark-compare` read our runs and
+  the file holds the numbers that tool would compute; `machine_info` as pytest-benchmark fills it
+  (`system`, `release`, `machine` of the machine that ran, from its recorded environment).
 - CSV and Parquet: the tidy table of `bigtrain.results.frame`, one row per cell and repeat
   (Parquet through the one writer and schema of `bigtrain.results.parquet`).
 
@@ -31,7 +36,7 @@ from typing import Any
 from bigtrain.compare import METRICS, Metric, cell_label, group_repeats
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.common.errors import BadInput, unknown_choice
-from bigtrain.results.schema import STATUS_OK, CellRecord, quantile
+from bigtrain.results.schema import AXES, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun
 #: The pytest-benchmark release whose saved-run layout this export follows.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
@@ -48,17 +53,53 @@ def _ok_repeats(run: LoadedRun) -> list[tuple[str, list[CellRecord]]]:
     return out
 
 
+#: The per-cell status entry of a github-action-benchmark export: 1 for a failed cell in the
+#: smaller-is-better export, 0 in the bigger-is-better one, so a cell that fails is a jump the
+#: action alerts on (from 0 to 1, or 1 to 0) instead of a line that silently ends.
+STATUS_ENTRY_SMALLER = "failed"
+STATUS_ENTRY_BIGGER = "ok"
+
+
+def benchmark_name(axes: dict[str, Any], metric: str) -> str:
+    """`model=cnn:tiny,optimizer=sgd,...,world_size=1 :: step_time`: every axis, named, in the
+    axis table's order, then the metric; the same cell has the same name in every run."""
+    cell = ",".join(f"{axis}={axes.get(axis)}" for axis in AXES)
+    return f"{cell} :: {metric}"
+
+
 def github_action_benchmark(run: LoadedRun, *, bigger_is_better: bool = False) -> list[dict]:
     """Entries for github-action-benchmark's customSmallerIsBetter (or customBiggerIsBetter) tool.
 
-    `value` is the median over the cell's ok repeats of the per-repeat value; `range` is the
-    spread of the repeats (or, with one repeat, of its steps) as a standard deviation.
+    Per cell and metric of that direction: `value` is the median over the cell's ok repeats of
+    the per-repeat value; `range` is the spread of the repeats (or, with one repeat, of its steps)
+    as a standard deviation. Per cell also one status entry (`:: failed`, 0 or 1, or `:: ok`, 1 or
+    0, with --bigger-is-better), so a failed cell stays on the chart. Raises BadInput when the run
+    has no cell at all: the action rejects an empty file, and an empty chart passes on nothing.
     """
     entries = []
-    for cell_id, records in _ok_repeats(run):
-        label = cell_label(records[0].axes())
+    cells = group_repeats(run.records)
+    if not cells:
+        raise BadInput(f"{run.path}: the run has no cells to export; github-action-benchmark "
+                       "needs at least one entry")
+    for cell_id in sorted(cells):
+        repeats = cells[cell_id]
+        records = [r for r in repeats if r.status == STATUS_OK]
+        axes = repeats[0].axes()
+        failed = [r for r in repeats if r.status != STATUS_OK]
+        status_extra = (f"cell_id={cell_id}; repeats={len(repeats)}; ok={len(records)}; "
+                        f"run={run.manifest.run_id}")
+        if failed:
+            status_extra += f"; {failed[0].status} (repeat {failed[0].repeat}): {failed[0].reason}"
+        all_failed = not records
+        entries.append({
+            "name": benchmark_name(axes, STATUS_ENTRY_BIGGER if bigger_is_better
+                                   else STATUS_ENTRY_SMALLER),
+            "unit": "cell",
+            "value": int(not all_failed) if bigger_is_better else int(all_failed),
+            "extra": status_extra,
+        })
         for metric in METRICS:
-            if metric.higher_is_better != bigger_is_better:
+            if metric.higher_is_better != bigger_is_better or not records:
                 continue
             values = [metric.value(r) for r in records]
             if any(v is None or not math.isfinite(v) for v in values):
@@ -67,7 +108,7 @@ def github_action_benchmark(run: LoadedRun, *, bigger_is_better: bool = False) -
                 s for r in records for s in metric.steps(r)
             ]
             entry: dict[str, Any] = {
-                "name": f"{label} :: {metric.name}",
+                "name": benchmark_name(axes, metric.name),
                 "unit": metric.unit,
                 "value": statistics.median(values),
             }
@@ -80,45 +121,53 @@ def github_action_benchmark(run: LoadedRun, *, bigger_is_better: bool = False) -
     return entries
 
 
-def _tukey_stats(data: Sequence[float]) -> dict[str, Any]:
-    """pytest-benchmark's stats block for these samples (seconds per round, one iteration)."""
-    ordered = sorted(data)
-    n = len(ordered)
-    mean = statistics.fmean(ordered)
-    stddev = statistics.stdev(ordered) if n > 1 else 0.0
-    q1 = quantile(ordered, 0.25)
-    q3 = quantile(ordered, 0.75)
-    iqr = q3 - q1
-    low_fence, high_fence = q1 - 1.5 * iqr, q3 + 1.5 * iqr
-    iqr_outliers = sum(1 for x in ordered if x < low_fence or x > high_fence)
-    stddev_outliers = sum(1 for x in ordered if x < mean - stddev or x > mean + stddev)
-    within = [x for x in ordered if low_fence <= x <= high_fence] or ordered
-    total = math.fsum(ordered)
-    return {
-        "min": ordered[0],
-        "max": ordered[-1],
-        "mean": mean,
-        "stddev": stddev,
-        "rounds": n,
-        "median": statistics.median(ordered),
-        "iqr": iqr,
-        "q1": q1,
-        "q3": q3,
-        "iqr_outliers": iqr_outliers,
-        "stddev_outliers": stddev_outliers,
-        "outliers": f"{stddev_outliers};{iqr_outliers}",
-        "ld15iqr": within[0],
-        "hd15iqr": within[-1],
-        "ops": n / total if total else 0.0,
-        "total": total,
-        "data": list(data),
-        "iterations": 1,
-    }
+def pytest_benchmark_stats(samples: Sequence[float]) -> dict[str, Any]:
+    """pytest-benchmark's stats block for these samples (seconds per round, one iteration), as
+    pytest-benchmark itself computes it (`pytest_benchmark.stats.Stats`), raw data included."""
+    try:
+        from pytest_benchmark.stats import Stats
+    except ImportError:  # a core dependency, but an offline install may have skipped it
+        raise BadInput("the pytest-benchmark export computes its stats with pytest-benchmark, "
+                       "which is not installed here: pip install 'pytest-benchmark>=4'") from None
+
+    stats = Stats()
+    for sample in samples:
+        stats.update(sample)
+    out = stats.as_dict()
+    out["data"] = list(samples)
+    out["iterations"] = 1
+    return out
+
+
+#: Machine names platform.machine() gives, to read them back out of an `os` string
+#: (platform.platform(): `Linux-6.1.0-x86_64-with-glibc2.36`) for runs recorded before `machine`.
+_KNOWN_MACHINES = ("x86_64", "aarch64", "arm64", "amd64", "AMD64", "ppc64le", "s390x",
+                   "riscv64", "i686", "armv7l")
+
+
+def platform_parts(env: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(system, release, machine) of the run's machine, as platform.system()/release()/machine()
+    gave them where the environment recorded them, else read out of its `os` string; None where
+    neither says."""
+    system, release, machine = env.get("os_system"), env.get("os_release"), env.get("machine")
+    text = str(env.get("os") or "")
+    if text and not (system and release and machine):
+        head, _, tail = text.partition("-")
+        for known in _KNOWN_MACHINES:
+            marker = f"-{known}"
+            if marker in tail or tail.startswith(known):
+                before = tail.split(marker, 1)[0] if marker in tail else ""
+                machine = machine or known
+                release = release or (before or None)
+                break
+        system = system or (head or None)
+    return system, release, machine
 
 
 def pytest_benchmark(run: LoadedRun) -> dict[str, Any]:
     """The run as a pytest-benchmark saved run: one benchmark (step time) per ok cell."""
     env = run.manifest.environment
+    system, release, machine = platform_parts(env)
     benchmarks = []
     for cell_id, records in _ok_repeats(run):
         samples = [s for r in records for s in r.step_times_s]
@@ -141,17 +190,17 @@ def pytest_benchmark(run: LoadedRun) -> dict[str, Any]:
             "extra_info": extra,
             "options": {"disable_gc": False, "timer": "perf_counter", "min_rounds": None,
                         "max_time": None, "min_time": None, "warmup": True},
-            "stats": _tukey_stats(samples),
+            "stats": pytest_benchmark_stats(samples),
         })
     return {
         "machine_info": {
             "node": env.get("host"),
             "processor": env.get("cpu_model"),
-            "machine": None,
+            "machine": machine,
             "python_implementation": "CPython",
             "python_version": env.get("python_version"),
-            "system": env.get("os"),
-            "release": None,
+            "system": system,
+            "release": release,
             "cpu": {"brand_raw": env.get("cpu_model"), "count": env.get("cpu_cores_logical")},
             "bigtrain_environment": dict(env),
         },

@@ -65,6 +65,10 @@ def collect_environment() -> dict[str, Any]:
         "bigtrain_version": __version__,
         "host": socket.gethostname(),
         "os": platform.platform(),
+        # what pytest-benchmark's machine_info holds (the pytest-benchmark export reads them)
+        "os_system": platform.system(),
+        "os_release": platform.release(),
+        "machine": platform.machine(),
         "python_version": platform.python_version(),
         "torch_version": torch.__version__,
         "cuda_version": torch.version.cuda,

@@ -31,6 +31,7 @@ from bigtrain.report.convergence import (
 from bigtrain.report.data import ReportData
 from bigtrain.report.figures import Figure
 from bigtrain.report.style import plt
+from matplotlib.lines import Line2D  # noqa: E402 - after style picked the Agg backend
 from bigtrain.results.curves import curve_frame
 
 #: At most this many grid points per curve: past it, an even grid over the range.
@@ -66,9 +67,18 @@ def labelled_curves(data: ReportData) -> pd.DataFrame:
     curves = curve_frame(data.runs)
     if curves.empty:
         return curves
-    labels = converge_records(data)[["run_path", "cell_id", "repeat", "source", "opt_label",
-                                     "setting_config", "match_key"]]
+    records = converge_records(data)
+    labels = records[["run_path", "cell_id", "repeat", "source", "opt_label",
+                      "setting_config", "match_key"]].assign(
+        seed_reached=(records["status"] == "ok") & records["steps_to_target"].notna()
+        if "steps_to_target" in records else False)
     return curves.merge(labels, on=["run_path", "cell_id", "repeat"], how="inner")
+
+
+#: How a curve's last point is marked: its seeds (most of them) reached the target there, or the
+#: run stopped without (budget spent, diverged): a line that ends is never mistaken for a crash.
+END_REACHED = ("o", "reached the target")
+END_STOPPED = ("X", "stopped before the target")
 
 
 def _panel_of(rows: pd.DataFrame, several_sources: bool) -> pd.Series:
@@ -124,6 +134,14 @@ def curve_figure(model: str, rows: pd.DataFrame, x: str, y: str, palette: Mappin
                 ax.fill_between(band["x"], band["low"], band["high"], color=colour, alpha=0.18,
                                 linewidth=0)
             handles.setdefault(label, line)
+            reached = setting.groupby("repeat")["seed_reached"].first()
+            marker, meaning = END_REACHED if reached.mean() > 0.5 else END_STOPPED
+            ax.plot(band["x"].iloc[-1:], band["median"].iloc[-1:], linestyle="none",
+                    marker=marker, markersize=7, color=colour, markeredgecolor="black",
+                    markeredgewidth=0.6, zorder=4)
+            handles.setdefault(f"line ends: {meaning}", Line2D(
+                [], [], linestyle="none", marker=marker, color="#999999",
+                markeredgecolor="black", markersize=7))
         if target:
             for value in here["target_value"].dropna().unique():
                 ax.axhline(float(value), color="#5b6570", linestyle="--", linewidth=1.1)
@@ -165,17 +183,24 @@ def curve_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure]:
         metric = ", ".join(sorted({str(m) for m in rows["target_metric"].dropna()})) or "metric"
         targets = "; ".join(sorted({target_label(m, d, v) for m, d, v in zip(
             rows["target_metric"], rows["target_direction"], rows["target_value"], strict=True)}))
-        band = "line: median over seeds still training; band: fastest to slowest seed"
+        # where the target is on the loss itself, the loss figures draw it too
+        loss_target = set(rows["target_metric"].dropna().astype(str)) <= {"loss", "eval_loss"} \
+            and rows["target_metric"].notna().any()
+        band = ("line: median over seeds still training; band: fastest to slowest seed; a line "
+                "ends with a dot where its seeds reached the target, with a cross where they "
+                "stopped before it")
         figures.append(curve_figure(
             model, rows, "step", "eval_loss", palette, several_sources,
             f"converge-loss-steps-{slug}", f"{model}: held-out loss against steps",
             f"Held-out loss at each evaluation against optimizer steps ({band}): the optimizers' "
-            "sample efficiency, independent of step cost.", "optimizer steps", "held-out loss"))
+            "sample efficiency, independent of step cost.", "optimizer steps", "held-out loss",
+            target=loss_target))
         figures.append(curve_figure(
             model, rows, "wall_s", "eval_loss", palette, several_sources,
             f"converge-loss-seconds-{slug}", f"{model}: held-out loss against seconds",
             f"Held-out loss against wall seconds of training, data loading included ({band}): "
-            "what a slower step costs against fewer steps.", "wall seconds", "held-out loss"))
+            "what a slower step costs against fewer steps.", "wall seconds", "held-out loss",
+            target=loss_target))
         figures.append(curve_figure(
             model, rows, "step", "eval_metric", palette, several_sources,
             f"converge-metric-steps-{slug}", f"{model}: held-out {metric} against steps",
@@ -219,7 +244,7 @@ def to_target_figure(data: ReportData, palette: Mapping[str, str]) -> list[Figur
                         ecolor="#1d2329", elinewidth=1, capsize=2)
             if row["reached"] < row["seeds"]:
                 ax.text(high, pos, f"  {row['reached']}/{row['seeds']} seeds", va="center",
-                        fontsize=7, color="#5b6570")
+                        fontsize=8, color="#5b6570")
         ax.set_title(title, fontsize=10)
         ax.set_xlim(left=0)
     axes[0][0].set_yticks(positions, labels, fontsize=8)

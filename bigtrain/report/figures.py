@@ -19,7 +19,7 @@ import pandas as pd
 
 from bigtrain.report import style
 from bigtrain.report.data import ReportData
-from bigtrain.report.scaling import scaling_frame
+from bigtrain.report.scaling import scaling_caveats, scaling_frame
 from bigtrain.report.style import plt, sns
 from bigtrain.report.tables import MIB, efficiency_frame, floor_column, speedup_frame
 
@@ -76,15 +76,33 @@ def _sources_in(data: ReportData, rows: pd.DataFrame) -> list[str]:
     return [s for s in data.sources if s in present]
 
 
-def _log_axis(ax: Any, nonpositive: str = "mask", decades: float = 3.0) -> None:
-    """A log x axis with short plain labels (20, 500, 10k); 1-2-5 ticks when the range is narrow."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+#: Below this many decades a log axis gets grid lines at 1, 2 and 5 times each power of ten.
+NARROW_LOG_DECADES = 2.0
+
+
+def log_ticks_phrase(decades: float) -> str:
+    """What the grid lines of a `_log_axis` with this range are, for a caption that stays true."""
+    if decades < NARROW_LOG_DECADES:
+        return "grid lines at 1, 2 and 5 times each power of 10"
+    return "a grid line at every power of 10, so one grid line is 10×"
+
+
+def _log_axis(ax: Any, nonpositive: str = "mask", decades: float = 3.0) -> str:
+    """A log x axis with short plain labels (20, 500, 10k): a tick at every power of ten, or at
+    1-2-5 times each when the range is narrow; returns `log_ticks_phrase` for the caption.
+
+    numticks is raised so matplotlib never thins the decades to every other one (which made
+    "one grid line is 10x" false on wide axes).
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter, NullLocator
 
     ax.set_xscale("log", nonpositive=nonpositive)
-    subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    subs = (1.0, 2.0, 5.0) if decades < NARROW_LOG_DECADES else (1.0,)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs, numticks=1000))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: short_number(v)))
+    ax.xaxis.set_minor_locator(NullLocator())  # no unlabelled lines the caption does not name
     ax.xaxis.set_minor_formatter(NullFormatter())
+    return log_ticks_phrase(decades)
 
 
 def short_number(value: float) -> str:
@@ -126,7 +144,9 @@ def _panel_figure(
     band_in = _band_in(legend_labels)
     width = left_in + n_panels * PANEL_WIDTH_IN + (n_panels - 1) * PANEL_GAP_IN + RIGHT_MARGIN_IN
     height = band_in + max(rows_in, 1.0) + BOTTOM_MARGIN_IN
-    fig, axes = plt.subplots(1, n_panels, figsize=(width, height), sharey=True, squeeze=False)
+    # sharex: the panels are machines measuring the same thing, so one scale reads across them
+    fig, axes = plt.subplots(1, n_panels, figsize=(width, height), sharex=True, sharey=True,
+                             squeeze=False)
     fig.subplots_adjust(
         left=left_in / width, right=1 - RIGHT_MARGIN_IN / width, top=1 - band_in / height,
         bottom=BOTTOM_MARGIN_IN / height, wspace=PANEL_GAP_IN / PANEL_WIDTH_IN,
@@ -182,7 +202,7 @@ def bar_figures(
             )
             if log:
                 # Bars start at 0, which a log axis cannot show: clip them at the left edge.
-                _log_axis(ax, nonpositive="clip", decades=_decades(part[value]))
+                _log_axis(ax, nonpositive="clip", decades=_decades(group[value]))
                 ax.set_xlim(left=float(group[value][group[value] > 0].min()) / 2)
             ax.set_title(style.wrap(source), fontsize=9)
             ax.set_xlabel(xlabel.format(unit=_unit(group)) + (" (log scale)" if log else ""))
@@ -212,8 +232,8 @@ def throughput_figures(data: ReportData, palette: Mapping[str, str]) -> list[Fig
         data, rows, "items_per_s", colour_by="source", colours=colours, marker_by="source",
         name="throughput", title="Throughput", xlabel="{unit} per second (log scale)",
         legend_title="machine",
-        caption="One row per cell, one marker per machine, all on the same log axis: a step of "
-        "one grid line is 10x; further right is faster.",
+        caption="One row per cell, one marker per machine, all on the same log axis ({ticks}); "
+        "further right is faster.",
     )
 
 
@@ -268,7 +288,7 @@ def dot_figures(
         if reference is not None:
             low, high = min(low, reference), max(high, reference)
             ax.axvline(reference, color="#555555", linestyle="--", linewidth=1, zorder=1)
-        _log_axis(ax, decades=math.log10(high / low) if high > low else 0.0)
+        ticks = _log_axis(ax, decades=math.log10(high * 1.6 / (low / 1.6)))
         ax.set_xlim(low / 1.6, high * 1.6)
         ax.set_yticks(range(len(labels)), labels)
         ax.set_ylim(len(labels) - 0.5, -0.5)
@@ -278,8 +298,8 @@ def dot_figures(
         full_title = f"{title}: {suffix}"
         _dot_legend(fig, full_title, colours, colour_keys, markers,
                     [] if colour_by == marker_by else machines, legend_title)
-        figures.append(Figure(f"{name}-{_slug(suffix)}", full_title, caption,
-                              _png(fig, tight=False)))
+        figures.append(Figure(f"{name}-{_slug(suffix)}", full_title,
+                              caption.replace("{ticks}", ticks), _png(fig, tight=False)))
     return figures
 
 
@@ -372,8 +392,8 @@ def speedup_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure
         name="speedup", title="Speedup", legend_title="optimizer · machine",
         xlabel=f"throughput / throughput on {style.wrap(str(data.baseline), 60)} (log scale)",
         reference=1.0,
-        caption=f"Right of the dashed 1x line is faster than the baseline {data.baseline}, left "
-        "slower; one dot per cell and machine, coloured by optimizer.",
+        caption=f"Right of the dashed 1× line is faster than the baseline {data.baseline}, left "
+        "slower ({ticks}); one dot per cell and machine, coloured by optimizer.",
     )
 
 
@@ -442,7 +462,7 @@ def optimizer_floor_figure(data: ReportData, palette: Mapping[str, str]) -> list
     ax.set_xlabel("bandwidth floor of the optimizer step (ms, log scale)")
     ax.set_ylabel("measured optimizer step (ms, log scale)")
     ax.set_title("Optimizer step against its bandwidth floor", fontsize=11)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return [Figure(
         "optimizer-floor", "Optimizer step against its bandwidth floor",
         "Points on the dashed line run at memory bandwidth; far above it, the step is limited by "
@@ -483,8 +503,7 @@ def step_time_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figu
             part = group[group["source"] == source]
             _boxes(ax, part, labels, palette)
             if log:
-                steps = np.concatenate(part["step_ms"].tolist())
-                _log_axis(ax, decades=_decades(pd.Series(steps)))
+                _log_axis(ax, decades=_decades(pd.Series(everything)))
             ax.set_title(style.wrap(source), fontsize=9)
             ax.set_xlabel("step time (ms" + (", log scale)" if log else ")"))
         title = f"Step-time distribution: {suffix}"
@@ -641,7 +660,7 @@ def timeline_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figur
             if row == len(found) - 1:
                 ax.set_xlabel("time since first sample (s)")
             if col == 0:
-                ax.set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center")
+                ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
     fig.suptitle("NVML timelines", fontsize=11, fontweight="bold")
     fig.tight_layout()
     shown = f"the first {len(found)} of {total}" if total > len(found) else f"all {total}"
@@ -694,12 +713,13 @@ def scaling_figures(data: ReportData, palette: Mapping[str, str]) -> list[Figure
     ax.set_xlabel("world size (ranks)")
     ax.set_ylabel("scaling efficiency (%)")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=7, loc="best")
+    ax.legend(fontsize=8, loc="best")
     ax.set_title("Data-parallel scaling efficiency", fontsize=11, fontweight="bold")
+    caveat = " ".join(scaling_caveats(frame))
     return [Figure(
         "scaling-efficiency", "Data-parallel scaling efficiency",
         "Throughput at N ranks over N times throughput at one rank (weak scaling); the dashed "
-        "line is perfect scaling.",
+        "line is perfect scaling." + (f" {caveat}" if caveat else ""),
         _png(fig),
     )]
 

@@ -31,7 +31,11 @@ OKABE_ITO = (
 )
 #: Forward, backward, optimizer: a light-to-dark ramp of cividis, readable without colour vision.
 PHASE_COLOURS = ("#B8B77A", "#6C6E72", "#00224E")
-DPI = 90
+#: 120 dpi: the smallest text (8 pt legends) is 13 px and tick labels 15 px when the PNG is
+#: shown at 100% (90 dpi gave 8-9 px text that needed a zoom to read).
+DPI = 120
+#: No text in a figure is smaller than this many points (11 px at DPI / 72 px per point).
+MIN_FONT_PT = 8.0
 #: Most bars (or boxes, or heatmap rows) one figure holds before the report splits it.
 MAX_ROWS_PER_FIGURE = 60
 

@@ -273,9 +273,11 @@ def efficiency_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
     elif power:
         out["items per J"] = (summary["items_per_s"] / summary[power]).where(valid)
         sources["items per J"] = f"items_per_s / {power}"
-    for column, label in (("achieved_tflops", "TFLOP/s"), ("mfu_pct", "MFU (%)")):
-        if column in columns:
-            out[label] = summary[column]
+    if "achieved_tflops" in columns:
+        label, scale = flops_unit(summary["achieved_tflops"])
+        out[label] = summary["achieved_tflops"] * scale
+    if "mfu_pct" in columns:
+        out["MFU (%)"] = summary["mfu_pct"]
     peak = find_column(columns, r"measured_peak.*tflops")
     if peak and "achieved_tflops" in columns:
         out["% of measured peak"] = 100 * summary["achieved_tflops"] / summary[peak]
@@ -284,8 +286,49 @@ def efficiency_frame(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, str
     return out, sources
 
 
+#: FLOP/s units, largest first, with the factor from TFLOP/s.
+FLOPS_UNITS = (("TFLOP/s", 1.0), ("GFLOP/s", 1e3), ("MFLOP/s", 1e6), ("kFLOP/s", 1e9),
+               ("FLOP/s", 1e12))
+#: What the energy columns say for a machine with no energy counters.
+NO_ENERGY_COUNTERS = "no energy counters on this machine"
+#: The energy columns of `efficiency_frame`: a machine with none of them measured no energy.
+ENERGY_COLUMNS = ("power (W)", "items/s per W", "energy per step (J)", "items per J")
+
+
+def flops_unit(tflops: pd.Series) -> tuple[str, float]:
+    """The largest FLOP/s unit in which the smallest positive value is at least 1, and its factor
+    from TFLOP/s: a CPU's 8.03e-07 TFLOP/s reads 803 kFLOP/s, a GPU's 142 TFLOP/s stays."""
+    positive = tflops[tflops > 0]
+    if positive.empty:
+        return FLOPS_UNITS[0]
+    smallest = float(positive.min())
+    for label, scale in FLOPS_UNITS:
+        if smallest * scale >= 1:
+            return label, scale
+    return FLOPS_UNITS[-1]
+
+
+def machines_without_energy(data: ReportData, metrics: pd.DataFrame) -> list[str]:
+    """The sources none of whose cells measured any energy figure (a CPU-only run)."""
+    energy = [c for c in ENERGY_COLUMNS if c in metrics]
+    summary = data.summary
+    out = []
+    for source in data.sources:
+        rows = summary["source"].astype(str) == source
+        if not rows.any():
+            continue
+        if not energy or not metrics.loc[rows, energy].notna().any().any():
+            out.append(source)
+    return out
+
+
 def efficiency_table(data: ReportData) -> Table | None:
-    """Energy and compute efficiency, where the runs recorded them."""
+    """Energy and compute efficiency, where the runs recorded them.
+
+    A machine without energy counters (no NVML power: a CPU) is said in words -- `no energy
+    counters on this machine` -- rather than left as blank columns; achieved FLOP/s is written in
+    a unit that keeps its smallest value at 1 or more.
+    """
     summary = data.summary
     if summary.empty:
         return None
@@ -296,11 +339,19 @@ def efficiency_table(data: ReportData) -> Table | None:
     keep = metrics.notna().any(axis=1)
     frame = pd.concat([summary[["source", *index_axes(summary)]], metrics], axis=1)[keep]
     notes = tuple(f"{k}: {v}" for k, v in sources.items())
+    without = machines_without_energy(data, metrics)
+    if without:
+        notes = (f"{', '.join(without)}: {NO_ENERGY_COUNTERS} (NVML reports power and energy on "
+                 "NVIDIA GPUs only); compute efficiency only.", *notes)
+    has_energy = any(c in metrics for c in ENERGY_COLUMNS)
     return Table(
         "efficiency",
-        "Energy and compute efficiency",
+        "Energy and compute efficiency" if has_energy else
+        f"Compute efficiency ({NO_ENERGY_COUNTERS})",
         "Items per joule (higher is greener) and model FLOPs utilisation (share of the chip's peak "
-        "the training step used); blank where the machine reports no power or peak.",
+        "the training step used); blank where the machine reports no power or peak."
+        if has_energy else
+        f"Achieved FLOP/s per cell; {NO_ENERGY_COUNTERS}, so no power or energy figures.",
         _pretty_axes(frame),
         notes=notes,
     )
