@@ -131,7 +131,6 @@ class Gate:
     steps: Callable[[Any], tuple[float, ...]] | None = None
     #: Its place in compare tables and exports (metrics without one follow, in table order).
     position: int = 1000
-    exported: bool = True
 
     def __post_init__(self) -> None:
         if self.direction not in DIRECTIONS:
@@ -185,8 +184,9 @@ class Field:
         if self.kind is not None and self.kind not in COLUMN_KINDS:
             raise ValueError(f"field {self.name!r}: kind {self.kind!r}; valid: "
                              f"{', '.join(COLUMN_KINDS)}")
-        if REPORT in self.shows and not self.report_label:
-            raise ValueError(f"field {self.name!r} is in the report, so needs a report_label")
+        if REPORT in self.shows and not (self.report_label and self.unit == "bytes"):
+            raise ValueError(f"field {self.name!r} is in the report's memory table, so needs a "
+                             "report_label and the unit bytes")
         if (COMPARE in self.shows) != bool(self.gates):
             raise ValueError(f"field {self.name!r}: a compare metric needs COMPARE and a gate")
         if EXPORT in self.shows and COMPARE not in self.shows:
@@ -629,3 +629,15 @@ RUN_COLUMNS: tuple[KnownColumn, ...] = (
     KnownColumn(name="gpu_count", kind=INT64, description="GPUs the run saw"),
     KnownColumn(name="torch_num_threads", kind=INT64, description="torch's intra-op threads"),
 )
+
+
+def known_columns() -> tuple[KnownColumn, ...]:
+    """Every column bigtrain itself writes to the results frame, in order: the record's (the axes
+    from bigtrain.axes.AXIS_TABLE after `repeat`), then the run's. Parquet files carry all of them,
+    null where a run has no value, so any set of files reads as one table."""
+    # Imported here: bigtrain.axes is pure Python too, but the field table itself needs no axes.
+    from bigtrain.axes import AXIS_TABLE
+
+    axes = tuple(KnownColumn(name=a.name, kind=INT64 if a.record_type is int else STRING,
+                             description=f"the {a.name} axis ({a.help})") for a in AXIS_TABLE)
+    return (*record_columns(axes), *RUN_COLUMNS)
