@@ -420,6 +420,13 @@ RECORD_FIELDS: tuple[Field, ...] = (
              shows=_GATED | {REPORT}, report_label="RSS (MiB)",
              gates=(Gate(name="peak_rss", label="peak host RSS", direction=LOWER, unit="bytes",
                          kind=STEADY, position=4),)),
+    _measure("optimizer_state_bytes", "int | None", _COUNT,
+             "bytes held by the optimizer's own state tensors (momentum buffers, Adam's moments "
+             "and step counters) once the first step has made them; null where not measured",
+             unit="bytes", direction=LOWER, label="optimizer state", kind=INT64,
+             shows=_GATED | {REPORT}, report_label="optimizer state (MiB)",
+             gates=(Gate(name="optimizer_state", label="optimizer state", direction=LOWER,
+                         unit="bytes", kind=STEADY),)),
     # -- training sanity --------------------------------------------------------------------------
     _measure("loss_first", "float | None", number(nullable=True), "loss of the first step",
              kind=FLOAT64, shows=frozenset({FRAME})),
