@@ -3,7 +3,9 @@
 Pure Python on purpose: both the measuring side and the analysing side import this module, and the
 analysing side must not pull in torch or pynvml.
 
-Units live in the key names (`_s`, `_bytes`, `_w`, `_j`, `_pct`, `_per_s`). Adding a key keeps
+The record's fields are declared once, in the field table `bigtrain.results.fields` (the axes in
+`bigtrain.axes`); `CellRecord` and `RECORD_RULES` are made from it here. Units live in the key
+names (`_s`, `_bytes`, `_w`, `_j`, `_pct`, `_per_s`). Adding a key keeps
 `SCHEMA_VERSION`; renaming or removing one bumps it and registers the upgrade step in
 `bigtrain.results.migrations`, through which `from_json` reads every older version.
 """
@@ -14,13 +16,13 @@ import dataclasses
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.axes import AXIS_NAMES, AXIS_TABLE, record_axis_fields
 from bigtrain.results.fields import (
     AXES_AFTER,
-    DIST_BACKENDS,
+    DIST_BACKENDS,  # noqa: F401 - readers import it from here
     PROTOCOLS,
     RECORD_FIELDS,
     SCHEMA_VERSION,
