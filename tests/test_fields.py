@@ -192,3 +192,11 @@ def test_duckdb_polars_and_pyarrow_dataset_read_the_folder_as_one_table(real_run
         assert table.schema.field("extra_warmup_settled").type == pa.bool_()
         states = table.column("optimizer_state_bytes").to_pylist()
         assert sum(v is not None for v in states) == 2  # the reference run predates the field
+
+    # pandas: file by file with Arrow dtypes, concatenated, a flag column stays a boolean
+    import pandas as pd
+
+    joined = pd.concat([pd.read_parquet(p, dtype_backend="pyarrow")
+                        for p in sorted(folder.glob("*.parquet"))], ignore_index=True)
+    assert len(joined) == rows
+    assert str(joined["extra_warmup_settled"].dtype) == "bool[pyarrow]"
