@@ -12,6 +12,7 @@ from types import SimpleNamespace
 import pytest
 
 from bigtrain.cells.axes import (
+    AXIS_BY_NAME,
     AXIS_NAMES,
     AXIS_TABLE,
     OPTIMIZER_ALONE_STYLE,
@@ -23,6 +24,8 @@ from bigtrain.cells.axes import (
     cell_label,
     compare_cell_label,
     keyed,
+    record_axis_fields,
+    spec_axis_fields,
     value_label,
 )
 from bigtrain.commands.sweep import sweep
@@ -54,7 +57,7 @@ def test_every_table_axis_is_a_sweep_flag_named_after_it() -> None:
         assert entry.help in options[entry.name].help
 
 
-def test_every_table_axis_is_in_the_spec_cell_record_and_schema() -> None:
+def test_the_spec_cell_and_record_axis_fields_are_made_from_the_table() -> None:
     assert AXIS_KEYS == AXIS_NAMES
     assert AXES == AXIS_NAMES
     # The dataclasses hold exactly the table's axes, in table order, besides their own fields.
@@ -66,6 +69,30 @@ def test_every_table_axis_is_in_the_spec_cell_record_and_schema() -> None:
     for entry in AXIS_TABLE:
         assert entry.name in record_fields, f"CellRecord lacks the {entry.name} axis"
     assert record_fields[record_fields.index("repeat") + 1:][:len(AXIS_NAMES)] == list(AXIS_NAMES)
+    # ... and no module writes them out: each dataclass's axis fields are the derived ones.
+    derived = {name: spec for name, _, spec in record_axis_fields()}
+    for cls in (Cell, CellRecord):
+        by_name = {f.name: f for f in dataclasses.fields(cls)}
+        for name, spec in derived.items():
+            assert (by_name[name].default, by_name[name].type) == \
+                (spec.default, AXIS_BY_NAME[name].record_type.__name__), (cls.__name__, name)
+    spec_fields = {f.name: f for f in dataclasses.fields(SweepSpec)}
+    for name, annotation, spec in spec_axis_fields():
+        assert (spec_fields[name].default, spec_fields[name].type) == (spec.default, annotation)
+
+
+def test_an_axis_added_to_a_table_becomes_a_field_with_its_default() -> None:
+    extra = Axis(name="grad_accum", help="1, 4", parse=lambda value, where: int(value),
+                 choices=("1", "4"), default=(1,), record_type=int, required_in_preset=False)
+    table = (*AXIS_TABLE, extra)
+    record = dataclasses.make_dataclass("R", record_axis_fields(table), frozen=True, kw_only=True)
+    spec = dataclasses.make_dataclass("S", spec_axis_fields(table), frozen=True, kw_only=True)
+    assert _fields(record) == [*AXIS_NAMES, "grad_accum"]
+    assert {f.name: f.default for f in dataclasses.fields(record)}["grad_accum"] == 1
+    assert {f.name: f.default for f in dataclasses.fields(spec)}["grad_accum"] == (1,)
+    # a required axis has no default: leaving it out is an error naming it
+    with pytest.raises(TypeError, match="model"):
+        record(**{name: "x" for name in AXIS_NAMES if name != "model"})
 
 
 def test_an_axis_a_preset_may_leave_out_has_defaults_everywhere() -> None:

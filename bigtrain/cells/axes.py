@@ -5,7 +5,8 @@ the `SweepSpec`/`Cell`/`CellRecord` field and the results column), its command-l
 raw value is parsed and checked (with an error naming the value and the valid choices), its
 choices, the default a generated preset uses, the JSON type of its value in a record, and how a
 value is labelled. The spec, the matrix, the result schema, the sweep command and every label read
-this table, so adding an axis is one entry here plus the dataclass fields the table test asks for.
+this table, so adding an axis is one entry here: the axis fields of `SweepSpec`, `Cell` and
+`CellRecord` are made from it (`spec_axis_fields`, `record_axis_fields`).
 
 Pure Python on purpose: both the measuring and the analysing side import it, so nothing here
 imports torch or pandas at module level. The choices and parsers that need the torch-backed
@@ -14,6 +15,7 @@ registries (models, optimizers, precisions) import them when called.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -264,6 +266,31 @@ AXIS_TABLE: tuple[Axis, ...] = (
 #: The axis names in table order: the order of presets, the cell product and result columns.
 AXIS_NAMES: tuple[str, ...] = tuple(axis.name for axis in AXIS_TABLE)
 AXIS_BY_NAME: Mapping[str, Axis] = {axis.name: axis for axis in AXIS_TABLE}
+
+
+def record_axis_fields(table: Sequence[Axis] | None = None) -> list[tuple[str, str, Any]]:
+    """The axis fields of a `Cell` or `CellRecord` (one value each), in table order, as
+    `dataclasses.make_dataclass` takes them: (name, annotation, field). An axis a preset may leave
+    out defaults to its preset default, so records written before it existed still read."""
+    out = []
+    for entry in AXIS_TABLE if table is None else table:
+        annotation = entry.record_type.__name__
+        spec = (dataclasses.field() if entry.required_in_preset
+                else dataclasses.field(default=entry.default[0]))  # type: ignore[index]
+        out.append((entry.name, annotation, spec))
+    return out
+
+
+def spec_axis_fields(table: Sequence[Axis] | None = None) -> list[tuple[str, str, Any]]:
+    """The axis fields of a `SweepSpec` (a tuple of values each; `None` is the `default` batch
+    size), in table order, as `dataclasses.make_dataclass` takes them."""
+    out = []
+    for entry in AXIS_TABLE if table is None else table:
+        annotation = f"tuple[{entry.record_type.__name__} | None, ...]"
+        spec = (dataclasses.field() if entry.required_in_preset
+                else dataclasses.field(default=tuple(entry.default or ())))
+        out.append((entry.name, annotation, spec))
+    return out
 
 
 def axis(name: str) -> Axis:

@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, PROGRESS_STYLE, cell_label
-from bigtrain.common.errors import BadInput
+from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, PROGRESS_STYLE, cell_label, record_axis_fields
 from bigtrain.cells.spec import SweepSpec
+from bigtrain.common.errors import BadInput
+
 
 PENDING = "pending"
 #: A matrix with more axis combinations than this is refused before it is expanded: a few long
@@ -22,27 +23,8 @@ PENDING = "pending"
 DEFAULT_MAX_CELLS = 10_000
 
 
-@dataclass(frozen=True, kw_only=True)
-class Cell:
-    """One point of the matrix. `status` is pending, skipped or unsupported (with a reason).
-
-    The axis fields mirror `bigtrain.cells.axes.AXIS_TABLE` (tests/test_axes.py checks they agree).
-    """
-
-    cell_id: str
-    model: str
-    optimizer: str
-    impl: str
-    batch_norm: str
-    precision: str
-    device: str
-    batch_size: int
-    compile: str
-    cuda_graphs: str = "off"
-    lr: str = "default"
-    world_size: int = 1
-    status: str = PENDING
-    reason: str | None = None
+class _CellMethods:
+    """What a Cell does; its fields are made below from the axis table."""
 
     def axes(self) -> dict[str, Any]:
         """The axis values, keyed by axis name, in table order."""
@@ -52,6 +34,23 @@ class Cell:
     def label(self) -> str:
         """A compact one-line name for progress bars and tables."""
         return cell_label(self.axes(), PROGRESS_STYLE)
+
+
+#: One point of the matrix. `status` is pending, skipped or unsupported (with a reason). Its axis
+#: fields are made from `bigtrain.axes.AXIS_TABLE` (one per entry, in table order), never written
+#: out here.
+Cell = dataclasses.make_dataclass(
+    "Cell",
+    [("cell_id", "str", dataclasses.field()), *record_axis_fields(),
+     ("status", "str", dataclasses.field(default=PENDING)),
+     ("reason", "str | None", dataclasses.field(default=None))],
+    bases=(_CellMethods,),
+    namespace={"__doc__": "One point of the matrix. `status` is pending, skipped or unsupported "
+                          "(with a reason); the axis fields come from bigtrain.axes.AXIS_TABLE.",
+               "__module__": __name__},
+    frozen=True,
+    kw_only=True,
+)
 
 
 def cell_id_for(axes: dict[str, Any]) -> str:

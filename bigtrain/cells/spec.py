@@ -43,9 +43,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE
-from bigtrain.common.errors import BadInput, unknown_choice
+from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, AXIS_TABLE, spec_axis_fields
 from bigtrain.cells.settings import CONVERGE, CONVERGE_KEYS, ConvergeSettings
+from bigtrain.common.errors import BadInput, unknown_choice
 
 # The axes themselves (names, parsing, choices, defaults) live in bigtrain.cells.axes.
 AXIS_KEYS = AXIS_NAMES
@@ -102,26 +102,8 @@ class MeasureSettings:
                 raise BadInput(problem)
 
 
-@dataclass(frozen=True, kw_only=True)
-class SweepSpec:
-    """The whole matrix to run and how to measure it."""
-
-    preset: str
-    description: str = ""
-    model: tuple[str, ...]
-    optimizer: tuple[str, ...]
-    impl: tuple[str, ...]
-    batch_norm: tuple[str, ...]
-    precision: tuple[str, ...]
-    device: tuple[str, ...]
-    batch_size: tuple[int | None, ...]
-    compile: tuple[str, ...]
-    cuda_graphs: tuple[str, ...] = ("off",)
-    lr: tuple[str, ...] = ("default",)
-    world_size: tuple[int, ...] = (1,)
-    measure: MeasureSettings = MeasureSettings()
-    #: Set: every cell trains to its target (the `converge` protocol); None: step time.
-    converge: ConvergeSettings | None = None
+class _SweepSpecMethods:
+    """What a SweepSpec does; its fields are made below (the axes from the axis table)."""
 
     @property
     def protocol(self) -> str:
@@ -140,6 +122,25 @@ class SweepSpec:
             out["protocol"] = CONVERGE
             out["converge"] = self.converge.to_json()
         return {k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}
+
+
+#: The whole matrix to run and how to measure it: the preset's name and description, one tuple of
+#: values per axis of `bigtrain.axes.AXIS_TABLE` (made from the table, in its order; never written
+#: out here), the measure settings, and the converge settings (set: every cell trains to its target,
+#: the `converge` protocol; None: step time).
+SweepSpec = dataclasses.make_dataclass(
+    "SweepSpec",
+    [("preset", "str", dataclasses.field()),
+     ("description", "str", dataclasses.field(default="")),
+     *spec_axis_fields(),
+     ("measure", "MeasureSettings", dataclasses.field(default=MeasureSettings())),
+     ("converge", "ConvergeSettings | None", dataclasses.field(default=None))],
+    bases=(_SweepSpecMethods,),
+    namespace={"__doc__": "The whole matrix to run and how to measure it (axis fields from "
+                          "bigtrain.axes.AXIS_TABLE).", "__module__": __name__},
+    frozen=True,
+    kw_only=True,
+)
 
 
 # -- presets -----------------------------------------------------------------------------------

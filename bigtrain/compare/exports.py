@@ -33,10 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bigtrain.compare import METRICS, Metric, cell_label, group_repeats
-from bigtrain.compare.metrics import metric_names_text
 from bigtrain.common.errors import BadInput, unknown_choice
-from bigtrain.results.schema import AXES, STATUS_OK, CellRecord
+from bigtrain.compare import Metric, cell_label, group_repeats
+from bigtrain.compare.metrics import EXPORTED_METRICS, metric_names_text
+from bigtrain.results.schema import AXES, STATUS_OK, CellRecord, quantile
 from bigtrain.results.store import LoadedRun
 #: The pytest-benchmark release whose saved-run layout this export follows.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
@@ -98,7 +98,7 @@ def github_action_benchmark(run: LoadedRun, *, bigger_is_better: bool = False) -
             "value": int(not all_failed) if bigger_is_better else int(all_failed),
             "extra": status_extra,
         })
-        for metric in METRICS:
+        for metric in EXPORTED_METRICS:
             if metric.higher_is_better != bigger_is_better or not records:
                 continue
             values = [metric.value(r) for r in records]
@@ -177,7 +177,7 @@ def pytest_benchmark(run: LoadedRun) -> dict[str, Any]:
         label = cell_label(axes)
         extra: dict[str, Any] = {"cell_id": cell_id, "repeats": len(records),
                                  "item_unit": records[0].item_unit}
-        for metric in METRICS:
+        for metric in EXPORTED_METRICS:
             values = [metric.value(r) for r in records]
             if all(v is not None for v in values):
                 extra[_key_with_unit(metric)] = statistics.median(values)

@@ -1,7 +1,8 @@
 """The comparable metrics of a record: name, record field, unit, direction and which test applies.
 
-One definition per metric; `--threshold` names, help texts, the gate, the renderers and the
-exports all read this table. Analysing side: never imports torch, pynvml or pandas.
+Made from the field table (`bigtrain.results.fields`: each field's `gates`), where every metric
+is declared once; `--threshold` names, help texts, the gate, the renderers and the exports all read
+`METRICS`. Analysing side: never imports torch, pynvml or pandas.
 """
 
 from __future__ import annotations
@@ -9,13 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from bigtrain.results.fields import EXPORT, HIGHER, KINDS, NOISY, STEADY, Field, Gate, field_gates
 from bigtrain.results.schema import CellRecord
 
-#: A metric that wanders from run to run (timing, energy): gated only beyond threshold AND noise.
-NOISY = "noisy"
-#: A metric steady from run to run (memory): one value a side may gate on the threshold alone.
-STEADY = "steady"
-KINDS = (NOISY, STEADY)
+__all__ = ["KINDS", "METRICS", "METRICS_BY_NAME", "METRIC_NAMES", "EXPORTED_METRICS", "Metric", "NOISY", "STEADY",
+           "metric_names_text"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +29,8 @@ class Metric:
     value: Callable[[CellRecord], float | None]
     steps: Callable[[CellRecord], tuple[float, ...]] = field(default=lambda record: ())
     kind: str = NOISY
+    #: Whether the github-action-benchmark and pytest-benchmark exports carry it.
+    exported: bool = True
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -41,56 +42,26 @@ class Metric:
         return self.kind == STEADY
 
 
-def _step_median(record: CellRecord) -> float | None:
-    return record.step_time_s.median if record.step_time_s else None
+def _no_steps(record: CellRecord) -> tuple[float, ...]:
+    return ()
 
 
-def _per_step_throughput(record: CellRecord) -> tuple[float, ...]:
-    if not record.items_per_step:
-        return ()
-    return tuple(record.items_per_step / s for s in record.step_times_s if s > 0)
+def _metric(declared: Field, gate: Gate) -> Metric:
+    """The compare metric of one gate of a field-table entry."""
+    name = declared.name
+
+    def field_value(record: CellRecord) -> float | None:
+        return getattr(record, name)
+
+    return Metric(name=gate.name, label=gate.label, record_field=gate.record_field or name,
+                  unit=gate.unit, higher_is_better=gate.direction == HIGHER,
+                  value=gate.value or field_value, steps=gate.steps or _no_steps, kind=gate.kind,
+                  exported=EXPORT in declared.shows)
 
 
-def _optimizer_time(record: CellRecord) -> float | None:
-    return record.phase_time_s.optimizer if record.phase_time_s else None
-
-
-def _energy_per_step(record: CellRecord) -> float | None:
-    """Energy per step in joules from the telemetry; None for a window NVML could not resolve."""
-    telemetry = record.telemetry or {}
-    per_step = telemetry.get("joules_per_step")
-    if telemetry.get("valid") is False or not isinstance(per_step, (int, float)):
-        return None
-    return float(per_step)
-
-
-def _optimizer_steps(record: CellRecord) -> tuple[float, ...]:
-    return tuple((record.phase_times_s or {}).get("optimizer", ()))
-
-
-METRICS: tuple[Metric, ...] = (
-    Metric(name="step_time", label="step time", record_field="step_time_s.median", unit="s",
-           higher_is_better=False, value=_step_median, steps=lambda r: r.step_times_s),
-    Metric(name="items_per_s", label="throughput", record_field="items_per_s", unit="items/s",
-           higher_is_better=True, value=lambda r: r.items_per_s, steps=_per_step_throughput),
-    Metric(name="optimizer_time", label="optimizer step", record_field="phase_time_s.optimizer",
-           unit="s", higher_is_better=False, value=_optimizer_time, steps=_optimizer_steps),
-    Metric(name="peak_mem", label="peak memory allocated", record_field="peak_mem_allocated_bytes",
-           unit="bytes", higher_is_better=False, value=lambda r: r.peak_mem_allocated_bytes,
-           kind=STEADY),
-    Metric(name="peak_rss", label="peak host RSS", record_field="peak_rss_bytes", unit="bytes",
-           higher_is_better=False, value=lambda r: r.peak_rss_bytes, kind=STEADY),
-    Metric(name="energy_per_step", label="energy per step", record_field="telemetry.joules_per_step",
-           unit="J", higher_is_better=False, value=_energy_per_step),
-    # converge records (`bigbench converge`); None on step-time records, which then do not count.
-    # A candidate that does not reach the target where the baseline did is a regression of its
-    # own (status not_reached, see compare.gate.status_comparison).
-    Metric(name="time_to_target_s", label="time to target", record_field="time_to_target_s",
-           unit="s", higher_is_better=False, value=lambda r: r.time_to_target_s),
-    Metric(name="steps_to_target", label="steps to target", record_field="steps_to_target",
-           unit="steps", higher_is_better=False,
-           value=lambda r: None if r.steps_to_target is None else float(r.steps_to_target)),
-)
+METRICS: tuple[Metric, ...] = tuple(_metric(declared, gate) for declared, gate in field_gates())
+#: The metrics the github-action-benchmark and pytest-benchmark exports carry.
+EXPORTED_METRICS: tuple[Metric, ...] = tuple(m for m in METRICS if m.exported)
 METRIC_NAMES = tuple(m.name for m in METRICS)
 METRICS_BY_NAME = {m.name: m for m in METRICS}
 

@@ -98,6 +98,7 @@ class StepTimeResult:
             "peak_mem_allocated_bytes": self.peak.allocated_bytes,
             "peak_mem_reserved_bytes": self.peak.reserved_bytes,
             "peak_rss_bytes": self.peak.rss_bytes,
+            "optimizer_state_bytes": optimizer_state_bytes(built.optimizer),
             "loss_first": json_float(loop.loss_first),
             "loss_last": json_float(loop.loss_last),
             "telemetry": self.telemetry,
@@ -116,6 +117,20 @@ class StepTimeResult:
         if self.loop.window.clock_events_made_in_window:
             out["clock_events_made_in_window"] = self.loop.window.clock_events_made_in_window
         return out
+
+
+def optimizer_state_bytes(optimizer: Any) -> int:
+    """Bytes held by the tensors in `optimizer.state` (momentum, moments, step counters).
+
+    Read after the window: the optimizer makes its state tensors at its first step and keeps
+    their shapes, so this is the state the first step allocated (Adam in fp32: 2x the parameter
+    bytes plus a 4-byte step counter per parameter tensor; SGD with momentum: 1x).
+    """
+    import torch
+
+    return sum(value.numel() * value.element_size()
+               for state in optimizer.state.values() for value in state.values()
+               if isinstance(value, torch.Tensor))
 
 
 class StepTimeProtocol:

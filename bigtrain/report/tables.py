@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from bigtrain.report.data import ReportData
+from bigtrain.results.fields import report_fields
 from bigtrain.results.schema import AXES, STATUSES
 
 MIB = 1024 * 1024
@@ -23,6 +24,8 @@ TELEMETRY_BOOKKEEPING = frozenset({
     "interval_s", "min_window_s", "util_sample_period_s", "nvml_device", "window_s",
     "energy_window_s", "energy_tick_s", "energy_uncertainty_j",
 })
+#: The memory table's columns: the field table's report fields (all in bytes, shown in MiB).
+MEMORY_COLUMNS: dict[str, str] = {f.name: f.report_label for f in report_fields()}
 #: Columns that hold ratios, shown as `1.23×`.
 RATIO_MARK = "×"
 
@@ -202,11 +205,7 @@ def speedup_table(data: ReportData) -> Table | None:
 def memory_table(data: ReportData) -> Table | None:
     """Peak memory per cell in MiB: allocated and reserved by torch, and the process RSS."""
     summary = data.summary
-    metrics = {
-        "peak_mem_allocated_bytes": "allocated (MiB)",
-        "peak_mem_reserved_bytes": "reserved (MiB)",
-        "peak_rss_bytes": "RSS (MiB)",
-    }
+    metrics = MEMORY_COLUMNS
     present = [m for m in metrics if m in summary and summary[m].notna().any()]
     if summary.empty or not present:
         return None

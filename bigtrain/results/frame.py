@@ -12,54 +12,27 @@ from typing import Any
 
 import pandas as pd
 
+from bigtrain.results.fields import (
+    AXES_AFTER,
+    CONVERGE_PROTOCOL,
+    FLOAT64,
+    INT64,
+    frame_fields,
+)
 from bigtrain.results.schema import AXES, CellRecord
 from bigtrain.results.store import LoadedRun, load_run
 
-#: Scalar metrics copied straight from a record.
-SCALAR_METRICS = (
-    "items_per_s",
-    "items_per_step",
-    "param_count",
-    "peak_mem_allocated_bytes",
-    "peak_mem_reserved_bytes",
-    "peak_rss_bytes",
-    "loss_first",
-    "loss_last",
-    "flops_per_step",
-    "achieved_tflops",
-    "mfu_pct",
-    "mfu_peak_tflops",
-    "measured_peak_tflops",
-    "pct_of_measured_peak",
-    "optimizer_bytes_per_step",
-    "optimizer_floor_s",
-    "optimizer_floor_ratio",
-    "calibration_id",
-    "device_name",
-    "warmup_steps",
-    "warmup_s",
-    "window_s",
+#: Scalar metrics copied straight from a record: the field table's one-column numeric frame fields
+#: that every protocol has (bigtrain.results.fields).
+SCALAR_METRICS = tuple(
+    f.name for f in frame_fields()
+    if f.kind in (INT64, FLOAT64) and f.protocol is None and f.name not in ("repeat",)
 )
 
 #: The time-to-target fields of a converge record (`protocol == "converge"`), copied as columns.
-#: Step-time records do not get these columns, so their frames (and Parquet) stay as they were.
-CONVERGE_FIELDS = (
-    "protocol",
-    "seed",
-    "lr_used",
-    "target_metric",
-    "target_value",
-    "target_direction",
-    "steps_to_target",
-    "time_to_target_s",
-    "energy_to_target_j",
-    "data_time_s",
-    "eval_time_s",
-    "best_value",
-    "final_value",
-    "final_eval_loss",
-)
-CONVERGE_PROTOCOL = "converge"
+#: Step-time records do not get these columns, so their frames stay as they were (Parquet files
+#: carry every known column; see bigtrain.results.parquet).
+CONVERGE_FIELDS = tuple(f.name for f in frame_fields() if f.protocol == CONVERGE_PROTOCOL)
 
 
 def machine_label(environment: Mapping[str, Any]) -> str:
@@ -75,46 +48,28 @@ def machine_label(environment: Mapping[str, Any]) -> str:
 
 
 def record_row(record: CellRecord) -> dict[str, Any]:
-    """Flatten one record into a row of scalars (raw step times kept as a tuple)."""
-    row: dict[str, Any] = {
-        "run_id": record.run_id,
-        "cell_id": record.cell_id,
-        "repeat": record.repeat,
-        **record.axes(),
-        "status": record.status,
-        "reason": record.reason,
-        "item_unit": record.item_unit,
-        "started_at": record.started_at,
-        # A cluster executor's record names the node, and the host, that ran it.
-        "node_id": record.node_id,
-        "node_host": record.host if record.node_id else None,
-    }
-    for name in SCALAR_METRICS:
-        row[name] = getattr(record, name)
-    if record.protocol == CONVERGE_PROTOCOL:
-        for name in CONVERGE_FIELDS:
-            row[name] = getattr(record, name)
-    stats = record.step_time_s
-    for key in ("median", "mean", "p10", "p90", "iqr", "n"):
-        row[f"step_time_{key}_s" if key != "n" else "step_time_n"] = (
-            getattr(stats, key) if stats else None
-        )
-    phases = record.phase_time_s
-    for key in ("forward", "backward", "optimizer"):
-        row[f"phase_{key}_s"] = getattr(phases, key) if phases else None
-    telemetry = record.telemetry or {}
-    for key, value in telemetry.items():
-        if _is_scalar(value):
-            row[f"telemetry_{key}"] = value
-        elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
-            row[f"telemetry_{key}"] = ", ".join(value)  # e.g. throttle_reasons_seen
-    row["telemetry_reason"] = record.telemetry_reason
-    for key, reason in (record.hardware_reasons or {}).items():
-        row[f"hw_reason_{key}"] = reason  # why mfu_pct (or another hardware metric) is blank
-    for key, value in (record.extra or {}).items():
-        if _is_scalar(value):
-            row[f"extra_{key}"] = value
-    row["step_times_s"] = record.step_times_s
+    """Flatten one record into a row of scalars (raw step times kept as a tuple), one column (or
+    group of columns) per frame field of the field table, in record order."""
+    row: dict[str, Any] = {}
+    for f in frame_fields():
+        if f.protocol is not None and record.protocol != f.protocol:
+            continue
+        value = getattr(record, f.name)
+        if f.prefix:  # an open mapping (telemetry, extra, hardware_reasons): its scalar keys
+            for key, item in (value or {}).items():
+                if _is_scalar(item):
+                    row[f"{f.prefix}{key}"] = item
+                elif isinstance(item, (list, tuple)) and all(isinstance(v, str) for v in item):
+                    row[f"{f.prefix}{key}"] = ", ".join(item)  # e.g. throttle_reasons_seen
+        elif f.columns:  # a structured value (step_time_s, phase_time_s): one column per part
+            for column in f.columns:
+                row[column.name] = getattr(value, column.key) if value is not None else None
+        else:
+            row[f.name] = value
+        if f.name == AXES_AFTER:
+            row.update(record.axes())
+        if f.name == "node_id":  # a cluster executor's record names the node and host that ran it
+            row["node_host"] = record.host if record.node_id else None
     return row
 
 

@@ -1,23 +1,23 @@
 """The one Parquet writer of the tidy results frame (`bigbench export --format parquet` and a
 report's frame.parquet), with one explicit Arrow schema.
 
-Parquet holds one type per column, and several runs' files are only readable together (e.g. with
-`pyarrow.dataset`) when the same column has the same type in each. So the type of a column comes
-from its name, not from what one run happened to hold:
+Parquet holds one type per column, and several runs' files only read as one table (DuckDB's
+`'*.parquet'` glob, polars' `read_parquet`, `pyarrow.dataset`) when every file has the same
+columns with the same types. So the columns and their types come from the field table
+(`bigtrain.results.fields.known_columns`), not from what one run happened to hold:
 
-- known columns have fixed types: identity, axes and text fields are strings; counts are int64;
-  metrics are float64 (a metric that is null in a whole run, e.g. device memory on a CPU, stays
-  float64); `started_at`, `run_started_at`, `run_ended_at` are UTC timestamps; `step_times_s` is a
+- every known column is written, always, in the table's order: null where the run has no value (a
+  failed cell, a CPU run without telemetry, a step-time run without time-to-target fields);
+- each has a fixed type: identity, axes and text fields are strings; counts are int64; metrics are
+  float64; `started_at`, `run_started_at`, `run_ended_at` are UTC timestamps; `step_times_s` is a
   list of float64;
-- `hw_reason_*` columns (why a hardware metric is blank) are strings;
-- the flattened telemetry and extra fields bigtrain itself writes have fixed types too
-  (`telemetry_valid` boolean, `telemetry_invalid_reason` string, ...);
+- each carries its unit and description as Parquet field metadata (`unit`, `description`);
 - other flattened, open-ended columns (`telemetry_*`, `extra_*` from plugins or newer writers,
-  report-only columns) are typed from their values: booleans stay booleans, numbers become
-  float64, text (or a mix of kinds: a telemetry field a number here, text there) becomes strings.
-  A column that is null throughout is float64 when its name carries a unit (`_s`, `_bytes`, `_w`,
-  `_j`, `_pct`, `_per_s`, ...) and Arrow's null type otherwise, which unifies with any type when
-  files are read together.
+  report-only columns) follow the known ones, typed from their values: booleans stay booleans,
+  numbers become float64, text (or a mix of kinds) becomes strings. A column that is null
+  throughout is float64 when its name carries a unit (`_s`, `_bytes`, `_w`, `_j`, `_pct`,
+  `_per_s`, ...) and Arrow's null type otherwise, which unifies with any type when files are read
+  together. Only these can differ between files.
 
 Analysing side: pandas and pyarrow, never torch.
 """
@@ -32,8 +32,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from bigtrain.results.frame import CONVERGE_FIELDS, SCALAR_METRICS
-from bigtrain.results.schema import AXES
+from bigtrain.results.fields import UNIT_SUFFIXES, KnownColumn, known_columns
 
 STRING = pa.string()
 INT = pa.int64()
@@ -41,47 +40,17 @@ FLOAT = pa.float64()
 BOOL = pa.bool_()
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 STEP_TIMES = pa.list_(pa.float64())
+#: The Arrow type of each column kind of the field table.
+ARROW_TYPES: dict[str, pa.DataType] = {"string": STRING, "int64": INT, "float64": FLOAT,
+                                       "bool": BOOL, "timestamp": TIMESTAMP,
+                                       "list<float64>": STEP_TIMES}
 
-_TEXT_METRICS = ("calibration_id", "device_name")
-_INT_METRICS = ("warmup_steps", "param_count")
-
+#: Every column bigtrain writes, in order (bigtrain.results.fields).
+KNOWN_COLUMNS: tuple[KnownColumn, ...] = known_columns()
 #: Columns whose type is fixed whatever one run holds.
-COLUMN_TYPES: dict[str, pa.DataType] = {
-    **{name: STRING for name in ("run_id", "cell_id", "status", "reason", "item_unit",
-                                 "telemetry_reason", "run_path", "machine", "host", "gpu_name",
-                                 "driver_version", "torch_version", "cuda_version", "run_state",
-                                 "cpu_model", "workload_version", "node_id", "node_host",
-                                 *_TEXT_METRICS)},
-    **{axis: STRING for axis in AXES if axis not in ("batch_size", "world_size")},
-    **{name: INT for name in ("repeat", "batch_size", "world_size", "gpu_count", "torch_num_threads",
-                              "step_time_n", *_INT_METRICS)},
-    **{name: FLOAT for name in SCALAR_METRICS if name not in (*_TEXT_METRICS, *_INT_METRICS)},
-    **{f"step_time_{key}_s": FLOAT for key in ("median", "mean", "p10", "p90", "iqr")},
-    **{f"phase_{key}_s": FLOAT for key in ("forward", "backward", "optimizer")},
-    **{name: TIMESTAMP for name in ("started_at", "run_started_at", "run_ended_at")},
-    "step_times_s": STEP_TIMES,
-    # Flattened telemetry and extra fields that the measuring side writes (bigtrain.measure's
-    # telemetry dict, protocol notes): typed by name too, since each is null throughout some run
-    # (no sampler error, every window valid) and would otherwise have no type there.
-    **{f"telemetry_{key}": STRING for key in (
-        "energy_method", "invalid_reason", "sampler_error", "gpu_name", "nvml_device",
-        "util_sample_period_source", "throttle_reasons_seen")},
-    **{f"telemetry_{key}": INT for key in ("samples", "transient_read_errors")},
-    "telemetry_valid": BOOL,
-    **{f"extra_{key}": STRING for key in ("peak_rss_method", "flops_convention",
-                                          "host_sync_reason")},
-    "extra_warmup_settled": BOOL,
-    # Time-to-target columns (converge records only): fixed too, so a run where no seed reached
-    # its target (steps_to_target null throughout) reads together with one where some did.
-    **{name: STRING for name in ("protocol", "target_metric", "target_direction")},
-    **{name: INT for name in ("seed", "steps_to_target")},
-    **{name: FLOAT for name in CONVERGE_FIELDS
-       if name not in ("protocol", "target_metric", "target_direction", "seed", "steps_to_target")},
-}
+COLUMN_TYPES: dict[str, pa.DataType] = {c.name: ARROW_TYPES[c.kind] for c in KNOWN_COLUMNS}
 #: Column-name prefixes whose columns have one type whatever their ending says.
 PREFIX_TYPES: dict[str, pa.DataType] = {"hw_reason_": STRING}  # why a hardware metric is blank
-#: Name endings that say a column holds a number (the units our keys carry).
-UNIT_SUFFIXES = ("_s", "_bytes", "_w", "_j", "_pct", "_per_s", "_mhz", "_c", "_tflops", "_ratio")
 
 
 def column_type(name: str, values: pd.Series) -> pa.DataType:
@@ -101,15 +70,28 @@ def column_type(name: str, values: pd.Series) -> pa.DataType:
     return STRING
 
 
+def _metadata(column: KnownColumn) -> dict[str, str]:
+    return {key: value for key, value in (("unit", column.unit),
+                                          ("description", column.description)) if value}
+
+
 def arrow_schema(frame: pd.DataFrame) -> pa.Schema:
-    """The explicit schema the frame is written with, column by column in the frame's order."""
-    return pa.schema([pa.field(str(c), column_type(str(c), frame[c])) for c in frame.columns])
+    """The explicit schema the frame is written with: every known column (in the field table's
+    order, with its unit and description as field metadata), then the frame's other columns."""
+    fields = [pa.field(c.name, ARROW_TYPES[c.kind], metadata=_metadata(c) or None)
+              for c in KNOWN_COLUMNS]
+    known = set(COLUMN_TYPES)
+    fields += [pa.field(str(c), column_type(str(c), frame[c])) for c in frame.columns
+               if str(c) not in known]
+    return pa.schema(fields)
 
 
 def frame_to_table(frame: pd.DataFrame) -> pa.Table:
-    """The frame as an Arrow table of `arrow_schema(frame)`, every value cast to its column type."""
+    """The frame as an Arrow table of `arrow_schema(frame)`, every value cast to its column type;
+    a known column the frame lacks is all null."""
     schema = arrow_schema(frame)
-    arrays = [_array(frame[field.name], field.type) for field in schema]
+    arrays = [_array(frame[field.name], field.type) if field.name in frame
+              else pa.nulls(len(frame), field.type) for field in schema]
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
