@@ -36,7 +36,7 @@ from typing import Any
 from bigtrain.common.errors import BadInput, unknown_choice
 from bigtrain.compare import Metric, cell_label, group_repeats
 from bigtrain.compare.metrics import EXPORTED_METRICS, metric_names_text
-from bigtrain.results.schema import AXES, STATUS_OK, CellRecord, quantile
+from bigtrain.results.schema import AXES, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun
 #: The pytest-benchmark release whose saved-run layout this export follows.
 PYTEST_BENCHMARK_FORMAT_VERSION = "5.3.1"
