@@ -80,6 +80,20 @@ def test_an_empty_or_infinite_threshold_is_refused(tmp_path, value):
     _refused(_invoke("compare", a, b, "--threshold", value), "--threshold")
 
 
+@pytest.mark.parametrize("args, words", [
+    (("--threshold", ""), ("--threshold", "empty")),
+    (("--budget-s", "inf"), ("--budget-s", "finite")),
+    (("--budget-s", "1e999"), ("--budget-s", "finite")),
+    (("--budget-s", "1e12"), ("--budget-s", "at most")),
+])
+def test_ab_refuses_an_empty_threshold_and_a_non_finite_budget_before_any_folder(tmp_path, args,
+                                                                                words):
+    # `ab` took `--threshold ''` as its default and `--budget-s inf` into its manifest.
+    out = tmp_path / "out"
+    _refused(_invoke("ab", "--preset", "ci", "--out", out, "--run-id", "x", *args), *words)
+    assert not out.exists()
+
+
 # -- item 8: a gate never passes on nothing ----------------------------------------------------
 @pytest.fixture
 def base(tmp_path):

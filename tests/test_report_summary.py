@@ -477,3 +477,28 @@ def test_geomean_interval_covers_the_true_ratio_at_its_level() -> None:
         interval = geomean_interval(ratios, alpha=0.05)
         covered += interval.low <= 1.7 <= interval.high
     assert 0.935 <= covered / trials <= 0.965
+
+
+# -- issue 30: a busy machine is named where the report states a result ---------------------------
+_BUSY = {"loadavg_1m": 7.5, "other_cpu_s": 1.7, "other_cpu_cores": 1.7, "steal_pct": 0.0,
+         "gpu_other_processes": 0, "cores": 2, "cores_used": 1, "busy": True}
+
+
+def test_a_run_measured_on_a_busy_machine_is_named_in_its_verdict(tmp_path: Path) -> None:
+    from bigtrain.report.summary import overview, verdict_lines
+
+    a, b = _noise_runs(tmp_path, [1.0, 1.0, 1.0])
+    busy_dir = tmp_path / "busy"
+    records = [dataclasses.replace(r, run_id="busy", host_load=_BUSY) for r in load_run(b).records]
+    from test_compare_support import write_run
+
+    busy = write_run(tmp_path, "busy", records)
+    (line,) = verdict_lines(load_report_data([a, busy], a))
+    assert "3 of 3 measurement(s) measured on a busy machine" in line, line
+    assert "measure the machine as much as the code" in line
+    (quiet_line,) = verdict_lines(load_report_data([a, b], a))
+    assert "busy" not in quiet_line
+    # a report of the busy run alone says it too (there is no verdict line to carry it)
+    alone = load_report_data([busy])
+    assert any("busy machine" in v for v in overview(alone, []).verdicts)
+    assert busy_dir.exists()

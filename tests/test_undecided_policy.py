@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from bigtrain.common import exit_codes
-from bigtrain.ab.gate import DEFAULT_UNDECIDED, gate_exit_code
+from bigtrain.compare.undecided import DEFAULT_UNDECIDED, gate_exit_code
 from bigtrain.ab.report import detectable_lines, outcome_json, outcome_lines
 from bigtrain.compare import render_markdown
 from bigtrain.compare.paired import PairedRound, compare_paired
@@ -84,3 +84,39 @@ def test_markdown_never_shows_a_green_tick_over_undecided_cells():
     text = render_markdown(result)
     assert ":white_check_mark:" not in text and ":warning:" in text
     assert "could detect >= " in text  # the per-row evidence carries the detectable change
+
+
+# -- `bigbench compare --paired` reads the same policy as `bigbench ab` ---------------------------
+def _paired_folders(tmp_path, rounds):
+    import dataclasses
+
+    from test_compare_support import write_run
+
+    folders = []
+    for side in ("baseline", "candidate"):
+        records = [dataclasses.replace(getattr(r, side), run_id=f"ab-{side}",
+                                       repeat=r.round_index)
+                   for rs in rounds.values() for r in rs]
+        folders.append(str(write_run(tmp_path, f"ab-{side}", records)))
+    return folders
+
+
+def test_compare_paired_fails_closed_on_undecided_cells_and_passes_only_when_asked(tmp_path):
+    from conftest import run_cli
+
+    base, cand = _paired_folders(tmp_path, _slower_adam_rounds())
+    closed = run_cli("compare", base, cand, "--paired", "--threshold", "2%")
+    assert closed.exit_code == exit_codes.EXIT_UNDECIDED, closed.output
+    assert "gate FAILED (exit 3)" in closed.output and "undecided" in closed.output
+    opened = run_cli("compare", base, cand, "--paired", "--threshold", "2%", "--undecided", "pass")
+    assert opened.exit_code == exit_codes.EXIT_OK, opened.output
+    assert "passed only because --undecided pass" in opened.output
+
+
+def test_undecided_without_paired_is_bad_input(tmp_path):
+    from conftest import run_cli
+
+    base, cand = _paired_folders(tmp_path, _slower_adam_rounds())
+    result = run_cli("compare", base, cand, "--undecided", "fail")
+    assert result.exit_code == exit_codes.EXIT_USAGE
+    assert "--undecided applies to --paired comparisons only" in result.output

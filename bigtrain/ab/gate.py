@@ -63,29 +63,3 @@ def decide_rounds(rounds: Sequence[Mapping[str, Mapping[str, CellRecord]]], *,
     options["warnings"] = tuple(warnings)
     result = compare_paired(paired_rounds(rounds), **options)
     return result, all_decided(result)
-
-
-#: `--undecided`: what an undecided cell does to the exit code.
-UNDECIDED_FAIL = "fail"
-UNDECIDED_PASS = "pass"
-UNDECIDED_POLICIES = (UNDECIDED_FAIL, UNDECIDED_PASS)
-#: Fail closed: an undecided cell is one whose interval still reaches past the band, so the run
-#: did not rule out a regression as large as its smallest detectable change (issue 30: a 15%
-#: slower Adam step went green with every cell undecided). A gate that cannot vouch says so.
-DEFAULT_UNDECIDED = UNDECIDED_FAIL
-
-
-def gate_exit_code(comparison: Any, base_code: int, *, undecided: str = DEFAULT_UNDECIDED) -> int:
-    """The exit code of a paired gate under the `--undecided` policy.
-
-    `base_code` is the code without the policy (0 passed, 1 regressed or failed, 130
-    interrupted): a regression or an interrupt wins; otherwise an undecided cell gives
-    EXIT_UNDECIDED under `fail`, and leaves the pass under `pass` (where the output warns).
-    """
-    from bigtrain.common.exit_codes import EXIT_OK, EXIT_UNDECIDED
-
-    if undecided not in UNDECIDED_POLICIES:
-        raise ValueError(f"undecided policy {undecided!r} is not one of {UNDECIDED_POLICIES}")
-    if base_code != EXIT_OK or comparison is None or comparison.all_decided:
-        return base_code
-    return EXIT_UNDECIDED if undecided == UNDECIDED_FAIL else EXIT_OK

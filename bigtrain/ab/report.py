@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from bigtrain.common.markdown_escape import escape_markdown
+from bigtrain.compare.undecided import undecided_lines
 
 _STOPS = {
     "decided": "every cell decided",
@@ -59,26 +60,6 @@ def detectable_lines(result: Any) -> list[str]:
     return lines
 
 
-def undecided_lines(result: Any, undecided: str) -> list[str]:
-    """What the undecided cells mean for the gate, said once at the end: nothing when every
-    cell is decided; else the policy, the exit code, and the largest change that could have gone
-    unseen (the worst cell's smallest detectable change)."""
-    from bigtrain.common.exit_codes import EXIT_UNDECIDED
-
-    cells = [c for c in result.sorted_cells() if not c.decided]
-    if not cells:
-        return []
-    worst = [m.verdict.mde_pct for c in cells for m in c.metrics if m.verdict.mde_pct is not None]
-    unseen = ("no bound: too few rounds" if not worst or not all(map(math.isfinite, worst))
-              else f"up to {max(worst):.3g}%")
-    if undecided == "fail":
-        return [f"gate FAILED (exit {EXIT_UNDECIDED}): {len(cells)} cell(s) undecided and "
-                f"--undecided fail: a regression this run could not see ({unseen}) is not ruled "
-                f"out; give more --budget-s/--rounds, a quieter machine, or a wider --threshold"]
-    return [f"warning: {len(cells)} cell(s) undecided, passed only because --undecided pass: "
-            f"a regression this run could not see ({unseen}) would have passed too"]
-
-
 def outcome_markdown(outcome: Any, undecided: str = "fail") -> str:
     """compare's Markdown, then the A/B run's facts."""
     from bigtrain.compare import render_markdown
@@ -91,7 +72,7 @@ def outcome_markdown(outcome: Any, undecided: str = "fail") -> str:
 def outcome_json(outcome: Any, undecided: str = "fail") -> dict[str, Any]:
     """compare's JSON (when a round finished) with the A/B run's facts under `ab`, the
     `--undecided` policy and the exit code it gives among them."""
-    from bigtrain.ab.gate import gate_exit_code
+    from bigtrain.compare.undecided import gate_exit_code
     from bigtrain.compare import to_json
 
     data = to_json(outcome.result) if outcome.result is not None else {}

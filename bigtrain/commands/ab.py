@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from bigtrain.ab.gate import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
+from bigtrain.compare.undecided import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
 from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
@@ -50,7 +50,8 @@ AB_DEFAULT_THRESHOLD = "2%"
               help="at most this many rounds, 3 or more (each runs every cell once per side); "
                    "the budget usually ends the run first")
 @click.option("--budget-s", type=click.FloatRange(min=0, min_open=True), default=600.0,
-              show_default=True, help="start no round that would end after this many seconds")
+              show_default=True, callback=lambda ctx, param, value: _finite_seconds(param, value),
+              help="start no round that would end after this many seconds")
 @click.option("--threshold", "threshold_spec", metavar="PCT|METRIC=PCT,..", default=None,
               help=f"smallest change that counts, as for compare (metrics: "
                    f"{metric_names_text()}). Default {AB_DEFAULT_THRESHOLD}: paired rounds "
@@ -99,7 +100,8 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
     }
     options = AbOptions(out_dir=out_dir, run_id=run_id, mode=mode, max_rounds=rounds,
                         budget_s=budget_s, order_seed=order_seed,
-                        thresholds_pct=parse_thresholds(threshold_spec or AB_DEFAULT_THRESHOLD),
+                        thresholds_pct=parse_thresholds(AB_DEFAULT_THRESHOLD if threshold_spec is None
+                                                        else threshold_spec),
                         alpha=alpha,
                         max_cells=max_cells)
     # interleave runs one side at a time on one core, duet both at once on two
@@ -107,9 +109,20 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
     outcome = run_ab(spec, sides, options, on_round=_print_round,
                      ignore_signals_after_interrupt=True)
     _render(outcome, markdown_path, json_path, undecided)
-    from bigtrain.ab.gate import gate_exit_code
+    from bigtrain.compare.undecided import gate_exit_code
 
     sys.exit(gate_exit_code(outcome.result, outcome.exit_code, undecided=undecided))
+
+
+def _finite_seconds(param: click.Parameter, value: float) -> float:
+    """A duration flag's value, refused unless finite and in range (as sweep's are): `inf`
+    would be written into the manifest, which JSON cannot hold."""
+    from bigtrain.cells.spec import number_problem
+
+    problem = number_problem(f"--{param.name.replace('_', '-')}", value)
+    if problem:
+        raise click.BadParameter(problem)
+    return value
 
 
 def _print_round(report) -> None:  # noqa: ANN001 - a RoundReport

@@ -16,11 +16,18 @@ from pathlib import Path
 
 import click
 
+from bigtrain.common.errors import BadInput
+from bigtrain.common.exit_codes import EXIT_OK, EXIT_REGRESSION
+from bigtrain.common.terminal_text import inert
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.compare.result import MISSING
-from bigtrain.common.errors import BadInput
-from bigtrain.common.exit_codes import EXIT_REGRESSION
 from bigtrain.compare.stats import DEFAULT_ALPHA
+from bigtrain.compare.undecided import (
+    DEFAULT_UNDECIDED,
+    UNDECIDED_POLICIES,
+    gate_exit_code,
+    undecided_lines,
+)
 
 _USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at least one "
           "--baseline DIR and one --candidate DIR, not both forms")
@@ -46,6 +53,10 @@ _USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at leas
 @click.option("--paired", is_flag=True,
               help="The folders are the two sides of `bigbench ab`: records with the same repeat "
                    "number ran in the same round; judge the per-round ratios.")
+@click.option("--undecided", type=click.Choice(UNDECIDED_POLICIES), default=None,
+              help=f"With --paired: what a cell the rounds could not decide does to the exit "
+                   f"code; fail (exit 3, the default: the rounds did not rule out a regression) "
+                   f"or pass (with a warning). [default: {DEFAULT_UNDECIDED}]")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
               help="Also write a Markdown summary here (appended to, so $GITHUB_STEP_SUMMARY works).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
@@ -62,6 +73,7 @@ def compare(
     threshold_spec: str | None,
     alpha: float,
     paired: bool,
+    undecided: str | None,
     markdown_path: Path | None,
     json_path: Path | None,
     allow_missing: bool,
@@ -93,6 +105,9 @@ def compare(
         baseline_dirs, candidate_dirs = (folders[0],), (folders[1],)
     if not baseline_dirs or not candidate_dirs:
         raise BadInput(f"compare: {_USAGE}")
+    if undecided is not None and not paired:
+        raise BadInput("--undecided applies to --paired comparisons only: separate runs are "
+                       "judged regressed, improved or unchanged, never undecided")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
     thresholds = parse_thresholds(threshold_spec)
@@ -120,8 +135,15 @@ def compare(
         click.echo(f"{missing} cell(s) of the baseline have no record in the candidate: the gate "
                    f"fails on them (pass --allow-missing to accept a candidate that ran fewer "
                    f"cells)")
-    if comparison.gate_failed:
-        click.get_current_context().exit(EXIT_REGRESSION)
+    code = EXIT_REGRESSION if comparison.gate_failed else EXIT_OK
+    if paired:
+        # The same policy as `bigbench ab`'s: rounds that decided nothing are no pass.
+        policy = undecided or DEFAULT_UNDECIDED
+        for line in undecided_lines(comparison, policy):
+            click.echo(inert(line))
+        code = gate_exit_code(comparison, code, undecided=policy)
+    if code != EXIT_OK:
+        click.get_current_context().exit(code)
 
 
 COMMANDS = [compare]

@@ -7,7 +7,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bigtrain.cells.axes import AXIS_NAMES, compare_cell_label
-from bigtrain.measure.host_load import is_busy_record  # pure; imports nothing heavy
 from bigtrain.results.schema import CellRecord
 
 BUSY_PHRASE = "measured on a busy machine"
@@ -17,7 +16,7 @@ NAMED_CELLS = 5
 
 def busy_records(records: Iterable[CellRecord]) -> list[CellRecord]:
     """The records whose timed window the host was busy for."""
-    return [r for r in records if is_busy_record(r.host_load)]
+    return [r for r in records if r.measured_busy]
 
 
 def busy_note(records: Sequence[CellRecord], where: str) -> str | None:

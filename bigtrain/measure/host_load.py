@@ -257,10 +257,5 @@ def describe(load: Mapping[str, Any]) -> str:
             f"{load.get('cores_used', '?')}{extra}")
 
 
-def is_busy_record(host_load_field: Any) -> bool:
-    """A record's `host_load` says busy (False for records without the field)."""
-    return isinstance(host_load_field, Mapping) and host_load_field.get("busy") is True
-
-
 __all__: Sequence[str] = ("HostLoad", "HostSnapshot", "WindowLoad", "host_load", "is_busy",
-                          "read_snapshot", "sample_quiet", "describe", "is_busy_record")
+                          "read_snapshot", "sample_quiet", "describe")

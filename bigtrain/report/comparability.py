@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from bigtrain.report.data import ReportData, _source_names
+from bigtrain.report.data import ReportData, source_names
 from bigtrain.results.store import LoadedRun
 
 #: Words for the measure settings a spec records (`spec.measure`); a key not listed here is shown
@@ -93,7 +93,7 @@ def differences(data: ReportData) -> list[Difference]:
     """Every measure and software setting that is not the same in all runs (none for one run)."""
     if len(data.runs) < 2:
         return []
-    names = _source_names(data.runs)
+    names = source_names(data.runs)
     sources = [names[run.path.resolve()] for run in data.runs]
     found = []
     keys = list(dict.fromkeys(k for run in data.runs for k in _measure(run)))

@@ -72,10 +72,10 @@ def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None,
     runs = tuple(load_run(p) for p in paths)
     frame = label_frame(frame_of_runs(runs), runs)
     sources = tuple(dict.fromkeys(frame["source"].tolist())) if not frame.empty else ()
-    sources = tuple(dict.fromkeys([*sources, *_source_names(runs).values()]))
+    sources = tuple(dict.fromkeys([*sources, *source_names(runs).values()]))
     baseline_source = None
     if baseline is not None:
-        baseline_source = _source_names(runs)[Path(baseline).resolve()]
+        baseline_source = source_names(runs)[Path(baseline).resolve()]
     elif len(sources) > 1:
         # Without --baseline, every other run is compared with the first one named.
         baseline_source = sources[0]
@@ -83,13 +83,13 @@ def load_report_data(run_dirs: Sequence[Path], baseline: Path | None = None,
     if prices_usd_per_h:
         from bigtrain.report.prices import match_prices
 
-        names = _source_names(runs)
+        names = source_names(runs)
         prices = match_prices(prices_usd_per_h, {names[r.path.resolve()]: r for r in runs})
     return ReportData(runs=runs, frame=frame, sources=sources, baseline=baseline_source,
                       prices_usd_per_h=prices)
 
 
-def _source_names(runs: Sequence[LoadedRun]) -> dict[Path, str]:
+def source_names(runs: Sequence[LoadedRun]) -> dict[Path, str]:
     """Each run's source name: the machine, plus the run id where machines repeat."""
     from bigtrain.results.frame import machine_label
 
@@ -104,7 +104,7 @@ def _source_names(runs: Sequence[LoadedRun]) -> dict[Path, str]:
 def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
     """Add the source, optimizer, config and cell labels to a frame from `frame_of_runs`."""
     frame = frame.copy()
-    names = _source_names(runs)
+    names = source_names(runs)
     frame["source"] = [names[Path(p).resolve()] for p in frame["run_path"]]
     if "node_id" in frame and frame["node_id"].notna().any():
         # A cluster run spans machines: its cells are grouped by the chip that ran them.

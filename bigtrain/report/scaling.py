@@ -75,9 +75,9 @@ def scaling_frame(data: ReportData) -> pd.DataFrame:
     """One row per (source, cell, world size) of every cell that has a data-parallel variant:
     median step time and throughput over repeats, communication share, speedup and efficiency
     against world_size 1 (empty when no run has an ok data-parallel cell)."""
-    from bigtrain.report.data import _source_names
+    from bigtrain.report.data import source_names
 
-    names = _source_names(data.runs)
+    names = source_names(data.runs)
     groups: dict[tuple[str, str, int], list[Any]] = {}
     environments: dict[str, Mapping[str, Any]] = {}
     for run in data.runs:

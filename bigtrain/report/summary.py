@@ -355,12 +355,22 @@ def format_interval(low: float | None, high: float | None) -> str:
 
 
 def machine_caveats(data: ReportData, source: str) -> list[str]:
-    """Caveats about how one run was measured, said in its verdict line.
+    """Caveats about how one run was measured, said in its verdict line: the records `source`
+    (and the baseline it is compared with) timed while the host was busy (`host_load.busy`)."""
+    names = [source] if source == data.baseline or data.baseline is None else [source,
+                                                                                data.baseline]
+    return [f"{note}: those numbers measure the machine as much as the code."
+            for name in names if (note := busy_note_of(data, name))]
 
-    The hook for machine-state flags recorded with a run (the busy-machine flag of `bigbench
-    sweep` lands here: return its sentence for a run recorded on a busy machine). Empty today.
-    """
-    return []
+
+def busy_note_of(data: ReportData, source: str) -> str | None:
+    """compare's busy-machine sentence over one source's records, or None."""
+    from bigtrain.compare.busy import busy_note
+    from bigtrain.report.data import source_names
+
+    names = source_names(data.runs)
+    records = [r for run in data.runs if names[run.path.resolve()] == source for r in run.records]
+    return busy_note(records, source)
 
 
 def verdict_lines(data: ReportData) -> list[str]:
@@ -437,6 +447,8 @@ def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
                 + "; nothing to compare it with. Give a second run "
                 "(bigbench report A B --baseline A) for speedups.")
     verdicts = verdict_lines(data) if data.baseline is not None else one_run_lines(data)
+    if data.baseline is None:  # no verdict line to carry it: say it beside the one-run lines
+        verdicts += machine_caveats(data, data.sources[0]) if data.sources else []
     return Overview(
         verdicts=tuple(verdicts),
         fastest=tuple(fastest_per_family(data).items()),

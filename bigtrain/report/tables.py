@@ -98,9 +98,9 @@ def runs_table(data: ReportData) -> Table:
 
 
 def _run_sources(data: ReportData) -> list[str]:
-    from bigtrain.report.data import _source_names
+    from bigtrain.report.data import source_names
 
-    names = _source_names(data.runs)
+    names = source_names(data.runs)
     return [names[r.path.resolve()] for r in data.runs]
 
 

@@ -157,6 +157,12 @@ class _RecordMethods:
         """True when the cell was attempted and did not yield a valid measurement."""
         return self.status in FAILED_STATUSES
 
+    @property
+    def measured_busy(self) -> bool:
+        """The host was busy over this record's timed window (`host_load.busy`, bigtrain's
+        measure.host_load): its timings measure the machine as much as the code."""
+        return isinstance(self.host_load, Mapping) and self.host_load.get("busy") is True
+
     def axes(self) -> dict[str, Any]:
         """The axis values, keyed by axis name."""
         return {name: getattr(self, name) for name in AXES}

@@ -192,9 +192,9 @@ def finished_line(record: CellRecord, label: str, done: int, total: int) -> str:
 
 def busy_line(record: CellRecord, label: str) -> str | None:
     """The live warning for a cell timed on a busy machine (None when it was not)."""
-    from bigtrain.measure.host_load import describe, is_busy_record
+    from bigtrain.measure.host_load import describe
 
-    if not is_busy_record(record.host_load):
+    if not record.measured_busy:
         return None
     return inert(f"warning: {label} measured on a busy machine: {describe(record.host_load)}; "
                  f"its numbers measure the machine as much as the code")
