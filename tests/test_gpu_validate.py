@@ -174,34 +174,50 @@ def test_a_gpu_quick_run_pairs_every_cell_with_the_committed_cpu_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_cpu_rehearsal_runs_every_step_and_writes_a_verdict(tmp_path):
-    out = tmp_path / "rehearsal"
+def test_cpu_rehearsal_runs_every_step_and_brings_back_one_archive(tmp_path):
+    out, dest = tmp_path / "rehearsal", tmp_path / "OUT"
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(REPO / "bench" / "gpu_validate.sh"), "--device", "cpu",
-                             "--deadline-s", "600", "--out", str(out)],
+                             "--out", str(out), "--pack", str(dest)],
                             capture_output=True, text=True, env=env, timeout=700)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
+    assert verdict["elapsed_s"] <= verdict["deadline_s"] == 600
     steps = verdict["steps"]
     # Every step the GPU run will take ran here and finished (nvidia-smi only where it exists).
-    assert set(steps) == {"nvidia-smi", "env", "gpt2", "resnet50", "quick", "calibrate",
-                          "bare-loop", "telemetry-overhead", "compiled", "ddp", "report"}
+    assert set(steps) == {s.name for s in validate.plan("cuda", out)}
     for name, outcome in steps.items():
         if name == "nvidia-smi" and outcome == "skipped: nvidia-smi not found":
             continue
         assert outcome.startswith("ok"), (name, outcome, (out / "logs" / f"{name}.log").read_text()[-2000:])
     checks = {c["name"]: c for c in verdict["checks"]}
     assert {c["status"] for c in checks.values()} <= {"pass", "fail", "skipped"}
-    for name in ("cells of gpt2", "cells of resnet50", "cells of quick", "cells of compiled",
-                 "quick pairs with results/cpu-2vcpu-quick"):
+    for name in ("cells of gpt2", "cells of graphs", "cells of resnet50", "cells of quick", "cells of compiled"):
         assert checks[name]["status"] == "pass", checks[name]
-    for name in ("MFU range", "energy vs mean power x window", "telemetry overhead",
-                 "bigbench vs bare loop", "GPT-2 small bf16 fused AdamW tokens/s"):
+    for name in ("MFU range", "energy vs mean power x window", "telemetry overhead", "CUDA events vs host clock",
+                 "bigbench vs bare loop", "GPT-2 small bf16 fused AdamW tokens/s", "Adam fused step alone",
+                 "mlp:seed eager vs CUDA graph"):
         assert checks[name]["status"] == "skipped" and checks[name]["detail"], checks[name]
+    micro = json.loads((out / "micro.json").read_text())
+    assert set(micro["adam_step"]) >= {"forloop", "foreach", "fused", "tensors"}
+    assert set(micro["clock_fault"]) == {"honest", "planted", "bound"}
     assert (out / "calibration.json").is_file() and json.loads((out / "calibration.json").read_text())
     assert (out / "verdict.txt").read_text().count("\n") == len(checks) + 2
-    for run in ("gpt2", "resnet50", "quick", "compiled"):
+    for run in ("gpt2", "graphs", "resnet50", "quick", "compiled"):
         assert (out / "runs" / run / "manifest.json").is_file()
+    # What comes back: one archive and the verdict, within the device's limits.
+    assert validate.returnable_problems(dest) == []
+    archives = sorted(dest.glob("cpu-validate-*.tar.gz"))
+    assert len(archives) == 1 and sorted(p.name for p in dest.iterdir()) == [
+        archives[0].name, "verdict.json", "verdict.txt"]
+    assert archives[0].stat().st_size < validate.ARCHIVE_BUDGET_BYTES
+    # ... and the offline rebuild reads it: the report pairs the quick cells with the CPU run.
+    results = tmp_path / "results"
+    results.mkdir()
+    assert validate.rebuild(archives[0], results=results) == 0
+    offline = json.loads(next(results.glob("cpu-validate-*/verdict-offline.json")).read_text())
+    pairing = {c["name"]: c for c in offline["checks"]}["quick pairs with results/cpu-2vcpu-quick"]
+    assert pairing["status"] == "pass", pairing
 
 
 def test_a_used_out_folder_is_refused_with_exit_2(tmp_path, capsys):
