@@ -100,7 +100,7 @@ def plan(device: str, out: Path) -> list[Step]:
     py = sys.executable
     if gpu:
         gpt2, gpt2_batch = "transformer:gpt2-small", "16"
-        resnet, resnet_batch = "cnn:resnet50", "256"
+        resnet, resnet_batch, resnet_prec = "cnn:resnet50", "256", "bf16,fp16"
         # 3 s windows: long enough for the energy check (ENERGY_MIN_WINDOW_S in gpu_check.py).
         measure = ("--warmup", "1", "--duration", "3", "--repeats", "1")
         short = ("--warmup", "0.5", "--duration", "1", "--repeats", "1")
@@ -111,7 +111,7 @@ def plan(device: str, out: Path) -> list[Step]:
         # is 0.4% of a 2 s window but would be 0.8% of a 1 s one, too close to the 1% bound.
         overhead = ("--rounds", "2", "--window", "2.0")
         cell_timeout = "90"
-        compiled_model, compiled_batch = gpt2, gpt2_batch
+        compiled_model, compiled_batch, compiled_prec = gpt2, gpt2_batch, "bf16"
         calibrate: tuple[str, ...] = ("--repeats", "3")
         caps = {"nvidia-smi": 10, "calibrate": 30, "gpt2": 75, "micro": 30, "graphs": 30,
                 "resnet50": 55, "bare-loop": 45, "compiled": 95, "telemetry-overhead": 25,
@@ -120,22 +120,25 @@ def plan(device: str, out: Path) -> list[Step]:
         # The rehearsal keeps every axis of the GPU plan (tf32/fp16 and CUDA-graph cells are
         # skipped by the matrix on a CPU, which exercises that path too) with toy models.
         gpt2, gpt2_batch = "transformer:tiny", "4"
-        resnet, resnet_batch = "cnn:tiny", "4"
+        # fp32: a bf16 convolution on a CPU without AVX-512 BF16 takes seconds a step (measured
+        # 2 s on this box); fp16 stays, skipped by the matrix as on the GPU plan's other axes.
+        resnet, resnet_batch, resnet_prec = "cnn:tiny", "4", "fp32,fp16"
         measure = ("--warmup", "0.05", "--duration", "0.2", "--repeats", "1")
         short = measure
         quick_measure = ("--model", "mlp:small", "--optimizer", "sgd,adam", "--warmup", "0.05",
                          "--duration", "0.1")
-        honest_pairs = "transformer:tiny/adamw/fused/bf16/4"
+        honest_pairs = "mlp:seed/adamw/fused/fp32"   # two fresh processes: the cheapest pair
         honest = ("--rounds", "1", "--duration", "0.3", "--target-pct", "3")
         overhead = ("--rounds", "2", "--window", "0.3", "--threads", "1")
         cell_timeout = "60"
         # torch.compile's fixed cost dominates on a CPU: the smallest model compiles fastest.
-        compiled_model, compiled_batch = "mlp:seed", "64"
+        # fp32: Inductor's C++ code for bf16 autocast on a CPU compiles for minutes on a loaded box.
+        compiled_model, compiled_batch, compiled_prec = "mlp:seed", "64", "fp32"
         calibrate = ("--sizes", "256", "--repeats", "1")   # the plumbing, not the CPU's peak
         # Caps for a shared 2-core box at load 4-12, where a Python process with torch takes
         # 5-10 s to start: the rehearsal proves the plumbing, its times are not the device's.
         caps = {"nvidia-smi": 10, "calibrate": 40, "gpt2": 90, "micro": 40, "graphs": 40,
-                "resnet50": 60, "bare-loop": 60, "compiled": 120, "telemetry-overhead": 40,
+                "resnet50": 60, "bare-loop": 60, "compiled": 150, "telemetry-overhead": 40,
                 "quick": 60, "ddp": 40}
     mins = {"nvidia-smi": 1, "calibrate": 10, "gpt2": 20, "micro": 10, "graphs": 10, "resnet50": 20,
             "bare-loop": 20, "compiled": 40, "telemetry-overhead": 10, "quick": 30, "ddp": 20}
@@ -163,7 +166,7 @@ def plan(device: str, out: Path) -> list[Step]:
                              "--device", target, "--compile", "off", "--cuda-graphs", "off,on",
                              "--cell-timeout", cell_timeout, *short), finished_codes=SWEEP_FINISHED),
         step("resnet50", sweep("resnet50", runs, "--model", resnet, "--optimizer", "sgd",
-                               "--impl", "foreach", "--batch-norm", "on,off", "--precision", "bf16,fp16",
+                               "--impl", "foreach", "--batch-norm", "on,off", "--precision", resnet_prec,
                                "--batch-size", resnet_batch, "--device", target, "--compile", "off",
                                "--cell-timeout", cell_timeout, *measure), finished_codes=SWEEP_FINISHED),
         step("bare-loop", (py, str(REPO / "bench" / "honest_numbers.py"), "--device", target,
@@ -175,7 +178,7 @@ def plan(device: str, out: Path) -> list[Step]:
         # cache makes this the one step whose cost is mostly compilation (its cap is budgeted for
         # that); INDUCTOR_CACHE keeps the artefacts for a rerun on the same warm machine.
         step("compiled", sweep("compiled", runs, "--model", compiled_model, "--optimizer", "adamw",
-                               "--impl", "fused", "--batch-norm", "on", "--precision", "bf16",
+                               "--impl", "fused", "--batch-norm", "on", "--precision", compiled_prec,
                                "--batch-size", compiled_batch, "--device", target, "--compile", "on",
                                "--cell-timeout", str(caps["compiled"] - 15), *measure),
              finished_codes=SWEEP_FINISHED),
@@ -244,6 +247,9 @@ def run_step(step: Step, out: Path, env: dict[str, str], deadline: float) -> tup
                 _stop(process)
                 took_s = time.monotonic() - begin
                 return f"stopped after {took_s:.0f} s (limit {limit_s:.0f} s)", took_s
+            except BaseException:   # interrupted ourselves: the step's own session goes too
+                _stop(process)
+                raise
         finally:
             if stdout is not log:
                 stdout.close()
@@ -267,6 +273,10 @@ def _stop(process: subprocess.Popen) -> None:
             return
         except subprocess.TimeoutExpired:
             continue
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def read_records(run_dir: Path) -> list[dict]:
@@ -378,6 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "rebuild the report against the CPU run and the verdict")
     parser.add_argument("--budget", action="store_true", help="print the plan's budget table and exit")
     args = parser.parse_args(argv)
+    # `timeout` (and the device's limit) sends SIGTERM: stop the running step's group, as on ^C.
+    signal.signal(signal.SIGTERM, _raise_interrupt)
     deadline_s = args.deadline_s or DEFAULT_DEADLINE_S[args.device]
     if args.budget:
         steps = plan(args.device, Path("out"))
@@ -517,7 +529,7 @@ def rebuild(source: Path, results: Path = REPO / "results") -> int:
         try:
             with tarfile.open(source, "r:gz") as tar:
                 tops = {Path(m.name).parts[0] for m in tar.getmembers() if m.name}
-                if len(tops) != 1 or not RETURN_NAME.match(next(iter(tops))):
+                if len(tops) != 1 or not RETURN_NAME.match(next(iter(tops))) or next(iter(tops)) in (".", ".."):
                     print(f"gpu_validate: error: {source}: expected one top folder, found {sorted(tops)[:5]}",
                           file=sys.stderr)
                     return 2
