@@ -2,7 +2,7 @@
 # The whole GPU validation in one command, inside a hard deadline (issues 9, 22). On a lent
 # H100/H200, as ONE device call (timeout_s 450; the budget table: --budget):
 #
-#   bash bench/gpu_validate.sh --device cuda --out results/gpu-validate --pack "$OUT"
+#   bash bench/gpu_validate.sh --device cuda --pack "$OUT"
 #   bash bench/gpu_validate.sh --device cpu          # rehearsal of every step with toy models
 #   bash bench/gpu_validate.sh --rebuild results/h100-validate-<time>.tar.gz   # offline, any box
 #

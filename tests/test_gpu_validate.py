@@ -179,10 +179,10 @@ def test_cpu_rehearsal_runs_every_step_and_brings_back_one_archive(tmp_path):
     env = {**os.environ, "PYTHON": sys.executable}
     result = subprocess.run(["bash", str(REPO / "bench" / "gpu_validate.sh"), "--device", "cpu",
                              "--out", str(out), "--pack", str(dest)],
-                            capture_output=True, text=True, env=env, timeout=700)
+                            capture_output=True, text=True, env=env, timeout=1000)
     assert result.returncode == 0, result.stderr[-3000:]
     verdict = json.loads((out / "verdict.json").read_text())
-    assert verdict["elapsed_s"] <= verdict["deadline_s"] == 600
+    assert verdict["elapsed_s"] <= verdict["deadline_s"] == 900
     steps = verdict["steps"]
     # Every step the GPU run will take ran here and finished (nvidia-smi only where it exists).
     assert set(steps) == {s.name for s in validate.plan("cuda", out)}
