@@ -59,8 +59,11 @@ def check_record(record: Mapping[str, Any], *, energy_tolerance: float = ENERGY_
     compared = energy_comparison(telemetry, window, energy_tolerance) if math.isfinite(energy_tolerance) else None
     if compared is not None and compared[0] > compared[1]:
         error, allowed, source = compared
-        problems.append(f"energy {energy:.1f} J differs from mean {source} x window by "
-                        f"{100 * error:.1f}% (> {100 * allowed:.1f}%)")
+        used = telemetry.get("power_instant_mean_w") if source == "instantaneous power" else power
+        which = "instantaneous power" if source == "instantaneous power" else "power"
+        room = f"{100 * allowed:.0f}%" if allowed == energy_tolerance else f"{100 * allowed:.1f}%, widened for the ~1 s averaging"
+        problems.append(f"energy {energy:.1f} J differs from mean {which} x window {used * window:.1f} J "
+                        f"by {100 * error:.1f}% (> {room})")
     flops = record.get("flops_per_step")
     if not (isinstance(flops, (int, float)) and flops > 0):
         problems.append(f"flops_per_step = {flops!r} is not positive")

@@ -126,8 +126,8 @@ def plan(device: str, out: Path) -> list[Step]:
         resnet, resnet_batch, resnet_prec = "cnn:tiny", "4", "fp32,fp16"
         measure = ("--warmup", "0.05", "--duration", "0.2", "--repeats", "1")
         short = measure
-        quick_measure = ("--model", "mlp:small", "--optimizer", "sgd,adam", "--warmup", "0.05",
-                         "--duration", "0.1")
+        quick_measure = ("--model", "mlp:small", "--optimizer", "sgd,adam", "--precision", "fp32",
+                         "--warmup", "0.05", "--duration", "0.1")
         honest_pairs = "mlp:seed/adamw/fused/fp32"   # two fresh processes: the cheapest pair
         honest = ("--rounds", "1", "--duration", "0.3", "--target-pct", "3")
         overhead = ("--rounds", "2", "--window", "0.3", "--threads", "1")
@@ -494,7 +494,8 @@ def pack(out: Path, dest: Path, name: str) -> list[str]:
     """Write dest/<name>.tar.gz (the whole work folder as <name>/), verdict.txt and verdict.json
     beside it; return what breaks the device's return limits ([] when nothing does). Past
     ARCHIVE_BUDGET_BYTES the largest non-essential files are left out, named in left_out.txt."""
-    members = sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink())
+    # A run's .lock is the writer's, not data (results/**/.lock is git-ignored too).
+    members = sorted(p for p in out.rglob("*") if p.is_file() and not p.is_symlink() and p.name != ".lock")
     left_out: list[Path] = []
     archive = dest / f"{name}.tar.gz"
     while True:
