@@ -14,8 +14,9 @@ if there are problems, 2 if the run cannot be read. Pure Python: no torch, no NV
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,14 +56,14 @@ def check_record(record: Mapping[str, Any], *, energy_tolerance: float = ENERGY_
         # On a GPU whose counter steps every ~100 ms the steps should always be timed (issue 9).
         problems.append(f"energy_method = {telemetry.get('energy_method')!r}, not tick_aligned: "
                         "the energy counter's steps were not timed")
-    if isinstance(energy, (int, float)) and energy > 0 and isinstance(power, (int, float)) and power > 0 and window:
-        expected = power * window
-        error = abs(energy - expected) / expected
-        if error > energy_tolerance:
-            problems.append(
-                f"energy {energy:.1f} J differs from mean power x window {expected:.1f} J "
-                f"by {100 * error:.1f}% (> {100 * energy_tolerance:.0f}%)"
-            )
+    compared = energy_comparison(telemetry, window, energy_tolerance) if math.isfinite(energy_tolerance) else None
+    if compared is not None and compared[0] > compared[1]:
+        error, allowed, source = compared
+        used = telemetry.get("power_instant_mean_w") if source == "instantaneous power" else power
+        which = "instantaneous power" if source == "instantaneous power" else "power"
+        room = f"{100 * allowed:.0f}%" if allowed == energy_tolerance else f"{100 * allowed:.1f}%, widened for the ~1 s averaging"
+        problems.append(f"energy {energy:.1f} J differs from mean {which} x window {used * window:.1f} J "
+                        f"by {100 * error:.1f}% (> {room})")
     flops = record.get("flops_per_step")
     if not (isinstance(flops, (int, float)) and flops > 0):
         problems.append(f"flops_per_step = {flops!r} is not positive")
@@ -117,11 +118,15 @@ def check_records(records: Sequence[Mapping[str, Any]], *, energy_tolerance: flo
 # -- the verdict of bench/gpu_validate.sh ---------------------------------------------------------
 PASS, FAIL, SKIPPED = "pass", "fail", "skipped"
 
-#: Sum of per-step times over the window's wall time. Steps are timed back to back (CUDA events or
-#: perf_counter at each step's edges), so in a GPU-bound loop the sum covers the window except the
-#: launch latency before the first event and the closing synchronize: a few ms of a >= 1 s window.
-#: Below 0.95 the events miss work (e.g. timing the asynchronous launch instead of the kernels);
-#: above 1.01 they count something twice (the 1% is room for the two clocks, event vs perf_counter).
+#: Device marks vs the host clock. A cell's step times are differences of consecutive marks, so
+#: their sum is the span from the first mark to the last: on a GPU, CUDA events on the device's
+#: clock. The record's window_s is the host's perf_counter from a synchronize before the first mark
+#: to a synchronize after the last: an independent clock. In a GPU-bound loop the two differ by the
+#: launch latency before the first event and the closing synchronize, a few ms of a >= 1 s window.
+#: Below 0.95 the events miss work the host waited for (work on a stream the events do not
+#: bracket; tests plant that fault, bench/gpu_micro.py plants it on the device); above 1.01 they
+#: count something twice. On the CPU both are perf_counter, so the sum telescopes to the window
+#: and the check cannot fail there: CPU cells are left out of it.
 STEP_SUM_BOUNDS = (0.95, 1.01)
 ENERGY_VERDICT_TOLERANCE = 0.05
 #: NVML's energy counter moves every ~100 ms, so over a window of W seconds it can be off by up to
@@ -135,17 +140,41 @@ TELEMETRY_OVERHEAD_BOUND_PCT = 1.0
 #: the tight one.
 REFERENCE_FLOOR = 0.5
 
-#: Measured on the lent H200 with plain PyTorch loops (torch 2.11).
+#: Measured on the lent H200 with plain PyTorch loops (torch 2.11). The MFU of 371k tokens/s is
+#: 32% under the 6N + attention convention (nanoGPT's: 6 x non-embedding parameters + 12 L d T
+#: per token) and 30.3% under bigtrain's (measured FLOPs, causal attention counted as half): the
+#: verdict prints both so the gap is not read as a slowdown. 421k is a torch.compile'd MODEL
+#: (fused AdamW), so the compiled check runs `--compile on`, not a compiled optimizer step.
 REFERENCES = {
     "gpt2_bf16_fused_tokens_per_s": 371_000.0,
-    "gpt2_bf16_fused_mfu_pct": 32.0,
-    "gpt2_compiled_tokens_per_s": 421_000.0,
+    "gpt2_bf16_fused_mfu_pct": 30.3,                 # bigtrain's convention
+    "gpt2_bf16_fused_mfu_6n_attention_pct": 32.0,    # 6N + attention
+    "gpt2_compiled_model_tokens_per_s": 421_000.0,
     "resnet50_bf16_bn_on_img_per_s": 4_628.0,
     "resnet50_bf16_bn_off_img_per_s": 8_541.0,
     "bf16_matmul_tflops": 770.0,
     "copy_bytes_per_s": 4.2e12,
     "adam_step_ms": {"forloop": 9.3, "foreach": 3.0, "fused": 1.35},   # bandwidth floor 0.83 ms
+    "seed_mlp_graph_speedup": 20.0,   # mlp:seed step, eager / CUDA graph: launch-bound
 }
+
+#: GPT-2 small (12 layers, d 768, 1024 tokens, 50257 tokens tied in and out): the figures of the
+#: 6N + attention convention. N excludes the position embedding, as nanoGPT's estimate does.
+GPT2_SMALL = {"layers": 12, "d_model": 768, "seq": 1024, "non_embedding_params": 123_653_376}
+
+
+def gpt2_flops_per_token_6n_attention(shape: Mapping[str, int] = GPT2_SMALL) -> float:
+    """6N + 12 L d T: training FLOPs per token, attention counted whole (not causal)."""
+    return 6 * shape["non_embedding_params"] + 12 * shape["layers"] * shape["d_model"] * shape["seq"]
+
+
+def mfu_conventions(record: Mapping[str, Any]) -> tuple[float | None, float | None]:
+    """(bigtrain's mfu_pct, the same cell's MFU under 6N + attention) for a GPT-2 small record."""
+    tokens_per_s, peak = record.get("items_per_s"), record.get("mfu_peak_tflops")
+    six_n = (100 * tokens_per_s * gpt2_flops_per_token_6n_attention() / (peak * 1e12)
+             if _num(tokens_per_s) and _num(peak) and peak > 0 else None)
+    mfu = record.get("mfu_pct")
+    return (mfu if _num(mfu) else None), six_n
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -197,6 +226,18 @@ def check_statuses(run_name: str, records: Sequence[Mapping[str, Any]], *,
                  bound=bound, detail=detail)
 
 
+def clock_agreement(marks_s: float, host_s: float, bounds: tuple[float, float] = STEP_SUM_BOUNDS) -> Check:
+    """Device-mark span vs host clock (a synchronize at each end) for one stretch of work."""
+    low, high = bounds
+    bound = f"device-mark span / host clock in [{low}, {high}]"
+    if not (_num(marks_s) and _num(host_s) and host_s > 0):
+        return Check(name="device marks vs host clock", status=FAIL, figure="no timing", bound=bound)
+    ratio = marks_s / host_s
+    return Check(name="device marks vs host clock", status=PASS if low <= ratio <= high else FAIL,
+                 figure=f"{1e3 * marks_s:.2f} ms of marks in {1e3 * host_s:.2f} ms host, ratio {ratio:.4f}",
+                 bound=bound)
+
+
 def step_sum_ratio(record: Mapping[str, Any]) -> float | None:
     """Sum of the recorded step times over the window's wall time, or None without both."""
     times, window = record.get("step_times_s"), record.get("window_s")
@@ -206,17 +247,18 @@ def step_sum_ratio(record: Mapping[str, Any]) -> float | None:
 
 
 def check_step_sums(records: Sequence[Mapping[str, Any]]) -> Check:
-    """Each ok cell's step times add up to its window (see STEP_SUM_BOUNDS)."""
+    """Each ok CUDA cell's event-timed steps span its host-clock window (see STEP_SUM_BOUNDS)."""
     low, high = STEP_SUM_BOUNDS
-    ratios = [(step_sum_ratio(r), r) for r in _ok_records(records)]
+    name = "CUDA events vs host clock"
+    ratios = [(step_sum_ratio(r), r) for r in _ok_records(records, "cuda")]
     ratios = [(x, r) for x, r in ratios if x is not None]
-    bound = f"sum of step times / window wall time in [{low}, {high}]"
+    bound = f"sum of event-timed steps / host-clock window (synchronized at both ends) in [{low}, {high}]"
     if not ratios:
-        return Check(name="step times vs window", status=SKIPPED, figure="no ok cell with step times",
-                     bound=bound)
+        return Check(name=name, status=SKIPPED, figure="no ok CUDA cell with step times", bound=bound,
+                     detail="on the CPU the steps and the window share perf_counter: cannot fail there")
     outside = [(x, r) for x, r in ratios if not low <= x <= high]
     lowest, highest = min(x for x, _ in ratios), max(x for x, _ in ratios)
-    return Check(name="step times vs window", status=FAIL if outside else PASS,
+    return Check(name=name, status=FAIL if outside else PASS,
                  figure=f"{len(ratios)} cells, ratio {lowest:.4f}..{highest:.4f}", bound=bound,
                  detail="; ".join(f"{_label(r)}: {x:.4f}" for x, r in outside[:5]))
 
@@ -254,13 +296,41 @@ def check_mfu(records: Sequence[Mapping[str, Any]]) -> Check:
                                   for r in bad[:5]))
 
 
+#: nvmlDeviceGetPowerUsage on Hopper is documented as an average over the last ~1 s. Each sample
+#: then stands for the power of the second before it, so the mean of the samples over a window of W
+#: seconds is the mean over a window shifted back by up to this long (half the averaging period,
+#: sampled evenly), and can differ from the energy counter by up to LAG / W of the power's swing.
+POWER_AVERAGING_LAG_S = 0.5
+
+
+def energy_comparison(telemetry: Mapping[str, Any], window_s: Any,
+                      tolerance: float = ENERGY_VERDICT_TOLERANCE) -> tuple[float, float, str] | None:
+    """(|energy - mean power x window| / (mean power x window), the tolerance that applies, which
+    power was used), or None without the figures.
+
+    The instantaneous power field (power_instant_mean_w) is used where the driver has it, with the
+    plain tolerance. Otherwise the ~1 s averaged reading is used and the tolerance is widened by
+    what its lag can explain: POWER_AVERAGING_LAG_S / window x the power's swing in the window
+    ((max - mean) / mean, doubled for max - min); a flat power trace gets no extra room."""
+    energy = telemetry.get("energy_j")
+    window = telemetry.get("window_s") or window_s
+    instant, averaged = telemetry.get("power_instant_mean_w"), telemetry.get("power_mean_w")
+    if not (_num(energy) and _num(window) and window > 0):
+        return None
+    if _num(instant) and instant > 0:
+        return abs(energy - instant * window) / (instant * window), tolerance, "instantaneous power"
+    if not (_num(averaged) and averaged > 0):
+        return None
+    peak = telemetry.get("power_max_w")
+    swing = 2 * (peak - averaged) / averaged if _num(peak) and peak > averaged else 0.0
+    widened = tolerance + POWER_AVERAGING_LAG_S / window * swing
+    return abs(energy - averaged * window) / (averaged * window), widened, "1 s averaged power"
+
+
 def energy_error(telemetry: Mapping[str, Any], window_s: Any) -> float | None:
     """|energy - mean power x window| / (mean power x window), or None without the figures."""
-    energy, power = telemetry.get("energy_j"), telemetry.get("power_mean_w")
-    window = telemetry.get("window_s") or window_s
-    if not (_num(energy) and _num(power) and power > 0 and _num(window) and window > 0):
-        return None
-    return abs(energy - power * window) / (power * window)
+    compared = energy_comparison(telemetry, window_s)
+    return None if compared is None else compared[0]
 
 
 def check_energy(records: Sequence[Mapping[str, Any]], tolerance: float = ENERGY_VERDICT_TOLERANCE,
@@ -277,14 +347,18 @@ def check_energy(records: Sequence[Mapping[str, Any]], tolerance: float = ENERGY
     if not cells:
         return Check(name=name, status=SKIPPED, figure=f"no ok CUDA cell with a >= {min_window_s:g} s window",
                      bound=bound, detail="short windows measure the counter's 100 ms step")
-    errors = [(energy_error(r.get("telemetry") or {}, r.get("window_s")), r) for r in cells]
-    missing = [r for e, r in errors if e is None]
-    known = [(e, r) for e, r in errors if e is not None]
-    over = [(e, r) for e, r in known if e > tolerance]
-    worst = max((e for e, _ in known), default=None)
-    figure = (f"{len(known)} cells, largest difference {100 * worst:.1f}%" if worst is not None
-              else "no cell has energy and power")
-    detail = [f"{_label(r)}: {100 * e:.1f}%" for e, r in over[:5]]
+    compared = [(energy_comparison(r.get("telemetry") or {}, r.get("window_s"), tolerance), r) for r in cells]
+    missing = [r for c, r in compared if c is None]
+    known = [(c, r) for c, r in compared if c is not None]
+    over = [(c, r) for c, r in known if c[0] > c[1]]
+    worst = max((c[0] for c, _ in known), default=None)
+    sources = sorted({c[2] for c, _ in known})
+    widest = max((c[1] for c, _ in known), default=tolerance)
+    figure = (f"{len(known)} cells, largest difference {100 * worst:.1f}% (against {', '.join(sources)})"
+              if worst is not None else "no cell has energy and power")
+    if widest > tolerance:
+        bound += f"; averaged power only: widened up to {100 * widest:.1f}% by its ~1 s lag"
+    detail = [f"{_label(r)}: {100 * c[0]:.1f}% > {100 * c[1]:.1f}% ({c[2]})" for c, r in over[:5]]
     detail += [f"{_label(r)}: no energy/power ({(r.get('telemetry') or {}).get('unsupported') or r.get('telemetry_reason')})"
                for r in missing[:3]]
     return Check(name=name, status=FAIL if over or missing else PASS, figure=figure, bound=bound,
@@ -348,7 +422,7 @@ def check_pairing(matched_cells: int | None, quick_ok_cells: int) -> Check:
     name, bound = "quick pairs with results/cpu-2vcpu-quick", "every ok quick cell in the speedup table"
     if matched_cells is None:
         return Check(name=name, status=SKIPPED, figure="no report built", bound=bound,
-                     detail="the report step did not finish (see its log)")
+                     detail="the report is built offline: bench/gpu_validate.sh --rebuild ARCHIVE")
     ok = quick_ok_cells > 0 and matched_cells >= quick_ok_cells
     return Check(name=name, status=PASS if ok else FAIL,
                  figure=f"{matched_cells} paired of {quick_ok_cells} ok cells", bound=bound)
@@ -360,20 +434,77 @@ def _pick(records: Sequence[Mapping[str, Any]], **axes: Any) -> Mapping[str, Any
 
 
 def _reference_check(name: str, value: float | None, reference: float, unit: str,
-                     on_gpu: bool, scale: float = 1.0) -> Check:
-    bound = f">= {REFERENCE_FLOOR:.0%} of the H200 reference {reference / scale:,.0f} {unit}"
+                     on_gpu: bool, scale: float = 1.0, digits: int = 0) -> Check:
+    bound = f">= {REFERENCE_FLOOR:.0%} of the H200 reference {reference / scale:,.{digits}f} {unit}"
     if not on_gpu:
         return Check(name=name, status=SKIPPED, figure="CPU rehearsal", bound=bound,
                      detail="the references are H200 figures")
     if value is None:
         return Check(name=name, status=FAIL, figure="no ok cell", bound=bound)
     return Check(name=name, status=PASS if value >= REFERENCE_FLOOR * reference else FAIL,
-                 figure=f"{value / scale:,.0f} {unit} = {value / reference:.2f}x the reference",
+                 figure=f"{value / scale:,.{digits}f} {unit} = {value / reference:.2f}x the reference",
                  bound=bound)
 
 
+def adam_step_checks(micro: Mapping[str, Any] | None, *, on_gpu: bool) -> list[Check]:
+    """Adam for-loop / foreach / fused `step()` alone (bench/gpu_micro.py) beside the anchor."""
+    checks = []
+    adam = (micro or {}).get("adam_step") or {}
+    where = f"{adam.get('model')}, {adam.get('tensors')} tensors" if adam else "GPT-2 small"
+    for impl, reference_ms in REFERENCES["adam_step_ms"].items():
+        name = f"Adam {impl} step alone"
+        bound = f"<= {1 / REFERENCE_FLOOR:.0f}x the H200 reference {reference_ms} ms (optimizer.step() only, 124M params)"
+        median_s = (adam.get(impl) or {}).get("median_s")
+        figure = f"{1e3 * median_s:.2f} ms ({where})" if _num(median_s) else "not measured"
+        if not on_gpu:
+            checks.append(Check(name=name, status=SKIPPED, figure=figure, bound=bound,
+                                detail="CPU rehearsal: the references are H200 figures"))
+        elif not _num(median_s):
+            checks.append(Check(name=name, status=FAIL, figure=figure, bound=bound,
+                                detail=str((adam.get(impl) or {}).get("error") or "gpu_micro did not finish")))
+        else:
+            ms = 1e3 * median_s
+            checks.append(Check(name=name, status=PASS if ms <= reference_ms / REFERENCE_FLOOR else FAIL,
+                                figure=f"{figure} = {ms / reference_ms:.2f}x", bound=bound))
+    return checks
+
+
+def check_graph_speedup(records: Sequence[Mapping[str, Any]], *, on_gpu: bool) -> Check:
+    """mlp:seed eager vs CUDA-graph replay (the `graphs` run): the launch-bound ~20x."""
+    reference = REFERENCES["seed_mlp_graph_speedup"]
+    name = "mlp:seed eager vs CUDA graph"
+    bound = f">= {REFERENCE_FLOOR * reference:.0f}x (H200 reference ~{reference:.0f}x, launch-bound)"
+    ok = _ok_records(records)
+    eager = next((r for r in ok if r.get("cuda_graphs", "off") == "off"), None)
+    graph = next((r for r in ok if r.get("cuda_graphs") == "on"), None)
+    median = lambda r: (r.get("step_time_s") or {}).get("median")  # noqa: E731
+    if not on_gpu:
+        return Check(name=name, status=SKIPPED, figure=f"{len(records)} cells recorded", bound=bound,
+                     detail="CPU rehearsal: CUDA graphs need a GPU (the graph cell is skipped by the matrix)")
+    if eager is None or graph is None or not (_num(median(eager)) and _num(median(graph))):
+        return Check(name=name, status=FAIL, figure="no ok eager and graph pair", bound=bound)
+    speedup = median(eager) / median(graph)
+    return Check(name=name, status=PASS if speedup >= REFERENCE_FLOOR * reference else FAIL,
+                 figure=f"{1e6 * median(eager):.0f} us eager / {1e6 * median(graph):.0f} us graph = {speedup:.1f}x",
+                 bound=bound)
+
+
+def check_clock_fault(micro: Mapping[str, Any] | None) -> Check:
+    """The clock check passes honest work and fails a planted fault (bench/gpu_micro.py)."""
+    name, bound = "clock check catches a planted fault", "honest work passes, hidden work fails"
+    fault = (micro or {}).get("clock_fault")
+    if not fault:
+        return Check(name=name, status=SKIPPED, figure="not measured", bound=bound,
+                     detail="gpu_micro did not finish (see its log)")
+    honest, planted = fault["honest"], fault["planted"]
+    figure = f"honest ratio {honest['ratio']:.4f} ({honest['status']}), planted {planted['ratio']:.4f} ({planted['status']})"
+    ok = honest["status"] == PASS and planted["status"] == FAIL
+    return Check(name=name, status=PASS if ok else FAIL, figure=figure, bound=bound)
+
+
 def reference_checks(runs: Mapping[str, Sequence[Mapping[str, Any]]],
-                     calibration: Mapping[str, Any] | None, *, on_gpu: bool) -> list[Check]:
+                     calibration: Mapping[str, Any] | None, *, on_gpu: bool,
+                     micro: Mapping[str, Any] | None = None) -> list[Check]:
     """The headline figures beside the H200 references (plain PyTorch loops, torch 2.11)."""
     gpt2 = runs.get("gpt2", [])
     resnet = runs.get("resnet50", [])
@@ -383,35 +514,27 @@ def reference_checks(runs: Mapping[str, Sequence[Mapping[str, Any]]],
     checks.append(_reference_check("GPT-2 small bf16 fused AdamW tokens/s",
                                    fused and fused.get("items_per_s"),
                                    REFERENCES["gpt2_bf16_fused_tokens_per_s"], "tokens/s", on_gpu))
-    checks.append(_reference_check("GPT-2 small bf16 fused AdamW MFU %",
-                                   fused and fused.get("mfu_pct"),
-                                   REFERENCES["gpt2_bf16_fused_mfu_pct"], "% MFU of 989", on_gpu))
-    comp = _pick(compiled, precision="bf16")
-    checks.append(_reference_check("GPT-2 small bf16 compiled tokens/s", comp and comp.get("items_per_s"),
-                                   REFERENCES["gpt2_compiled_tokens_per_s"], "tokens/s", on_gpu))
+    mfu = _reference_check("GPT-2 small bf16 fused AdamW MFU %", fused and fused.get("mfu_pct"),
+                           REFERENCES["gpt2_bf16_fused_mfu_pct"], "% MFU (bigtrain's causal count)", on_gpu,
+                           digits=1)
+    if fused is not None and on_gpu:
+        ours, six_n = mfu_conventions(fused)
+        mfu = dataclasses.replace(mfu, detail=(
+            f"the same cell: {ours if ours is not None else float('nan'):.1f}% bigtrain (measured FLOPs, "
+            f"causal attention) = {six_n if six_n is not None else float('nan'):.1f}% under 6N + attention; "
+            f"the reference 371k tokens/s reads {REFERENCES['gpt2_bf16_fused_mfu_pct']}% vs "
+            f"{REFERENCES['gpt2_bf16_fused_mfu_6n_attention_pct']:.0f}% -- a convention, not a slowdown"))
+    checks.append(mfu)
+    comp = _pick(compiled, precision="bf16", compile="on")
+    checks.append(_reference_check("GPT-2 small bf16 compiled model (fused AdamW) tokens/s",
+                                   comp and comp.get("items_per_s"),
+                                   REFERENCES["gpt2_compiled_model_tokens_per_s"], "tokens/s", on_gpu))
     for bn in ("on", "off"):
         cell = _pick(resnet, precision="bf16", batch_norm=bn)
         checks.append(_reference_check(f"ResNet-50 bf16 SGD BN {bn} img/s", cell and cell.get("items_per_s"),
                                        REFERENCES[f"resnet50_bf16_bn_{bn}_img_per_s"], "img/s", on_gpu))
-    for impl in ("foreach", "fused"):
-        cell = _pick(gpt2, precision="bf16", impl=impl)
-        optimizer_s = ((cell or {}).get("phase_time_s") or {}).get("optimizer")
-        reference_ms = REFERENCES["adam_step_ms"][impl]
-        bound = f"<= {1 / REFERENCE_FLOOR:.0f}x the H200 reference {reference_ms} ms (Adam step, 124M params)"
-        if not on_gpu:
-            checks.append(Check(name=f"AdamW {impl} optimizer phase", status=SKIPPED,
-                                figure="CPU rehearsal", bound=bound, detail="the references are H200 figures"))
-        elif not _num(optimizer_s):
-            checks.append(Check(name=f"AdamW {impl} optimizer phase", status=FAIL, figure="no ok cell",
-                                bound=bound))
-        else:
-            ms = 1e3 * optimizer_s
-            floor_s = cell.get("optimizer_floor_s")
-            floor = f", bandwidth floor {1e3 * floor_s:.2f} ms" if _num(floor_s) else ""
-            checks.append(Check(name=f"AdamW {impl} optimizer phase",
-                                status=PASS if ms <= reference_ms / REFERENCE_FLOOR else FAIL,
-                                figure=f"{ms:.2f} ms (step + zero_grad) = {ms / reference_ms:.2f}x{floor}",
-                                bound=bound))
+    checks += adam_step_checks(micro, on_gpu=on_gpu)
+    checks.append(check_graph_speedup(runs.get("graphs", []), on_gpu=on_gpu))
     tflops = ((calibration or {}).get("matmul_tflops") or {}).get("bf16")
     checks.append(_reference_check("calibrated bf16 matmul TFLOP/s", tflops if _num(tflops) else None,
                                    REFERENCES["bf16_matmul_tflops"], "TFLOP/s", on_gpu))
@@ -431,6 +554,7 @@ class VerdictInputs:
     bare_loop_rows: Sequence[Mapping[str, Any]] | None = None
     telemetry_overhead: Mapping[str, Any] | None = None
     quick_matched_cells: int | None = None
+    micro: Mapping[str, Any] | None = None      # bench/gpu_micro.py's JSON
     power_limits_w: Mapping[str, float] | None = None
     steps: Mapping[str, str] | None = None
     run_states: Mapping[str, str | None] | None = None   # each run's manifest state
@@ -452,8 +576,9 @@ def build_verdict(inputs: VerdictInputs) -> list[Check]:
                check_bare_loop(inputs.bare_loop_rows, on_gpu=on_gpu),
                check_telemetry_overhead(inputs.telemetry_overhead, on_gpu=on_gpu),
                check_pairing(inputs.quick_matched_cells,
-                             len(_ok_records(inputs.runs.get("quick", []))))]
-    checks += reference_checks(inputs.runs, inputs.calibration, on_gpu=on_gpu)
+                             len(_ok_records(inputs.runs.get("quick", [])))),
+               check_clock_fault(inputs.micro)]
+    checks += reference_checks(inputs.runs, inputs.calibration, on_gpu=on_gpu, micro=inputs.micro)
     return checks
 
 

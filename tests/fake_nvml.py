@@ -116,6 +116,9 @@ class FakeGpu:
     util_pct: list[int] = field(default_factory=lambda: [90, 100, 95, 99])
     mem_used_bytes: list[int] = field(default_factory=lambda: [40 << 30, 41 << 30])
     power_mw: list[int] = field(default_factory=lambda: [500_000, 650_000, 600_000])
+    #: NVML_FI_DEV_POWER_INSTANT through nvmlDeviceGetFieldValues; None: the driver lacks the
+    #: field (its entry comes back NOT_SUPPORTED while the call itself succeeds, as on older drivers).
+    power_instant_mw: list[int] | None = field(default_factory=lambda: [520_000, 640_000, 610_000])
     sm_clock_mhz: list[int] = field(default_factory=lambda: [1980, 1965])
     mem_clock_mhz: list[int] = field(default_factory=lambda: [2619])
     temperature_c: list[int] = field(default_factory=lambda: [55, 61, 58])
@@ -166,6 +169,7 @@ class FakeNvml(types.ModuleType):
     NVML_GPM_METRIC_ANY_TENSOR_UTIL = 5
     NVML_GPM_METRIC_DRAM_BW_UTIL = 10
     NVML_GPM_METRICS_GET_VERSION = 1
+    NVML_FI_DEV_POWER_INSTANT = 186
 
     def __init__(
         self,
@@ -284,6 +288,18 @@ class FakeNvml(types.ModuleType):
     def nvmlDeviceGetPowerUsage(self, handle: FakeGpu) -> int:
         self._enter("nvmlDeviceGetPowerUsage", handle)
         return handle.next_value("power_mw")
+
+    def nvmlDeviceGetFieldValues(self, handle: FakeGpu, field_ids: list[int]) -> list[SimpleNamespace]:
+        self._enter("nvmlDeviceGetFieldValues", handle)
+        values = []
+        for field_id in field_ids:
+            if field_id == self.NVML_FI_DEV_POWER_INSTANT and handle.power_instant_mw is not None:
+                values.append(SimpleNamespace(fieldId=field_id, nvmlReturn=NVML_SUCCESS, valueType=1,
+                                              value=SimpleNamespace(uiVal=handle.next_value("power_instant_mw"))))
+            else:
+                values.append(SimpleNamespace(fieldId=field_id, nvmlReturn=NVML_ERROR_NOT_SUPPORTED,
+                                              valueType=1, value=SimpleNamespace(uiVal=0)))
+        return values
 
     def nvmlDeviceGetTotalEnergyConsumption(self, handle: FakeGpu) -> int:
         self._enter("nvmlDeviceGetTotalEnergyConsumption", handle)

@@ -317,11 +317,11 @@ def test_inventory_lists_gpus(monkeypatch):
 
 def test_aggregate_exact_numbers():
     samples = [
-        TelemetrySample(t_s=0.0, util_pct=80, mem_used_bytes=10, power_w=300.0, sm_clock_mhz=1900,
+        TelemetrySample(t_s=0.0, util_pct=80, mem_used_bytes=10, power_w=300.0, power_instant_w=310.0, sm_clock_mhz=1900,
                         mem_clock_mhz=2600, temperature_c=50, throttle_mask=0),
-        TelemetrySample(t_s=0.1, util_pct=100, mem_used_bytes=30, power_w=500.0, sm_clock_mhz=1700,
+        TelemetrySample(t_s=0.1, util_pct=100, mem_used_bytes=30, power_w=500.0, power_instant_w=490.0, sm_clock_mhz=1700,
                         mem_clock_mhz=2600, temperature_c=60, throttle_mask=0x4 | 0x20),
-        TelemetrySample(t_s=0.2, util_pct=None, mem_used_bytes=20, power_w=400.0, sm_clock_mhz=1800,
+        TelemetrySample(t_s=0.2, util_pct=None, mem_used_bytes=20, power_w=400.0, power_instant_w=430.0, sm_clock_mhz=1800,
                         mem_clock_mhz=2600, temperature_c=55, throttle_mask=0x800),
     ]
     out = summarise_window(
@@ -333,6 +333,7 @@ def test_aggregate_exact_numbers():
     assert out["util_mean_pct"] == 90.0 and out["util_max_pct"] == 100
     assert out["power_mean_w"] == 400.0 and out["power_max_w"] == 500.0
     assert out["power_from_energy_w"] == 400.0
+    assert out["power_instant_mean_w"] == pytest.approx(410.0)
     assert out["mem_used_max_bytes"] == 30
     assert out["sm_clock_mean_mhz"] == 1800.0
     assert out["temperature_max_c"] == 60

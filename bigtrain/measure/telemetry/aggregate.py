@@ -38,6 +38,7 @@ SAMPLED_OUTPUTS = {
     "util_pct": ("util_mean_pct", "util_max_pct"),
     "mem_used_bytes": ("mem_used_max_bytes",),
     "power_w": ("power_mean_w", "power_max_w"),
+    "power_instant_w": ("power_instant_mean_w",),
     "sm_clock_mhz": ("sm_clock_mean_mhz",),
     "mem_clock_mhz": ("mem_clock_mean_mhz",),
     "temperature_c": ("temperature_max_c",),
@@ -72,6 +73,7 @@ class TelemetrySample:
     util_pct: float | None = None
     mem_used_bytes: int | None = None
     power_w: float | None = None
+    power_instant_w: float | None = None   # NVML_FI_DEV_POWER_INSTANT: not averaged over ~1 s
     sm_clock_mhz: float | None = None
     mem_clock_mhz: float | None = None
     temperature_c: float | None = None
@@ -137,6 +139,7 @@ class WindowTelemetry:
     mem_used_max_bytes: int | None
     power_mean_w: float | None
     power_max_w: float | None
+    power_instant_mean_w: float | None
     energy_j: float | None
     energy_window_s: float | None
     energy_method: str | None
@@ -197,6 +200,7 @@ def summarise_window(readings: WindowReadings, work: WindowWork) -> WindowTeleme
         "mem_used_max_bytes": max(mem) if mem else None,
         "power_mean_w": _mean(power),
         "power_max_w": max(power) if power else None,
+        "power_instant_mean_w": _mean(series("power_instant_w")),
         "sm_clock_mean_mhz": _mean(series("sm_clock_mhz")),
         "mem_clock_mean_mhz": _mean(series("mem_clock_mhz")),
         "temperature_max_c": max(temperature) if temperature else None,

@@ -136,6 +136,10 @@ def device_count() -> int:
 # One device
 
 
+#: nvmlValueType_t -> the nvmlValue_t union member that holds the value.
+_FIELD_VALUE_MEMBERS = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class GpmWindow:
     """The first GPM sample of a window, and the buffer the closing one goes into."""
@@ -220,6 +224,25 @@ class NvmlDevice:
 
     def power_w(self) -> float:
         return self._get("nvmlDeviceGetPowerUsage") / 1000.0  # mW
+
+    def power_instant_w(self) -> float:
+        """Instantaneous board power (field NVML_FI_DEV_POWER_INSTANT), where the driver has it.
+
+        On Hopper nvmlDeviceGetPowerUsage is documented as an average over ~1 s, so its mean over a
+        short window lags the energy counter; the instantaneous field does not."""
+        field_id = getattr(self._nvml, "NVML_FI_DEV_POWER_INSTANT", None)
+        if field_id is None:
+            raise FieldUnavailable("NVML_FI_DEV_POWER_INSTANT is not in this nvidia-ml-py", permanent=True)
+        (value,) = self._get("nvmlDeviceGetFieldValues", [field_id])
+        code = int(value.nvmlReturn)
+        if code != getattr(self._nvml, "NVML_SUCCESS", 0):
+            permanent = code == getattr(self._nvml, "NVML_ERROR_NOT_SUPPORTED", 3)
+            raise FieldUnavailable(f"NVML_FI_DEV_POWER_INSTANT: NVML error {code}", permanent=permanent)
+        # nvmlValue_t is a union: the valueType says which member holds the mW.
+        member = _FIELD_VALUE_MEMBERS.get(int(value.valueType))
+        if member is None:
+            raise FieldUnavailable(f"NVML_FI_DEV_POWER_INSTANT: value type {value.valueType}", permanent=True)
+        return float(getattr(value.value, member)) / 1000.0
 
     def sm_clock_mhz(self) -> float:
         return float(self._get("nvmlDeviceGetClockInfo", self._nvml.NVML_CLOCK_SM))

@@ -222,6 +222,7 @@ class TelemetrySampler:
             "util_pct": device.utilization_pct,
             "mem_used_bytes": device.memory_used_bytes,
             "power_w": device.power_w,
+            "power_instant_w": device.power_instant_w,
             "sm_clock_mhz": device.sm_clock_mhz,
             "mem_clock_mhz": device.mem_clock_mhz,
             "temperature_c": device.temperature_c,
