@@ -256,6 +256,8 @@ TELEMETRY_COLUMNS: tuple[Column, ...] = (
     _telemetry("mem_used_max_bytes", "highest device memory in use (NVML)"),
     _telemetry("power_mean_w", "mean power reading over the window"),
     _telemetry("power_max_w", "highest power reading"),
+    _telemetry("power_instant_mean_w", "mean of NVML's instantaneous power field over the window "
+               "(null where the driver lacks it; the averaged reading lags a short window)"),
     _telemetry("energy_j", "energy over the window from the energy counter"),
     _telemetry("energy_window_s", "the span the energy counter covered"),
     _telemetry("energy_method", "how energy was read (counter, ...)", STRING, _OPTIONAL_TEXT),
