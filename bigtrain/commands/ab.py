@@ -20,9 +20,9 @@ from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
 from bigtrain.commands.completion import complete_preset
 
 MODES = ("interleave", "duet")
-#: `ab`'s default band. Measured on a quiet 2-vCPU box (README, "A/B gating in CI"): 72 duet rounds
-#: in 600 s resolve a few percent, while `compare`'s 5% default (made for separate runs) leaves a
-#: 5% slower optimizer step undecided by construction.
+#: `ab`'s default band. Measured on a quiet 2-vCPU box (docs/gating/ab.md, "Measured: a quiet
+#: 2-vCPU box"): 72 duet rounds in 600 s resolve a few percent, while `compare`'s 5% default
+#: (made for separate runs) leaves a 5% slower optimizer step undecided by construction.
 AB_DEFAULT_THRESHOLD = "2%"
 
 

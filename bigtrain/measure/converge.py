@@ -6,7 +6,7 @@ real loader (shuffled mini-batches, epoch after epoch), and evaluates on the hel
 and joules it took), when a budget runs out (`not_reached`, with the best value seen), or when the
 loss diverges (`diverged`, keeping the curve up to the last finite evaluation).
 
-What the clocks count (documented in the README):
+What the clocks count (documented in docs/converge.md, "What the clocks count"):
 
 - `step_time_s` and friends: the training steps only (forward, backward, optimizer), as in the
   step-time protocol; neither data loading nor evaluation is inside them;
