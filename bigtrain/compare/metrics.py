@@ -23,7 +23,7 @@ class Metric:
 
     name: str  # the key for --threshold
     label: str
-    record_field: str  # where in the record it comes from, for help texts and the README
+    record_field: str  # where in the record it comes from, for help texts and the docs
     unit: str  # s, items/s, bytes, J
     higher_is_better: bool
     value: Callable[[CellRecord], float | None]

@@ -15,7 +15,7 @@ from bigtrain.common.errors import BadInput
 #: Longest run id: two of them joined (`<a>-vs-<b>-and-N-more`) still fit a 255-byte file name.
 RUN_ID_MAX_CHARS = 100
 
-#: Which characters a run id may hold, in words, for error messages and the README.
+#: Which characters a run id may hold, in words, for error messages and the docs.
 RUN_ID_RULE = (f"1 to {RUN_ID_MAX_CHARS} characters from A-Z a-z 0-9 . _ -, starting with a "
                "letter or digit (one folder name: no '/', no spaces, not '.' or '..')")
 
