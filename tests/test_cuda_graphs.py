@@ -154,7 +154,7 @@ def test_a_step_timed_whole_has_step_times_and_no_phases() -> None:
     result = StepTimeResult(loop=loop, peak=PeakMemory(allocated_bytes=None, reserved_bytes=None,
                                                        rss_bytes=1, rss_method="test"),
                             telemetry=None, telemetry_reason="test")
-    built = type("Built", (), {"workload": step.workload})()
+    built = type("Built", (), {"workload": step.workload, "optimizer": step.optimizer})()
     fields = result.record_fields(built)
     assert fields["status"] == "ok" and fields["step_time_s"].n == len(loop.window.step_times_s)
     assert fields["phase_time_s"] is None and fields["phase_times_s"] is None
