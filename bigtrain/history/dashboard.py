@@ -17,6 +17,7 @@ from bigtrain.history.changepoints import REGRESSION
 from bigtrain.history.gate import Analysed, ordered_for_overview
 from bigtrain.history.load import HistoryRun, SkippedRun
 from bigtrain.results.output_paths import checked_output, write_output
+from bigtrain.results.run_ids import run_id_problem
 
 _STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;font-size:0.9em}td,th{border-bottom:1px solid #ddd;padding:3px 8px;
@@ -91,9 +92,16 @@ def trend_svg(item: Analysed, width: int = 900, height: int = 300) -> str:
 
 
 def _run_link(run: HistoryRun, out_dir: Path) -> str:
+    """The run's id linked to its manifest, and to its report where the dashboard folder holds
+    one at reports/<run_id>/index.html (the CI recipe writes them there)."""
     target = run.run.path.resolve() / "manifest.json"
     rel = os.path.relpath(target, out_dir.resolve() / "series")
-    return f'<a href="{_e(Path(rel).as_posix())}">{_e(run.run_id)}</a>'
+    link = f'<a href="{_e(Path(rel).as_posix())}">{_e(run.run_id)}</a>'
+    # Only an id that keeps the run-id rule (no separators, no dots-only) names a folder below.
+    report = out_dir / "reports" / run.run_id / "index.html"
+    if run_id_problem(run.run_id) is None and report.is_file():
+        link += f' <a href="../reports/{_e(run.run_id)}/index.html">report</a>'
+    return link
 
 
 def _flags(run: HistoryRun) -> str:
