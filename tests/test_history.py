@@ -201,3 +201,27 @@ def test_dashboard_pages_escape_every_string_from_a_file(tmp_path: Path) -> None
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     index = pages[0].read_text()
     assert index.index("regression") < index.index("no change point")  # newest change first
+
+
+def test_dashboard_links_a_run_report_held_beside_it(tmp_path: Path) -> None:
+    write_history(SOURCE, tmp_path / "store", commits=6, seed=12)
+    site = tmp_path / "site"
+    (site / "reports" / "synthetic-12-002").mkdir(parents=True)
+    (site / "reports" / "synthetic-12-002" / "index.html").write_text("<p>report</p>")
+    result = CliRunner().invoke(main, ["history", str(tmp_path / "store"), "--metric",
+                                       "step_time", "-o", str(site)])
+    assert result.exit_code == 0, result.output
+    page = next((site / "series").glob("*.html")).read_text()
+    assert '<a href="../reports/synthetic-12-002/index.html">report</a>' in page
+    assert page.count(">report</a>") == 1
+
+
+def test_since_days_counts_back_from_now() -> None:
+    from datetime import datetime, timezone
+
+    from bigtrain.history.gate import parse_since
+
+    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    assert parse_since("7d", now=now).after == datetime(2026, 11, 30, tzinfo=timezone.utc)
+    assert parse_since("2", now=now).after == datetime(2026, 12, 5, tzinfo=timezone.utc)
+    assert parse_since("1234abcd", now=now).commit == "1234abcd"
