@@ -225,3 +225,21 @@ def test_since_days_counts_back_from_now() -> None:
     assert parse_since("7d", now=now).after == datetime(2026, 11, 30, tzinfo=timezone.utc)
     assert parse_since("2", now=now).after == datetime(2026, 12, 5, tzinfo=timezone.utc)
     assert parse_since("1234abcd", now=now).commit == "1234abcd"
+
+
+def test_busy_runs_are_flagged_and_skip_busy_leaves_them_out(tmp_path: Path) -> None:
+    write_history(SOURCE, tmp_path, commits=6, seed=13)
+    cells = tmp_path / "synthetic-13-001" / "cells.jsonl"
+    records = [json.loads(line) for line in cells.read_text().splitlines()]
+    for record in records:
+        record["host_load"] = {"loadavg_1m": 3.0, "other_cpu_s": 1.5, "other_cpu_cores": 1.5,
+                               "steal_pct": 0.0, "gpu_other_processes": 0, "cores": 2,
+                               "cores_used": 2, "busy": True}
+    cells.write_text("".join(json.dumps(r) + "\n" for r in records))
+    runs, skipped = load_history([tmp_path])
+    assert skipped == []
+    [series] = [s for s in build_series(runs) if s.metric.name == "step_time"][:1]
+    assert [p.busy for p in series.points] == [False, True, False, False, False, False]
+    [kept] = [s for s in build_series(runs, skip_busy=True) if s.metric.name == "step_time"][:1]
+    assert [p.run.run_id for p in kept.points] == [
+        f"synthetic-13-00{i}" for i in (0, 2, 3, 4, 5)]

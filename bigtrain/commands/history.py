@@ -34,13 +34,16 @@ from bigtrain.common.terminal_text import inert
               help="Smallest regression the gate fails on, as for compare. Default 5%.")
 @click.option("--min-segment", type=int, default=None,
               help="Points needed each side of a shift (default 3; a series needs twice that).")
+@click.option("--skip-busy", is_flag=True,
+              help="Leave out of the series every cell run measured on a busy machine (its "
+                   "record's host_load says other processes kept cores busy).")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
               help="Also append a Markdown summary here ($GITHUB_STEP_SUMMARY works).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               help="Also write the whole analysis as JSON here.")
 def history(paths: tuple[Path, ...], out_dir: Path | None, metric_names: tuple[str, ...],
             fail_on_regression: bool, since_text: str | None, threshold_spec: str | None,
-            min_segment: int | None, markdown_path: Path | None, json_path: Path | None) -> None:
+            min_segment: int | None, skip_busy: bool, markdown_path: Path | None, json_path: Path | None) -> None:
     """Follow every cell's metrics across commits and find where they shifted.
 
     One series per machine x cell x metric (two machines never share a series), ordered by
@@ -78,7 +81,7 @@ def history(paths: tuple[Path, ...], out_dir: Path | None, metric_names: tuple[s
         click.echo(inert(f"{len(placed_by_time)} run(s) have no commit time and are placed by "
                          f"their start time: {', '.join(placed_by_time[:5])}"
                          f"{' ...' if len(placed_by_time) > 5 else ''}"))
-    series = build_series(runs, metrics)
+    series = build_series(runs, metrics, skip_busy=skip_busy)
     analysed = analyse(series, min_segment=min_segment or DEFAULT_MIN_SEGMENT)
     findings = gate_findings(analysed, since, thresholds) if fail_on_regression else []
     write_gate_files(markdown_path=markdown_path,

@@ -78,7 +78,8 @@ def trend_svg(item: Analysed, width: int = 900, height: int = 300) -> str:
     for i, (p, (low, high)) in enumerate(zip(points, spreads)):
         parts.append(f'<line x1="{x(i):.1f}" y1="{y(low):.1f}" x2="{x(i):.1f}" y2="{y(high):.1f}" '
                      f'stroke="#999"/>')
-        fill = "white" if (p.run.dirty or p.run.placed_by_time) else "#4c72b0"
+        fill = ("white" if (p.run.dirty or p.run.placed_by_time)
+                else "#dd8452" if p.busy else "#4c72b0")
         parts.append(f'<circle cx="{x(i):.1f}" cy="{y(p.value):.1f}" r="3.5" fill="{fill}" '
                      f'stroke="#4c72b0"><title>{_e(p.run.run_id)} {_e(p.run.commit_short)}: '
                      f'{p.value:.4g}</title></circle>')
@@ -86,7 +87,7 @@ def trend_svg(item: Analysed, width: int = 900, height: int = 300) -> str:
         parts.append(f'<text x="{x(index):.1f}" y="{height - pad + 30}" font-size="10" '
                      f'fill="#a60">&#9650;<title>{_e(text)}</title></text>')
     parts.append(f'<text x="{pad}" y="{height - 10}" font-size="10">runs in commit order '
-                 f'(hollow: dirty tree or placed by time; &#9650;: software version changed)</text>')
+                 f'(hollow: dirty tree or placed by time; orange: measured on a busy machine; &#9650;: software version changed)</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -104,8 +105,8 @@ def _run_link(run: HistoryRun, out_dir: Path) -> str:
     return link
 
 
-def _flags(run: HistoryRun) -> str:
-    flags = []
+def _flags(run: HistoryRun, *, busy: bool = False) -> str:
+    flags = ["measured on a busy machine"] if busy else []
     if run.dirty:
         flags.append("dirty tree")
     if run.placed_by_time:
@@ -155,7 +156,7 @@ def series_page(item: Analysed, out_dir: Path) -> str:
                     f"<td>{_e(p.run.when.isoformat(timespec='minutes'))}</td>"
                     f"<td>{_run_link(p.run, out_dir)}</td><td>{p.value:.5g}</td>"
                     f"<td>{low:.4g} - {high:.4g}</td><td>{len(p.samples)}</td>"
-                    f"<td>{_e(_flags(p.run))}</td></tr>")
+                    f"<td>{_e(_flags(p.run, busy=p.busy))}</td></tr>")
     body.append("</table>")
     return _page(f"{s.cell_label} {s.metric.name}", "".join(body))
 

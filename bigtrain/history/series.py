@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from bigtrain.compare.metrics import METRICS, Metric
 from bigtrain.history.load import SOFTWARE_KEYS, HistoryRun
+from bigtrain.measure.host_load import is_busy_record  # pure; imports nothing heavy
 from bigtrain.results.schema import CellRecord
 
 
@@ -26,6 +27,8 @@ class Point:
     value: float
     samples: tuple[float, ...]
     repeats: int
+    #: Some repeat of it was measured while other processes kept the host busy (host_load).
+    busy: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,7 +75,7 @@ def _point(run: HistoryRun, metric: Metric, records: Sequence[CellRecord]) -> Po
     steps = [s for r in records for s in metric.steps(r) if s is not None and s > 0]
     samples = tuple(steps) if steps else tuple(float(v) for v in values)
     return Point(run=run, value=float(statistics.median(values)), samples=samples,
-                 repeats=len(values))
+                 repeats=len(values), busy=any(is_busy_record(r.host_load) for r in records))
 
 
 def _software_changes(points: Sequence[Point]) -> tuple[tuple[int, str], ...]:
@@ -86,16 +89,17 @@ def _software_changes(points: Sequence[Point]) -> tuple[tuple[int, str], ...]:
     return tuple(changes)
 
 
-def build_series(runs: Sequence[HistoryRun],
-                 metrics: Sequence[Metric] = METRICS) -> list[Series]:
+def build_series(runs: Sequence[HistoryRun], metrics: Sequence[Metric] = METRICS, *,
+                 skip_busy: bool = False) -> list[Series]:
     """Every series with at least one point: per machine, cell and metric, in the runs' order
-    (`runs` as `load_history` sorts them). Only records with status ok count."""
+    (`runs` as `load_history` sorts them). Only records with status ok count; with `skip_busy`,
+    a cell's run measured on a busy machine is left out of its series."""
     grouped: dict[tuple[str, str, str], list[Point]] = {}
     labels: dict[str, str] = {}
     for run in runs:
         by_cell: dict[str, list[CellRecord]] = {}
         for record in run.run.records:
-            if record.status == "ok":
+            if record.status == "ok" and not (skip_busy and is_busy_record(record.host_load)):
                 by_cell.setdefault(record.cell_id, []).append(record)
         for cell_id, records in by_cell.items():
             labels.setdefault(cell_id, cell_label(records[0]))
