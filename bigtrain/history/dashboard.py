@@ -73,6 +73,12 @@ def trend_svg(item: Analysed, width: int = 900, height: int = 300) -> str:
                      f'stroke="{colour}" stroke-dasharray="4 3"/>'
                      f'<text x="{cx + 3:.1f}" y="{pad - 12}" font-size="11" fill="{colour}">'
                      f'{change.change_pct:+.1f}%</text>')
+    # Each segment's level (the geometric mean of its values) between the change points.
+    edges = [0, *(c.index for c in item.detection.change_points), n]
+    for start, end in zip(edges, edges[1:]):
+        level = float(np.exp(np.mean(np.log([p.value for p in points[start:end]]))))
+        parts.append(f'<line x1="{x(start):.1f}" y1="{y(level):.1f}" x2="{x(end - 1):.1f}" '
+                     f'y2="{y(level):.1f}" stroke="#55a868" stroke-width="2"/>')
     path = " ".join(f"{x(i):.1f},{y(p.value):.1f}" for i, p in enumerate(points))
     parts.append(f'<polyline points="{path}" fill="none" stroke="#4c72b0"/>')
     for i, (p, (low, high)) in enumerate(zip(points, spreads)):
@@ -87,7 +93,7 @@ def trend_svg(item: Analysed, width: int = 900, height: int = 300) -> str:
         parts.append(f'<text x="{x(index):.1f}" y="{height - pad + 30}" font-size="10" '
                      f'fill="#a60">&#9650;<title>{_e(text)}</title></text>')
     parts.append(f'<text x="{pad}" y="{height - 10}" font-size="10">runs in commit order '
-                 f'(hollow: dirty tree or placed by time; orange: measured on a busy machine; &#9650;: software version changed)</text>')
+                 f'(green: level of each segment; hollow: dirty tree or placed by time; orange: measured on a busy machine; &#9650;: software version changed)</text>')
     parts.append("</svg>")
     return "".join(parts)
 

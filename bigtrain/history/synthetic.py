@@ -57,11 +57,14 @@ def resampled_record(record: dict[str, Any], rng: np.random.Generator, factor: f
 def write_history(source: Path, out: Path, *, commits: int, shift_at: int | None = None,
                   shift_pct: float = 0.0, shifted_cells: Sequence[str] | None = None,
                   run_noise_pct: float = 0.0, seed: int = 0,
-                  dirty_at: Sequence[int] = (), no_commit_at: Sequence[int] = ()) -> list[Path]:
+                  dirty_at: Sequence[int] = (), no_commit_at: Sequence[int] = (),
+                  only_cells: Sequence[str] | None = None) -> list[Path]:
     """Write `commits` synthetic run folders under `out` from the real run `source`; from
     commit `shift_at` on, the step times of `shifted_cells` (default: all) are `shift_pct`
-    percent longer. Returns the folders, oldest first."""
+    percent longer; `only_cells` keeps just those cells. Returns the folders, oldest first."""
     manifest, records = read_source(source)
+    if only_cells is not None:
+        records = [r for r in records if r["cell_id"] in only_cells]
     rng = np.random.default_rng(seed)
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
     sigma = math.log1p(run_noise_pct / 100.0)
