@@ -191,13 +191,21 @@ def test_dashboard_pages_escape_every_string_from_a_file(tmp_path: Path) -> None
         records = [json.loads(line) for line in cells.read_text().splitlines()]
         records[0]["model"] = "<script>alert(1)</script>"
         cells.write_text("".join(json.dumps(r) + "\n" for r in records))
+        manifest_path = cells.parent / "manifest.json"
+        manifest = json.loads(manifest_path.read_text())
+        manifest["run_id"] = f"<b onmouseover=x>{manifest['run_id']}"
+        manifest["environment"]["cpu_model"] = "<img src=x onerror=alert(1)>"
+        manifest_path.write_text(json.dumps(manifest))
+    md = tmp_path / "summary.md"
     result = CliRunner().invoke(main, ["history", str(store), "--metric", "step_time",
-                                       "-o", str(tmp_path / "site")])
+                                       "-o", str(tmp_path / "site"), "--markdown", str(md)])
     assert result.exit_code == 0, result.output
+    assert "<script" not in md.read_text() and "<img" not in md.read_text()
     pages = [tmp_path / "site" / "index.html", *(tmp_path / "site" / "series").glob("*.html")]
     assert len(pages) > 2
     text = "".join(page.read_text() for page in pages)
     assert "<script" not in text and "&lt;script&gt;" in text
+    assert "<img" not in text and "<b onmouseover" not in text and "&lt;img src=x" in text
     assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
     index = pages[0].read_text()
     assert index.index("regression") < index.index("no change point")  # newest change first

@@ -5,7 +5,8 @@ The modules import only click at the top; each command imports torch or pandas i
 
 from __future__ import annotations
 
-from bigtrain.commands import calibrate, compare, converge, env, export, history, listing, report, sweep
+from bigtrain.commands import (calibrate, compare, converge, env, export, history, listing, report,
+                               sweep)
 
 COMMANDS = [
     command
