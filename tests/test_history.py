@@ -232,7 +232,9 @@ def test_since_days_counts_back_from_now() -> None:
     now = datetime(2026, 12, 7, tzinfo=timezone.utc)
     assert parse_since("7d", now=now).after == datetime(2026, 11, 30, tzinfo=timezone.utc)
     assert parse_since("2", now=now).after == datetime(2026, 12, 5, tzinfo=timezone.utc)
+    assert parse_since("100d", now=now).after == datetime(2026, 8, 29, tzinfo=timezone.utc)
     assert parse_since("1234abcd", now=now).commit == "1234abcd"
+    assert parse_since("1234", now=now).commit == "1234"
 
 
 def test_busy_runs_are_flagged_and_skip_busy_leaves_them_out(tmp_path: Path) -> None:

@@ -71,16 +71,19 @@ class Since:
         return Since(text=self.text, commit=self.commit, first_run_after=min(r.when for r in hits))
 
 
-_DAYS = re.compile(r"^(\d+(?:\.\d+)?)d?$")
+#: Days: up to 4 digits with a `d` (`7d`, `1.5d`, `365d`) or up to 3 bare digits (`7`); longer
+#: all-hex text is a commit prefix.
+_DAYS = re.compile(r"^(\d{1,4}(?:\.\d+)?)d$|^(\d{1,3}(?:\.\d+)?)$")
 _HEX = re.compile(r"^[0-9a-fA-F]{4,40}$")
 
 
 def parse_since(text: str, *, now: datetime | None = None) -> Since:
     """`--since 7` / `7d` (days back from now) or a commit (4 to 40 hex digits)."""
     days = _DAYS.match(text.strip())
-    if days and not (len(text.strip()) >= 4 and _HEX.match(text.strip())):
+    if days:
         now = now or datetime.now(timezone.utc)
-        return Since(text=text, after=now - timedelta(days=float(days.group(1))))
+        count = float(days.group(1) or days.group(2))
+        return Since(text=text, after=now - timedelta(days=count))
     if _HEX.match(text.strip()):
         return Since(text=text, commit=text.strip().lower())
     raise BadInput(f"--since {text!r}: give a number of days (e.g. 7 or 7d) or a commit "
