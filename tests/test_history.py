@@ -253,3 +253,14 @@ def test_busy_runs_are_flagged_and_skip_busy_leaves_them_out(tmp_path: Path) -> 
     [kept] = [s for s in build_series(runs, skip_busy=True) if s.metric.name == "step_time"][:1]
     assert [p.run.run_id for p in kept.points] == [
         f"synthetic-13-00{i}" for i in (0, 2, 3, 4, 5)]
+
+
+def test_the_power_bench_wilson_interval_matches_the_textbook_values() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("history_power", REPO / "bench" / "history_power.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    low, high = bench.wilson(5, 10)
+    assert (round(low, 4), round(high, 4)) == (0.2366, 0.7634)
+    assert bench.wilson(0, 20)[0] == 0.0 and round(bench.wilson(0, 20)[1], 4) == 0.1611
