@@ -17,7 +17,8 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.measure.envinfo", "bigtrain.run.console"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
-             "bigtrain.compare.exports", "bigtrain.cli"]
+             "bigtrain.compare.exports", "bigtrain.history.gate",
+             "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

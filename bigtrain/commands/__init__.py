@@ -5,10 +5,11 @@ The modules import only click at the top; each command imports torch or pandas i
 
 from __future__ import annotations
 
-from bigtrain.commands import calibrate, compare, converge, env, export, listing, report, sweep
+from bigtrain.commands import (calibrate, compare, converge, env, export, history, listing, report,
+                               sweep)
 
 COMMANDS = [
     command
-    for module in (sweep, converge, listing, env, calibrate, report, compare, export)
+    for module in (sweep, converge, listing, env, calibrate, report, compare, export, history)
     for command in module.COMMANDS
 ]

@@ -43,6 +43,19 @@ def git_state(path: Path | None = None) -> tuple[str | None, bool | None]:
     return commit or None, bool(dirty)
 
 
+def git_commit_time(path: Path | None = None) -> str | None:
+    """The committer time of HEAD (ISO 8601), which `bigbench history` orders runs by; None
+    outside git."""
+    where = path or Path(__file__).resolve().parents[2]
+    try:
+        return subprocess.run(
+            ["git", "-C", str(where), "show", "-s", "--format=%cI", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=True,
+        ).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def collect_environment() -> dict[str, Any]:
     """Everything that identifies the machine and software a run was made with."""
     import psutil
@@ -86,6 +99,7 @@ def collect_environment() -> dict[str, Any]:
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "git_commit": commit,
         "git_dirty": dirty,
+        "git_commit_time": git_commit_time() if commit else None,
     }
 
 

@@ -291,6 +291,7 @@ ENVIRONMENT_RULES: Mapping[str, Rule] = {
     **{key: _COUNT for key in ("gpu_count", "cpu_cores_logical", "cpu_cores_physical", "ram_bytes",
                                "torch_num_threads")},
     "git_dirty": boolean(nullable=True),
+    "git_commit_time": timestamp(nullable=True),
 }
 #: One node of a cluster executor's run (the manifest's `nodes`): the cluster's id for it, its
 #: address and host name, what it offers, and its own environment fingerprint (bigtrain.measure.envinfo).
