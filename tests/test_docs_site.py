@@ -68,7 +68,10 @@ def test_every_link_and_image_in_the_readme_lands() -> None:
 
 def test_the_readme_figure_is_a_committed_report_figure_and_the_site_shows_it_too() -> None:
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", README.read_text())
-    assert images and all(i.startswith("reports/cpu-2vcpu-quick/figures/") for i in images)
+    # The front door's picture is a real report's figure; a later one (the history dashboard's
+    # chart, which issue 27 asks the README to show) must still be a committed file.
+    assert images and images[0].startswith("reports/cpu-2vcpu-quick/figures/")
+    assert all((REPO / i).is_file() for i in images), images
     site_copy = DOCS / "assets" / "report-throughput-cnn-tiny.png"
     assert site_copy.resolve() == (REPO / images[0]).resolve()  # a link, never a stale copy
 

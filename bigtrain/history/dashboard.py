@@ -123,7 +123,7 @@ def _flags(run: HistoryRun, *, busy: bool = False) -> str:
 def series_page(item: Analysed, out_dir: Path) -> str:
     """One series' page."""
     s = item.series
-    body = [f'<p><a href="../index.html">&larr; all series</a></p>',
+    body = ['<p><a href="../index.html">&larr; all series</a></p>',
             f"<h1>{_e(s.cell_label)}: {_e(s.metric.name)}</h1>",
             f"<p>machine: {_e(s.machine)}<br>cell id: <code>{_e(s.cell_id)}</code><br>"
             f"{'lower' if not s.metric.higher_is_better else 'higher'} is better; noise "

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from bigtrain.compare.metrics import METRICS, Metric
 from bigtrain.history.load import SOFTWARE_KEYS, HistoryRun
-from bigtrain.measure.host_load import is_busy_record  # pure; imports nothing heavy
 from bigtrain.results.schema import CellRecord
 
 
@@ -75,7 +74,7 @@ def _point(run: HistoryRun, metric: Metric, records: Sequence[CellRecord]) -> Po
     steps = [s for r in records for s in metric.steps(r) if s is not None and s > 0]
     samples = tuple(steps) if steps else tuple(float(v) for v in values)
     return Point(run=run, value=float(statistics.median(values)), samples=samples,
-                 repeats=len(values), busy=any(is_busy_record(r.host_load) for r in records))
+                 repeats=len(values), busy=any(r.measured_busy for r in records))
 
 
 def _software_changes(points: Sequence[Point]) -> tuple[tuple[int, str], ...]:
@@ -99,7 +98,7 @@ def build_series(runs: Sequence[HistoryRun], metrics: Sequence[Metric] = METRICS
     for run in runs:
         by_cell: dict[str, list[CellRecord]] = {}
         for record in run.run.records:
-            if record.status == "ok" and not (skip_busy and is_busy_record(record.host_load)):
+            if record.status == "ok" and not (skip_busy and record.measured_busy):
                 by_cell.setdefault(record.cell_id, []).append(record)
         for cell_id, records in by_cell.items():
             labels.setdefault(cell_id, cell_label(records[0]))
