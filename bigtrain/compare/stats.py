@@ -10,6 +10,10 @@ are the steps of that one process; a Mann-Whitney U test on them says whether th
 distributions differ, but cannot see process-to-process noise (the verdict says so). With neither,
 only the threshold is applied.
 
+A change that is not shown beyond the threshold is called unchanged only where the evidence rules
+out one beyond it: with repeats, when the Welch interval of the ratio lies inside the threshold
+band; an interval that reaches past the band is undecided, as it is for paired rounds below.
+
 No numpy, torch or pandas here; scipy supplies the distributions.
 """
 
