@@ -51,7 +51,7 @@ def undecided_lines(result: Any, undecided: str) -> list[str]:
               else f"up to {max(worst):.3g}%")
     if not getattr(result, "paired", True):
         # separate runs: the interval is as wide as the spread between repeats
-        unseen = unseen.replace("too few rounds", "too few repeats")
+        unseen = unseen.replace("too few rounds", "the repeats are too noisy to bound it")
         remedy = "measure more --repeats, on a quieter machine, or use a wider --threshold"
     else:
         remedy = "give more --budget-s/--rounds, a quieter machine, or a wider --threshold"
