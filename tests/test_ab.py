@@ -92,7 +92,8 @@ def test_aa_run_writes_two_normal_run_folders_in_the_recorded_seeded_order(tmp_p
 
     # compare, report and export read the folders as any others.
     base, cand = (str(tmp_path / "results" / f"aa-{s}") for s in ("baseline", "candidate"))
-    assert run_cli("compare", base, cand).exit_code in (0, 1)
+    # a verdict, never bad input: 3 where the real A/A repeats are too noisy to call unchanged
+    assert run_cli("compare", base, cand).exit_code in (0, 1, 3)
     report = run_cli("report", base, cand, "-o", str(tmp_path / "report"))
     assert report.exit_code == 0, report.output
     assert (tmp_path / "report" / "index.html").is_file()

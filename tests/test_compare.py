@@ -63,7 +63,7 @@ def test_every_cell_verdict(runs):
     assert "oom" in cells["broken"].note
     assert comparison.gate_failed
     assert comparison.counts() == {"regressed": 1, "failed": 1, "missing": 1, "new": 1,
-                                   "improved": 1, "unchanged": 1}
+                                   "undecided": 0, "improved": 1, "unchanged": 1}
 
 
 def test_each_metric_has_its_direction(runs):
@@ -257,6 +257,69 @@ def test_cli_exit_code_per_verdict(tmp_path, cells, exit_code):
     cand = write_run(tmp_path, "c", records)
     result = _invoke(base, cand)
     assert result.exit_code == exit_code, result.output
+
+
+def _noisy_a_a(tmp_path, spread: float = 0.5):
+    """The same cell measured twice with 3 repeats whose medians scatter by +-spread (a busy box)."""
+    base = write_run(tmp_path, "b", repeated_cell("b", "c1", 0.010, repeats=3,
+                                                  repeat_spread=spread))
+    cand = write_run(tmp_path, "c", repeated_cell("c", "c1", 0.010, repeats=3, seed=3,
+                                                  repeat_spread=spread))
+    return base, cand
+
+
+def test_noisy_repeats_make_an_undecided_cell_with_its_interval(tmp_path):
+    comparison = cmp.compare_run_dirs(*_noisy_a_a(tmp_path))
+    (cell,) = comparison.cells
+    assert cell.outcome == "undecided" and not comparison.all_decided
+    assert not comparison.gate_failed  # not a regression: the --undecided policy decides
+    step = {m.metric.name: m.verdict for m in cell.metrics}["step_time"]
+    assert step.outcome == "undecided"
+    assert step.ratio_low < 1 / 1.05 or step.ratio_high > 1.05
+    assert step.mde_pct > 5
+    assert comparison.counts()["undecided"] == 1
+
+
+def test_a_regression_beside_an_undecided_metric_makes_the_cell_regressed(tmp_path):
+    # step time 2x slower with tight repeats; peak memory (steady, threshold only) is unchanged
+    base = write_run(tmp_path, "b", repeated_cell("b", "c1", 0.010, repeats=3))
+    cand = write_run(tmp_path, "c", repeated_cell("c", "c1", 0.020, repeats=3, seed=3))
+    (cell,) = cmp.compare_run_dirs(base, cand).cells
+    assert cell.outcome == "regressed"
+    # and the noisy pair: undecided outranks unchanged and improved, never a regression
+    (noisy,) = cmp.compare_run_dirs(*_noisy_a_a(tmp_path / "noisy")).cells
+    outcomes = {m.outcome for m in noisy.metrics}
+    assert "undecided" in outcomes and "regressed" not in outcomes
+    assert noisy.outcome == "undecided"
+
+
+def test_cli_undecided_exits_3_unless_passed_with_a_warning(tmp_path):
+    base, cand = _noisy_a_a(tmp_path)
+    md, out = tmp_path / "cmp.md", tmp_path / "cmp.json"
+    closed = _invoke(base, cand, "--markdown", md, "--json", out)
+    assert closed.exit_code == 3, closed.output
+    assert "gate FAILED (exit 3): 1 cell(s) undecided" in closed.output
+    assert "--repeats" in closed.output and "--budget-s" not in closed.output
+    assert "1 undecided (of 1 cells); undecided: the repeats are too noisy" in closed.output
+    assert "could detect >=" in closed.output
+    text = md.read_text()
+    assert ":warning:" in text and ":white_check_mark:" not in text
+    assert "### Undecided (the repeats are too noisy to decide" in text
+    data = json.loads(out.read_text())
+    assert data["counts"]["undecided"] == 1 and data["gate_failed"] is False
+    step = next(m for m in data["cells"][0]["metrics"] if m["metric"] == "step_time")
+    assert step["verdict"] == "undecided" and step["mde_pct"] > 5
+    assert len(step["ratio_interval"]) == 2
+    opened = _invoke(base, cand, "--undecided", "pass")
+    assert opened.exit_code == 0, opened.output
+    assert "warning: 1 cell(s) undecided, passed only because --undecided pass" in opened.output
+
+
+def test_cli_tight_a_a_pair_is_unchanged_and_passes(tmp_path):
+    base, cand = _noisy_a_a(tmp_path, spread=0.001)
+    result = _invoke(base, cand)
+    assert result.exit_code == 0, result.output
+    assert "1 unchanged (of 1 cells)" in result.output and "undecided" not in result.output
 
 
 def test_cli_markdown_shows_regressions_and_folds_the_rest(runs, tmp_path):

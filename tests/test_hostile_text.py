@@ -116,7 +116,8 @@ def test_compare_prints_hostile_run_ids_and_writes_its_files(hostile_sweep, tmp_
     markdown, as_json = tmp_path / "summary.md", tmp_path / "compare.json"
     result = _run_in_process("compare", str(baseline), str(candidate), "--markdown",
                              str(markdown), "--json", str(as_json))
-    assert result.exit_code in (0, 1), result.output  # a verdict, not bad input or a crash
+    # a verdict (3: undecided, real repeats on a busy box), not bad input or a crash
+    assert result.exit_code in (0, 1, 3), result.output
     assert "cand[/x][bold]\\x1b[31m" in result.output
     assert ESC not in result.output
     assert markdown.stat().st_size > 0

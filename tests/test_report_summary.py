@@ -385,7 +385,7 @@ def test_noise_between_two_runs_is_not_headlined_as_a_result(tmp_path: Path) -> 
     # the per-cell counts are compare's own verdicts on the same pair
     counts = compare_run_dirs(runs[0], runs[1]).counts()
     expected = [f"{counts['improved']} faster", f"{counts['regressed']} slower",
-                f"{counts['unchanged']} unchanged"]
+                f"{counts['unchanged']} unchanged", f"{counts['undecided']} undecided"]
     assert f"per cell as compare decides: {', '.join(e for e in expected if e[0] != '0')}" in line
 
 
@@ -440,6 +440,20 @@ def test_one_cell_with_repeats_uses_compares_interval(tmp_path: Path) -> None:
     assert (overall.geomean, overall.ci_low, overall.ci_high) == pytest.approx(
         (test.ratio, test.ratio_low, test.ratio_high), rel=1e-12)
     assert overall.verdict == "faster"
+
+
+def test_noisy_repeats_are_counted_undecided_per_cell(tmp_path: Path) -> None:
+    """Issue 30: an A/A pair whose repeats scatter by +-40% is not "unchanged" per cell: compare
+    calls it undecided (its interval reaches past the band), and the report counts it so."""
+    from bigtrain.compare import compare_run_dirs
+    from bigtrain.report.summary import verdict_lines
+
+    runs = _noise_runs(tmp_path, [1.0, 1.0], repeats=3, repeat_spread=0.4)
+    counts = compare_run_dirs(runs[0], runs[1]).counts()
+    assert counts["undecided"] == 2 and counts["unchanged"] == 0
+    (line,) = verdict_lines(load_report_data(runs, runs[0]))
+    assert "per cell as compare decides: 2 undecided" in line, line
+    assert "unchanged" not in line
 
 
 def test_geomean_interval_is_the_t_interval_on_logs() -> None:

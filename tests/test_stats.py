@@ -94,14 +94,91 @@ def test_decide_significant_but_under_threshold_is_unchanged():
     assert verdict.outcome == stats.UNCHANGED
 
 
-def test_decide_over_threshold_but_within_noise_is_unchanged():
+def test_decide_over_threshold_but_within_noise_is_undecided():
+    """Issue 30: not significant is not "no change" -- the interval reaches far past the band."""
     base = _repeats(1.0, 0.7, 1.3, 1.0, 0.8)
     cand = _repeats(1.1, 0.8, 1.4, 1.1, 0.9)  # medians +10%, but repeats spread by +-30%
     verdict = decide(base, cand, higher_is_better=False, threshold_pct=5)
     geometric = ((1.1 * 0.8 * 1.4 * 1.1 * 0.9) / (1.0 * 0.7 * 1.3 * 1.0 * 0.8)) ** (1 / 5)
     assert verdict.change_pct == pytest.approx((geometric - 1) * 100, rel=1e-12)
     assert verdict.p_value > 0.01
+    assert verdict.ratio_low < 1 / 1.05 and verdict.ratio_high > 1.05
+    assert verdict.outcome == stats.UNDECIDED
+
+
+# logs [0, 0.2] a side: each variance 0.02, se = sqrt(0.02/2 + 0.02/2) = sqrt(0.02), Welch df = 2,
+# and for 2 df the two-sided 99% critical value solves t / sqrt(t^2 + 2) = 0.99.
+_T99_DF2 = math.sqrt(2 * 0.99**2 / (1 - 0.99**2))
+
+
+def test_noisy_a_a_pair_is_undecided_with_its_interval_and_detectable_change():
+    noisy = _repeats(math.exp(0.0), math.exp(0.2))
+    verdict = decide(noisy, noisy, higher_is_better=False, threshold_pct=5)
+    half_width = _T99_DF2 * math.sqrt(0.02)  # 1.4036: the interval is [0.246, 4.07]
+    assert verdict.p_value == 1.0 and verdict.ratio == pytest.approx(1.0)
+    assert verdict.ratio_low == pytest.approx(math.exp(-half_width), rel=1e-9)
+    assert verdict.ratio_high == pytest.approx(math.exp(half_width), rel=1e-9)
+    assert verdict.outcome == stats.UNDECIDED
+    # the smallest change this pair could have shown beyond the band: the band edge plus the
+    # interval's half-width in logs
+    assert verdict.mde_pct == pytest.approx((1.05 * math.exp(half_width) - 1) * 100, rel=1e-9)
+    assert verdict.mde_pct == pytest.approx(327.3, abs=0.1)
+    assert "could detect >= 327%" in verdict.explain()
+
+
+def test_issue_30_busy_box_a_a_pair_is_undecided_not_unchanged():
+    # like the issue's pair: 3 repeats a side, 9.97 ms vs 0.930 ms geomean, -90.7% (p = 0.21 here,
+    # 0.12 there), and a 99% interval of the ratio from 1e-5 to 756: once read "unchanged"
+    base = _repeats(0.030, 0.010, 0.0033)
+    cand = _repeats(0.0093, 0.00093, 0.000093)
+    for higher_is_better in (False, True):
+        verdict = decide(base, cand, higher_is_better=higher_is_better, threshold_pct=5)
+        assert verdict.change_pct == pytest.approx(-90.67, abs=0.01)
+        assert verdict.p_value == pytest.approx(0.21, abs=0.005)
+        assert verdict.outcome == stats.UNDECIDED
+
+
+def test_tight_a_a_pair_is_unchanged():
+    tight = _repeats(math.exp(0.0), math.exp(0.002))  # 0.2% apart: se = sqrt(2e-6)
+    verdict = decide(tight, tight, higher_is_better=False, threshold_pct=5)
+    half_width = _T99_DF2 * math.sqrt(2e-6)
+    assert verdict.ratio_high == pytest.approx(math.exp(half_width), rel=1e-9)
+    assert 1 / 1.05 < verdict.ratio_low < verdict.ratio_high < 1.05
     assert verdict.outcome == stats.UNCHANGED
+    assert verdict.mde_pct == pytest.approx((1.05 * math.exp(half_width) - 1) * 100, rel=1e-9)
+    assert "could detect" not in verdict.explain()  # said on undecided verdicts only
+
+
+def test_clear_2x_regression_is_regressed_for_time_and_throughput():
+    base, slow = _repeats(1.00, 1.01, 0.99), _repeats(2.00, 2.02, 1.98)
+    assert decide(base, slow, higher_is_better=False, threshold_pct=5).outcome == stats.REGRESSED
+    # the same runs as throughput (reciprocal): the band is symmetric in logs, so alike
+    rate = lambda s: _repeats(*(1 / x for x in s.per_repeat))  # noqa: E731
+    assert decide(rate(base), rate(slow), higher_is_better=True,
+                  threshold_pct=5).outcome == stats.REGRESSED
+
+
+def test_significant_change_under_threshold_whose_interval_crosses_the_band_is_undecided():
+    # logs [0, 0.01] vs [0.04, 0.05]: +4.08%, se = sqrt(5e-5), t = 5.66 on 2 df: p = 0.0299;
+    # the 95% interval exp(0.04 +- 4.303 * 0.00707) = [1.0096, 1.0729] reaches past 1.05
+    base = _repeats(math.exp(0.0), math.exp(0.01))
+    cand = _repeats(math.exp(0.04), math.exp(0.05))
+    verdict = decide(base, cand, higher_is_better=False, threshold_pct=5, alpha=0.05)
+    assert verdict.p_value == pytest.approx(1 - math.sqrt(32 / 34), rel=1e-9)
+    assert verdict.ratio_low > 1 and verdict.ratio_high > 1.05
+    assert verdict.outcome == stats.UNDECIDED
+
+
+def test_no_interval_keeps_the_threshold_rule():
+    """Mann-Whitney on steps and threshold-only steady metrics give no interval: not beyond the
+    threshold and the noise stays unchanged, and no detectable change is claimed."""
+    steps = tuple(1.0 + 0.01 * (i % 7) for i in range(20))
+    one = MetricSamples(per_repeat=(1.03,), within=steps)
+    verdict = decide(one, one, higher_is_better=False, threshold_pct=5)
+    assert (verdict.method, verdict.outcome, verdict.mde_pct) == (
+        stats.METHOD_STEPS, stats.UNCHANGED, None)
+    verdict = decide(_repeats(100.0), _repeats(104.0), higher_is_better=False, threshold_pct=5)
+    assert (verdict.outcome, verdict.mde_pct) == (stats.UNCHANGED, None)
 
 
 def test_decide_direction_for_throughput():
@@ -159,8 +236,9 @@ def test_welch_interval_does_not_overflow_at_tiny_alpha_with_two_repeats():
     assert 0 <= test.ratio_low < 1
     verdict = decide(MetricSamples(per_repeat=(1.0, 100.0)), MetricSamples(per_repeat=(1.0, 1e6)),
                      higher_is_better=False, threshold_pct=5, alpha=0.001)
-    assert verdict.outcome == "unchanged"  # within the (enormous) noise
-    assert "inf]" in verdict.explain()
+    # within the (enormous) noise, which leaves any change possible: undecided, no finite bound
+    assert verdict.outcome == "undecided" and verdict.mde_pct == math.inf
+    assert "inf]" in verdict.explain() and "could detect" not in verdict.explain()
 
 
 def test_safe_exp_is_exp_until_it_overflows():

@@ -113,10 +113,15 @@ def test_compare_paired_fails_closed_on_undecided_cells_and_passes_only_when_ask
     assert "passed only because --undecided pass" in opened.output
 
 
-def test_undecided_without_paired_is_bad_input(tmp_path):
+def test_undecided_is_the_unpaired_gates_policy_too(tmp_path):
+    """Without --paired the same folders are separate runs: their noisy repeats leave cells
+    undecided, and the one policy decides the exit code there as well."""
     from conftest import run_cli
 
     base, cand = _paired_folders(tmp_path, _slower_adam_rounds())
-    result = run_cli("compare", base, cand, "--undecided", "fail")
-    assert result.exit_code == exit_codes.EXIT_USAGE
-    assert "--undecided applies to --paired comparisons only" in result.output
+    closed = run_cli("compare", base, cand, "--threshold", "2%", "--undecided", "fail")
+    assert closed.exit_code == exit_codes.EXIT_UNDECIDED, closed.output
+    assert "gate FAILED (exit 3)" in closed.output and "--repeats" in closed.output
+    opened = run_cli("compare", base, cand, "--threshold", "2%", "--undecided", "pass")
+    assert opened.exit_code == exit_codes.EXIT_OK, opened.output
+    assert "passed only because --undecided pass" in opened.output

@@ -4,7 +4,9 @@ Several run folders a side: `--baseline DIR --baseline DIR2 --candidate DIR3 ...
 cell from several folders are pooled as repeats). `--paired`: the folders are the two sides of
 `bigbench ab`, judged round by round (bigtrain/compare/paired.py).
 
-Exit 0 when nothing regressed or failed, 1 when something did, 2 on bad usage or unreadable input.
+Exit 0 when nothing regressed or failed, 1 when something did, 3 when a cell is undecided (the
+noise leaves a change beyond the threshold possible; `--undecided pass` makes that a warning), 2 on
+bad usage or unreadable input.
 Imports only the analysing side (never torch), so it starts fast on a machine without a GPU stack;
 the metric names of the help text come from the metric definitions (light: no pandas either).
 """
@@ -54,9 +56,10 @@ _USAGE = ("give two run folders (bigbench compare BASELINE CANDIDATE) or at leas
               help="The folders are the two sides of `bigbench ab`: records with the same repeat "
                    "number ran in the same round; judge the per-round ratios.")
 @click.option("--undecided", type=click.Choice(UNDECIDED_POLICIES), default=None,
-              help=f"With --paired: what a cell the rounds could not decide does to the exit "
-                   f"code; fail (exit 3, the default: the rounds did not rule out a regression) "
-                   f"or pass (with a warning). [default: {DEFAULT_UNDECIDED}]")
+              help=f"What a cell the noise left undecided (its interval reaches past the "
+                   f"threshold) does to the exit code: fail (exit 3, the default: the runs did "
+                   f"not rule out a regression) or pass (with a warning). "
+                   f"[default: {DEFAULT_UNDECIDED}]")
 @click.option("--markdown", "markdown_path", type=click.Path(path_type=Path), default=None,
               help="Also write a Markdown summary here (appended to, so $GITHUB_STEP_SUMMARY works).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
@@ -84,7 +87,9 @@ def compare(
     A metric regresses only when it moved the wrong way by more than the threshold AND by more
     than the noise (a Welch t-test on the per-repeat values when both runs have repeats, else a
     Mann-Whitney U test on the step times; with --paired, an interval of the per-round ratios
-    beyond the threshold). Exit code 1 when anything regressed or failed.
+    beyond the threshold). It is unchanged only when the interval of the ratio lies inside the
+    threshold band, undecided when the interval reaches past it. Exit code 1 when anything
+    regressed or failed, 3 when a cell is undecided (see --undecided).
     """
     from bigtrain.compare import (
         compare_runs,
@@ -105,9 +110,6 @@ def compare(
         baseline_dirs, candidate_dirs = (folders[0],), (folders[1],)
     if not baseline_dirs or not candidate_dirs:
         raise BadInput(f"compare: {_USAGE}")
-    if undecided is not None and not paired:
-        raise BadInput("--undecided applies to --paired comparisons only: separate runs are "
-                       "judged regressed, improved or unchanged, never undecided")
     if not 0 < alpha < 1:
         raise BadInput(f"--alpha {alpha!r}: must be between 0 and 1 (exclusive), e.g. 0.01")
     thresholds = parse_thresholds(threshold_spec)
@@ -136,12 +138,11 @@ def compare(
                    f"fails on them (pass --allow-missing to accept a candidate that ran fewer "
                    f"cells)")
     code = EXIT_REGRESSION if comparison.gate_failed else EXIT_OK
-    if paired:
-        # The same policy as `bigbench ab`'s: rounds that decided nothing are no pass.
-        policy = undecided or DEFAULT_UNDECIDED
-        for line in undecided_lines(comparison, policy):
-            click.echo(inert(line))
-        code = gate_exit_code(comparison, code, undecided=policy)
+    # The same policy as `bigbench ab`'s: evidence that decided nothing is no pass.
+    policy = undecided or DEFAULT_UNDECIDED
+    for line in undecided_lines(comparison, policy):
+        click.echo(inert(line))
+    code = gate_exit_code(comparison, code, undecided=policy)
     if code != EXIT_OK:
         click.get_current_context().exit(code)
 

@@ -37,6 +37,7 @@ from bigtrain.compare.stats import (
     IMPROVED,
     REGRESSED,
     UNCHANGED,
+    UNDECIDED,
     MetricSamples,
     decide,
 )
@@ -101,7 +102,9 @@ def compare_cell(
         )
         metrics.append(MetricComparison(metric, verdict))
     outcomes = {m.outcome for m in metrics}
-    outcome = REGRESSED if REGRESSED in outcomes else IMPROVED if IMPROVED in outcomes else UNCHANGED
+    # worst first, as paired cells: a regression anywhere decides the cell; else a metric the noise
+    # left open keeps the whole cell from reading as a clean improvement or as unchanged
+    outcome = next((o for o in (REGRESSED, UNDECIDED, IMPROVED) if o in outcomes), UNCHANGED)
     note = None if metrics else "no metric present in both runs"
     return CellComparison(cell_id, axes, outcome, tuple(metrics), note, **common)
 

@@ -27,7 +27,7 @@ def render_markdown(comparison: Comparison) -> str:
     """Markdown: gating rows and redefined workloads in the open, the rest folded."""
     rows = table_rows(comparison)
     gating = [r for r in rows if r.outcome in GATING_VERDICTS]
-    # paired rounds: what the rounds could not decide is shown in the open too (it does not gate)
+    # what the noise left open is shown in the open too (the --undecided policy gates on it)
     undecided = [r for r in rows if r.outcome == UNDECIDED]
     rest = [r for r in rows if r.outcome not in GATING_VERDICTS and r.outcome != UNDECIDED]
     redefined = comparison.redefined_cells()
@@ -56,9 +56,10 @@ def render_markdown(comparison: Comparison) -> str:
     else:
         lines += ["No regressions or failures.", ""]
     if undecided:
-        lines += ["### Undecided (the rounds ran out before the noise allowed a decision; a "
-                  "regression up to the smallest detectable change is not ruled out)", "",
-                  *_md_table(undecided), ""]
+        why = ("the rounds ran out before the noise allowed a decision" if comparison.paired
+               else "the repeats are too noisy to decide")
+        lines += [f"### Undecided ({why}; a regression up to the smallest detectable change "
+                  f"is not ruled out)", "", *_md_table(undecided), ""]
     if redefined:
         # Compared all the same (a changed model is what a gate is often asked about), but the
         # numbers measure different code: say so where it is seen.

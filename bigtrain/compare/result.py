@@ -21,11 +21,12 @@ FAILED = "failed"
 #: because the code under test changed; every rendering names the flagged cells.
 REDEFINED = "redefined"
 #: Every verdict a cell or metric can get, worst first: the order of tables and of the summary.
-#: `undecided` comes from paired rounds only (`bigbench ab`, see bigtrain/compare/paired.py).
+#: `undecided`: the interval of the ratio still reaches past the threshold band -- paired rounds
+#: (`bigbench ab`, bigtrain/compare/paired.py) not settled yet, or separate runs too noisy to tell.
 VERDICT_ORDER = (REGRESSED, FAILED, MISSING, NEW, UNDECIDED, IMPROVED, UNCHANGED)
-#: Verdicts that fail the gate (exit code 1). `undecided` does not: the rounds ran out before
-#: the noise allowed a decision, which is shown (with the smallest change the rounds could have
-#: seen) but is not evidence of a regression; a gate that failed on it would fail on a noisy box.
+#: Verdicts that fail the gate (exit code 1). `undecided` is not evidence of a regression, so it
+#: is not among them: what it does to the exit code is the `--undecided` policy's call
+#: (bigtrain/compare/undecided.py: exit 3 by default), shown with the smallest detectable change.
 GATING_VERDICTS = frozenset({REGRESSED, FAILED})
 
 
@@ -58,7 +59,8 @@ class CellComparison:
 
     @property
     def decided(self) -> bool:
-        """False while more paired rounds could still decide the cell."""
+        """False while the noise leaves the cell open (more paired rounds or repeats could
+        decide it)."""
         return self.outcome != UNDECIDED
 
     @property
@@ -137,12 +139,12 @@ class Comparison:
 
     @property
     def all_decided(self) -> bool:
-        """True when no cell is undecided: more paired rounds would change nothing."""
+        """True when no cell is undecided: more rounds or repeats would change no verdict's kind."""
         return all(cell.decided for cell in self.cells)
 
     def counts(self) -> dict[str, int]:
-        """How many cells got each verdict, in VERDICT_ORDER (`undecided` for paired rounds only)."""
-        counts = dict.fromkeys((v for v in VERDICT_ORDER if v != UNDECIDED or self.paired), 0)
+        """How many cells got each verdict, in VERDICT_ORDER (every verdict, zeros included)."""
+        counts = dict.fromkeys(VERDICT_ORDER, 0)
         for cell in self.cells:
             counts[cell.outcome] = counts.get(cell.outcome, 0) + 1
         return counts
@@ -159,7 +161,7 @@ class Comparison:
                    or (self.missing_fails and cell.outcome == MISSING) for cell in self.cells)
 
     def sorted_cells(self) -> list[CellComparison]:
-        """Cells worst first (regressed, failed, missing, new, improved, unchanged)."""
+        """Cells worst first (regressed, failed, missing, new, undecided, improved, unchanged)."""
         rank = {v: i for i, v in enumerate(VERDICT_ORDER)}
         return sorted(self.cells, key=lambda c: (rank[c.outcome], c.label, c.cell_id))
 

@@ -98,8 +98,11 @@ def summary_line(comparison: Comparison) -> str:
     if comparison.paired:
         line += f" after {comparison.rounds} paired rounds"
         if not comparison.all_decided:
-            line += ("; undecided: more rounds needed to tell (ab's --undecided policy decides "
+            line += ("; undecided: more rounds needed to tell (the --undecided policy decides "
                      "whether that fails the gate)")
+    elif not comparison.all_decided:
+        line += ("; undecided: the repeats are too noisy to tell a change beyond the threshold "
+                 "from none (the --undecided policy decides whether that fails the gate)")
     redefined = len(comparison.redefined_cells())
     if redefined:
         line += f"; {redefined} with a redefined workload, compared all the same"

@@ -10,6 +10,10 @@ are the steps of that one process; a Mann-Whitney U test on them says whether th
 distributions differ, but cannot see process-to-process noise (the verdict says so). With neither,
 only the threshold is applied.
 
+A change that is not shown beyond the threshold is called unchanged only where the evidence rules
+out one beyond it: with repeats, when the Welch interval of the ratio lies inside the threshold
+band; an interval that reaches past the band is undecided, as it is for paired rounds below.
+
 No numpy, torch or pandas here; scipy supplies the distributions.
 """
 
@@ -30,8 +34,9 @@ MIN_STEP_SAMPLES = 5
 REGRESSED = "regressed"
 IMPROVED = "improved"
 UNCHANGED = "unchanged"
-#: Paired rounds only (`bigbench ab`): the interval of the ratio straddles an edge of the threshold
-#: band, so the rounds so far neither show a change beyond the threshold nor rule one out.
+#: The interval of the ratio reaches past an edge of the threshold band, so the evidence neither
+#: shows a change beyond the threshold nor rules one out: paired rounds (`bigbench ab`) that have
+#: not settled yet, or separate runs whose repeats are too noisy (`decide`).
 UNDECIDED = "undecided"
 
 #: What the baseline/candidate values of a verdict are: the medians of the per-repeat values, or
@@ -76,7 +81,7 @@ class RatioTest:
 class Verdict:
     """The decision for one metric of one cell."""
 
-    outcome: str  # regressed | improved | unchanged
+    outcome: str  # regressed | improved | unchanged | undecided
     ratio: float  # candidate / baseline: geometric-mean ratio with repeats, else of medians
     change_pct: float  # (ratio - 1) * 100, signed: the raw direction of the number
     threshold_pct: float
@@ -97,7 +102,9 @@ class Verdict:
     candidate_value: float | None = None
     # paired rounds (`bigbench ab`) only
     rounds: int | None = None  # rounds that went into the interval (the look that decided it)
-    mde_pct: float | None = None  # smallest change (in %) these rounds could have shown beyond the band
+    # smallest change (in %) this evidence could have shown beyond the band: paired rounds, and
+    # separate runs where the test gives an interval (None where it gives none)
+    mde_pct: float | None = None
 
     @property
     def baseline_shown(self) -> float:
@@ -128,6 +135,10 @@ class Verdict:
                 parts.append(f"could detect >= {self.mde_pct:.3g}%")
         else:
             parts.append(f"n={self.baseline_n} vs {self.candidate_n}")
+            # separate runs: said where it matters, on the verdicts the noise left open
+            if (self.outcome == UNDECIDED and self.mde_pct is not None
+                    and math.isfinite(self.mde_pct)):
+                parts.append(f"could detect >= {self.mde_pct:.3g}%")
         return "; ".join(parts)
 
 
@@ -215,7 +226,16 @@ def decide(
     alpha: float = DEFAULT_ALPHA,
     gate_without_test: bool = True,
 ) -> Verdict:
-    """Regressed, improved or unchanged: beyond the threshold AND beyond the noise, or unchanged.
+    """Regressed, improved, unchanged or undecided.
+
+    Regressed or improved: beyond the threshold AND beyond the noise. Unchanged: where the noise
+    test gives an interval of the ratio (Welch, with repeats), only when that interval lies wholly
+    inside the band [1 / (1 + t), 1 + t] -- no change as large as the threshold is left possible;
+    an interval that reaches past the band is undecided (failing to reject "no change" is not
+    evidence of no change: 3 noisy repeats a side once read as unchanged at -90%). Where the test
+    gives no interval (Mann-Whitney on the steps of one repeat) or there is no test (steady
+    metrics), a change that is not beyond the threshold and the noise is unchanged, as the method
+    line says.
 
     The size of the change is the ratio of the medians of the per-repeat values. The noise test is
     chosen by what the samples allow: between repeats (Welch on logs) when both sides have at least
@@ -253,8 +273,15 @@ def decide(
         outcome = REGRESSED
     elif -worse_pct > threshold_pct and significant:
         outcome = IMPROVED
+    elif test is not None and test.ratio_low is not None and test.ratio_high is not None:
+        outcome = (UNCHANGED if _inside_band(test.ratio_low, test.ratio_high, threshold_pct)
+                   else UNDECIDED)
     else:
         outcome = UNCHANGED
+    mde_pct = None
+    if test is not None and test.ratio_low is not None and test.ratio_high is not None:
+        mde_pct = interval_detectable_change_pct(test.ratio_low, test.ratio_high,
+                                                 threshold_pct=threshold_pct)
     return Verdict(
         outcome=outcome,
         ratio=ratio,
@@ -275,7 +302,15 @@ def decide(
                         else statistics.median(baseline.per_repeat)),
         candidate_value=(geometric_mean(candidate.per_repeat) if method == METHOD_REPEATS
                          else statistics.median(candidate.per_repeat)),
+        mde_pct=mde_pct,
     )
+
+
+def _inside_band(ratio_low: float, ratio_high: float, threshold_pct: float) -> bool:
+    """The interval lies wholly inside [1 / (1 + t), 1 + t] (symmetric in logs, so step time and
+    its reciprocal, throughput, decide alike whichever side is worse)."""
+    upper_edge = 1 + threshold_pct / 100
+    return 1 / upper_edge <= ratio_low and ratio_high <= upper_edge
 
 
 def geometric_mean(values: Sequence[float]) -> float:
@@ -456,7 +491,18 @@ def detectable_change_pct(interval: PairedInterval, *, threshold_pct: float) -> 
     interval's lower edge exactly on the band's upper edge: a true change of that size is decided
     about half the time, a smaller one rarely. inf with fewer than two pairs or a zero level.
     """
-    if interval.rounds < 2 or not math.isfinite(interval.ratio_high) or interval.ratio_low <= 0:
+    if interval.rounds < 2:
         return math.inf
-    half_width = (math.log(interval.ratio_high) - math.log(interval.ratio_low)) / 2
+    return interval_detectable_change_pct(interval.ratio_low, interval.ratio_high,
+                                          threshold_pct=threshold_pct)
+
+
+def interval_detectable_change_pct(ratio_low: float, ratio_high: float, *,
+                                   threshold_pct: float) -> float:
+    """The smallest change, in %, an interval of this width could have decided as beyond the
+    threshold: the band edge plus the interval's half-width in logs (see detectable_change_pct).
+    inf where the interval is unbounded."""
+    if not math.isfinite(ratio_high) or ratio_low <= 0:
+        return math.inf
+    half_width = (math.log(ratio_high) - math.log(ratio_low)) / 2
     return (safe_exp(math.log1p(threshold_pct / 100) + half_width) - 1) * 100

@@ -1,9 +1,9 @@
-"""What an undecided cell does to a paired gate's exit code (`--undecided fail|pass`).
+"""What an undecided cell does to a gate's exit code (`--undecided fail|pass`).
 
-An `undecided` cell is one whose interval still reaches past the threshold band: the rounds run
-so far neither show a change nor rule one out. Both paired gates (`bigbench ab` and
-`bigbench compare --paired`) read this one policy, so a CI job cannot go green on the same
-evidence through one command and red through the other.
+An `undecided` cell is one whose interval still reaches past the threshold band: the rounds or
+repeats neither show a change nor rule one out. Every gate (`bigbench ab`, `bigbench compare`
+with and without `--paired`) reads this one policy, so a CI job cannot go green on the same
+evidence through one command and red through another.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ DEFAULT_UNDECIDED = UNDECIDED_FAIL
 
 
 def gate_exit_code(comparison: Any, base_code: int, *, undecided: str = DEFAULT_UNDECIDED) -> int:
-    """The exit code of a paired gate under the `--undecided` policy.
+    """The exit code of a gate under the `--undecided` policy.
 
     `base_code` is the code without the policy (0 passed, 1 regressed or failed, 130
     interrupted): a regression or an interrupt wins; otherwise an undecided cell gives
@@ -49,9 +49,15 @@ def undecided_lines(result: Any, undecided: str) -> list[str]:
     worst = [m.verdict.mde_pct for c in cells for m in c.metrics if m.verdict.mde_pct is not None]
     unseen = ("no bound: too few rounds" if not worst or not all(map(math.isfinite, worst))
               else f"up to {max(worst):.3g}%")
+    if not getattr(result, "paired", True):
+        # separate runs: the interval is as wide as the spread between repeats
+        unseen = unseen.replace("too few rounds", "the repeats are too noisy to bound it")
+        remedy = "measure more --repeats, on a quieter machine, or use a wider --threshold"
+    else:
+        remedy = "give more --budget-s/--rounds, a quieter machine, or a wider --threshold"
     if undecided == "fail":
         return [f"gate FAILED (exit {EXIT_UNDECIDED}): {len(cells)} cell(s) undecided and "
                 f"--undecided fail: a regression this run could not see ({unseen}) is not ruled "
-                f"out; give more --budget-s/--rounds, a quieter machine, or a wider --threshold"]
+                f"out; {remedy}"]
     return [f"warning: {len(cells)} cell(s) undecided, passed only because --undecided pass: "
             f"a regression this run could not see ({unseen}) would have passed too"]

@@ -118,7 +118,7 @@ class CellSpeedup:
     ratio: float  # throughput on the run / on the baseline
     low: float | None  # the compare interval of the ratio (repeats on both sides), else None
     high: float | None
-    outcome: str  # compare's: improved (faster), regressed (slower) or unchanged
+    outcome: str  # compare's: improved (faster), regressed (slower), unchanged or undecided
     one_repeat: bool  # a side had one repeat: its between-process noise was not measured
 
 
@@ -214,8 +214,10 @@ def _ok_keys(summary: pd.DataFrame, source: str, scope_column: str | None,
     return set(rows.loc[rows["items_per_s"] > 0, "match_key"])
 
 
-#: compare's per-cell outcomes in the summary's words, in the order they are counted.
-CELL_WORDS = (("improved", "faster"), ("regressed", "slower"), ("unchanged", "unchanged"))
+#: compare's per-cell outcomes in the summary's words, in the order they are counted. `undecided`:
+#: the cell's interval reaches past the threshold band (too noisy to call unchanged or changed).
+CELL_WORDS = (("improved", "faster"), ("regressed", "slower"), ("unchanged", "unchanged"),
+              ("undecided", "undecided"))
 
 
 def group_summary(cells: Sequence[CellSpeedup], *, source: str, scope: str, unmatched: int,
