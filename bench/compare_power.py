@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 import statistics
 import sys
@@ -52,12 +51,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bigtrain.compare.paired import PairedRound, compare_paired, rounds_from_records  # noqa: E402
-from bigtrain.compare.thresholds import parse_thresholds  # noqa: E402
 from bigtrain.common.errors import BadInput  # noqa: E402
+from bigtrain.compare.paired import PairedRound, compare_paired, rounds_from_records  # noqa: E402
+from bigtrain.compare.stats import DEFAULT_ALPHA  # noqa: E402
+from bigtrain.compare.stats import wilson_interval as wilson  # noqa: E402
+from bigtrain.compare.thresholds import parse_thresholds  # noqa: E402
 from bigtrain.results.schema import CellRecord, StepTimeStats  # noqa: E402
 from bigtrain.results.store import LoadedRun, load_run  # noqa: E402
-from bigtrain.compare.stats import DEFAULT_ALPHA  # noqa: E402
 
 SLOWDOWNS = (1.10, 1.05)
 DEFAULT_CURVE_ROUNDS = (5, 10, 15, 20, 30, 40, 60)
@@ -65,16 +65,6 @@ DEFAULT_THRESHOLD = "2%"
 
 
 # -- rates -----------------------------------------------------------------------------------------
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a binomial rate."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
-
-
 def rate(hits: int, n: int) -> dict:
     """A rate with its trial count and 95% Wilson interval."""
     low, high = wilson(hits, n)

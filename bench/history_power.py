@@ -34,22 +34,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bigtrain.compare.stats import wilson_interval as wilson  # noqa: E402
 from bigtrain.history.changepoints import DEFAULT_MIN_SEGMENT, REGRESSION, detect  # noqa: E402
 from bigtrain.history.synthetic import read_source  # noqa: E402
 
 SOURCES = [REPO / "results" / "cpu-2vcpu-quick", REPO / "tests" / "fixtures" / "runs" / "cpu-1thread",
            REPO / "tests" / "fixtures" / "runs" / "cpu-2threads"]
 SHIFTS_PCT = (0.0, 2.0, 5.0, 10.0)
-
-
-def wilson(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion."""
-    if n == 0:
-        return (0.0, 1.0)
-    p = hits / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def repeat_noise_pct() -> float:

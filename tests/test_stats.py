@@ -338,3 +338,12 @@ def test_running_sums_give_the_paired_interval():
     full = stats.paired_log_ratio_interval(base, cand, level=0.01)
     assert math.exp(low) == pytest.approx(full.ratio_low)
     assert math.exp(high) == pytest.approx(full.ratio_high)
+
+
+def test_wilson_interval_matches_the_textbook_values() -> None:
+    from bigtrain.compare.stats import wilson_interval
+
+    assert tuple(round(x, 4) for x in wilson_interval(5, 10)) == (0.2366, 0.7634)
+    low, high = wilson_interval(0, 20)
+    assert low == 0.0 and round(high, 4) == 0.1611
+    assert wilson_interval(0, 0) == (0.0, 1.0)

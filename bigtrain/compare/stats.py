@@ -313,6 +313,17 @@ def _inside_band(ratio_low: float, ratio_high: float, threshold_pct: float) -> b
     return 1 / upper_edge <= ratio_low and ratio_high <= upper_edge
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a proportion `hits / n` (95% at the default z): what the
+    detection benchmarks quote for alarm and detection rates; (0, 1) for no trials."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = hits / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
 def geometric_mean(values: Sequence[float]) -> float:
     """The geometric mean of positive values (what a mean of logs is about)."""
     return safe_exp(statistics.fmean(math.log(v) for v in values))
