@@ -20,6 +20,7 @@ precisions are decided from the device's compute capability before this runs.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -73,6 +74,7 @@ def machine_key() -> str:
     return hashlib.sha256("\n".join(parts).encode("utf-8")).hexdigest()[:16]
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_identity() -> str:
     """The CPU's model name and flags (Linux), or what the platform says elsewhere."""
     try:
@@ -205,8 +207,9 @@ def unsupported_reasons(keys: Iterable[ProbeKey], *,
     """For each combination this CPU's torch cannot train in, why; the ones that train (or that
     could not be decided) are absent.
 
-    Answers come from the per-machine cache, and what is missing there is probed in one spawned
-    process, together with each model's fp32 reference, then cached.
+    Answers come from the per-machine cache; what is missing there is probed in a spawned
+    process (a fresh one after a probe that crashed), together with each model's fp32
+    reference, then cached.
     """
     wanted = sorted(set(keys), key=lambda k: k.text)
     if not wanted:
@@ -221,6 +224,9 @@ def unsupported_reasons(keys: Iterable[ProbeKey], *,
         if probed:
             cached.update({k.text: answer for k, answer in probed.items()})
             _write_cache(path, cached)
+    import torch
+
+    machine = f"torch {torch.__version__} on this CPU ({_cpu_name()})"
     reasons: dict[ProbeKey, str] = {}
     for key in wanted:
         if key.text not in cached or cached[key.text] is None:
@@ -228,11 +234,8 @@ def unsupported_reasons(keys: Iterable[ProbeKey], *,
         reference = ProbeKey(key.model, key.batch_norm, REFERENCE_PRECISION)
         if cached.get(reference.text, "undecided") is not None:
             continue  # fp32 fails too (or was not decided): the model's own problem, not the CPU's
-        import torch
-
-        reasons[key] = (f"torch {torch.__version__} on this CPU ({_cpu_name()}) cannot train "
-                        f"{key.model} in {key.precision}: {cached[key.text]} (found by the "
-                        f"capability probe; fp32 trains)")
+        reasons[key] = (f"{machine} cannot train {key.model} in {key.precision}: "
+                        f"{cached[key.text]} (found by the capability probe; fp32 trains)")
     return reasons
 
 
