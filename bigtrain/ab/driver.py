@@ -84,6 +84,11 @@ class AbOptions:
                            f"{MIN_PAIRED_ROUNDS} rounds; give {MIN_PAIRED_ROUNDS} or more")
         if not self.budget_s > 0:
             raise BadInput(f"--budget-s must be > 0 seconds, got {self.budget_s}")
+        from bigtrain.cells.spec import number_problem
+
+        # `inf` would be written into the manifest, which JSON cannot hold (as sweep's flags).
+        if problem := number_problem("--budget-s", self.budget_s):
+            raise BadInput(problem)
 
 
 @dataclass(frozen=True, kw_only=True)
