@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -17,7 +19,9 @@ REPO = TESTS_DIR.parent
 
 # The capability probe's per-machine cache (bigtrain.workloads.capability): one per test session,
 # shared with every worker and CLI subprocess, never the user's own.
-os.environ.setdefault("BIGTRAIN_CACHE_DIR", tempfile.mkdtemp(prefix="bigtrain-cache-"))
+if "BIGTRAIN_CACHE_DIR" not in os.environ:
+    os.environ["BIGTRAIN_CACHE_DIR"] = tempfile.mkdtemp(prefix="bigtrain-cache-")
+    atexit.register(shutil.rmtree, os.environ["BIGTRAIN_CACHE_DIR"], True)
 
 # Workers are spawned: they see the same sys.path, and the env var tells them what to import.
 if str(TESTS_DIR) not in sys.path:
