@@ -1,0 +1,1 @@
+"""Non-PyTorch framework backends behind the `framework` axis (see `bigtrain.frameworks.base`)."""
