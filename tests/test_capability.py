@@ -100,3 +100,43 @@ def test_lstm_bf16_on_this_cpu_matches_what_training_does(own_cache: Path) -> No
         trains = False
     assert trains == (key not in verdict), verdict
     assert torch.__version__ in verdict.get(key, torch.__version__)
+
+
+def test_a_large_size_is_probed_as_its_declared_smaller_twin(
+        own_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # GPT-2 small's bf16 probe took minutes on a CPU without bf16 units: the probe builds
+    # transformer:tiny (the same layers) instead, and the reason says so.
+    probed: list[ProbeKey] = []
+
+    def fake_child(keys, timeout_s):  # noqa: ANN001, ANN202 - the process boundary
+        probed.extend(keys)
+        return {k: ("RuntimeError: no bf16 kernel" if k.precision == "bf16" else None)
+                for k in keys}
+
+    monkeypatch.setattr(capability, "_probe_in_child", fake_child)
+    asked = [ProbeKey("transformer:gpt2-small", False, "bf16"),
+             ProbeKey("transformer:small", False, "bf16")]
+    reasons = unsupported_reasons(asked)
+    assert {k.model for k in probed} == {"transformer:tiny"}
+    assert set(reasons) == set(asked)
+    assert "cannot train transformer:gpt2-small in bf16" in reasons[asked[0]]
+    assert "capability probe on transformer:tiny" in reasons[asked[0]]
+
+
+def test_every_stand_in_is_a_size_of_its_family_with_the_same_batch_norm_slots() -> None:
+    from bigtrain.workloads import FAMILIES
+    from bigtrain.workloads.base import WorkloadFamily
+    from bigtrain.workloads.mlp import SIZES as MLP_SIZES
+
+    for name in FAMILIES.names():
+        family = FAMILIES.get(name)
+        for size, config in family.sizes.items():
+            twin = family.sizes[family.probe_size(size)]
+            assert twin.has_batch_norm == config.has_batch_norm and not twin.probe_as
+    assert capability.probe_model("transformer:gpt2-medium") == "transformer:tiny"
+    assert capability.probe_model("cnn:resnet50") == "cnn:resnet50"  # no smaller bottleneck net
+    import dataclasses
+    broken = dict(MLP_SIZES, medium=dataclasses.replace(MLP_SIZES["medium"], probe_as="seed"))
+    with pytest.raises(ValueError, match="batch-norm slots differ"):
+        WorkloadFamily(name="mlp2", sizes=broken, default_size="seed", item_unit="samples",
+                       build_fn=lambda *a, **k: None)

@@ -39,6 +39,11 @@ class SizeConfig:
     default_batch_size: int
     has_batch_norm: bool = False
     description: str = ""
+    #: A smaller size of the same family built from the same layer types, probed in this one's
+    #: place by the CPU capability probe (`bigtrain.workloads.capability`): a missing kernel is a
+    #: fact about an op and a dtype, not about a width, and probing GPT-2 small in bf16 on a CPU
+    #: without bf16 units takes minutes where its tiny twin takes a second. Empty: itself.
+    probe_as: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip() or any(
@@ -50,6 +55,8 @@ class SizeConfig:
             raise self.invalid("has_batch_norm", "must be true or false")
         if not isinstance(self.description, str):
             raise self.invalid("description", "must be a string")
+        if not isinstance(self.probe_as, str) or self.probe_as == self.name:
+            raise self.invalid("probe_as", "must name another size of the family, or be empty")
         self.validate()
 
     def validate(self) -> None:
@@ -234,6 +241,25 @@ class WorkloadFamily:
             if key != config.name:
                 raise ValueError(f"family {self.name}: size registered as {key!r} is named "
                                  f"{config.name!r}")
+            self._check_probe_stand_in(config)
+
+    def _check_probe_stand_in(self, config: SizeConfig) -> None:
+        """A size's `probe_as` names a size of this family that is probed as itself and has the
+        same batch-norm slots (a probe with BN on must build BN layers)."""
+        if not config.probe_as:
+            return
+        stand_in = self.sizes.get(config.probe_as)
+        where = f"family {self.name}: size {config.name!r} has probe_as={config.probe_as!r}"
+        if stand_in is None:
+            raise ValueError(f"{where}, which is not one of its sizes ({', '.join(self.sizes)})")
+        if stand_in.probe_as:
+            raise ValueError(f"{where}, which is itself probed as {stand_in.probe_as!r}")
+        if stand_in.has_batch_norm != config.has_batch_norm:
+            raise ValueError(f"{where}, whose batch-norm slots differ")
+
+    def probe_size(self, size: str) -> str:
+        """The size the capability probe builds in `size`'s place (itself unless declared)."""
+        return self.sizes[size].probe_as or size
 
     def build(
         self,

@@ -6,9 +6,12 @@ propagation primitive") while every other family trains. Such a cell is not a fa
 benchmark but a fact about the machine, so it is found out before anything runs and recorded
 `unsupported` with the reason, as an optimizer implementation the device lacks is.
 
-The probe builds the real model at batch 2 and runs one forward and backward pass under the
-precision's autocast, in a spawned process (a plugin model that crashes while building must not
-take the sweep's driver with it). A combination is unsupported only when the precision fails and
+The probe builds the model at batch 2 and runs one forward and backward pass under the
+precision's autocast. A size may name a smaller size of its family with the same layer types
+(`SizeConfig.probe_as`: GPT-2 small is probed as transformer:tiny), since a missing kernel belongs
+to an op and a dtype, not to a width (GPT-2 small's own bf16 probe took minutes on a CPU without
+bf16 units); the reason then says which size was probed. It runs in a spawned process (a plugin
+model that crashes while building must not take the sweep's driver with it). A combination is unsupported only when the precision fails and
 the same model in fp32 trains: a model that cannot train at all is a bug to be reported by its
 cell's `error` record, never hidden as a capability. Answers are cached per machine (torch
 version and build, CPU model and flags) under `$BIGTRAIN_CACHE_DIR` (default
@@ -211,9 +214,11 @@ def unsupported_reasons(keys: Iterable[ProbeKey], *,
     process (a fresh one after a probe that crashed), together with each model's fp32
     reference, then cached.
     """
-    wanted = sorted(set(keys), key=lambda k: k.text)
-    if not wanted:
+    asked = sorted(set(keys), key=lambda k: k.text)
+    if not asked:
         return {}
+    probed_as = {k: ProbeKey(probe_model(k.model), k.batch_norm, k.precision) for k in asked}
+    wanted = sorted(set(probed_as.values()), key=lambda k: k.text)
     references = {ProbeKey(k.model, k.batch_norm, REFERENCE_PRECISION) for k in wanted}
     everything = sorted(set(wanted) | references, key=lambda k: k.text)
     path = _cache_path()
@@ -228,15 +233,32 @@ def unsupported_reasons(keys: Iterable[ProbeKey], *,
 
     machine = f"torch {torch.__version__} on this CPU ({_cpu_name()})"
     reasons: dict[ProbeKey, str] = {}
-    for key in wanted:
-        if key.text not in cached or cached[key.text] is None:
+    for key in asked:
+        probe = probed_as[key]
+        if probe.text not in cached or cached[probe.text] is None:
             continue
-        reference = ProbeKey(key.model, key.batch_norm, REFERENCE_PRECISION)
+        reference = ProbeKey(probe.model, probe.batch_norm, REFERENCE_PRECISION)
         if cached.get(reference.text, "undecided") is not None:
             continue  # fp32 fails too (or was not decided): the model's own problem, not the CPU's
+        where = ("the capability probe" if probe.model == key.model else
+                 f"the capability probe on {probe.model}, the same layers at a smaller size")
         reasons[key] = (f"{machine} cannot train {key.model} in {key.precision}: "
-                        f"{cached[key.text]} (found by the capability probe; fp32 trains)")
+                        f"{cached[probe.text]} (found by {where}; fp32 trains)")
     return reasons
+
+
+def probe_model(model: str) -> str:
+    """The model the probe builds for `model`: its family's declared stand-in size, or itself
+    (also for a name that does not resolve: its cell reports that for itself)."""
+    from bigtrain.common.errors import BadInput
+    from bigtrain.workloads import resolve_model
+
+    try:
+        ref = resolve_model(model)
+    except BadInput:
+        return model
+    stand_in = ref.family.probe_size(ref.size.name)
+    return model if stand_in == ref.size.name else f"{ref.family.name}:{stand_in}"
 
 
 def _cpu_name() -> str:

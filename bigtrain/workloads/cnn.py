@@ -50,21 +50,21 @@ SIZES = {
         description="2-stage basic-block net on 32x32 images (CPU-friendly)",
     ),
     "small": CNNSize(
-        name="small",
+        name="small", probe_as="tiny",  # basic blocks, as tiny's
         default_batch_size=64,
         image_px=32, classes=10, block="basic", stem_width=32,
         widths=(32, 64, 128), depths=(2, 2, 2),
         description="CIFAR-style ResNet-20-like net on 32x32 images",
     ),
     "resnet18": CNNSize(
-        name="resnet18",
+        name="resnet18", probe_as="tiny",  # basic blocks, as tiny's
         default_batch_size=64,
         image_px=224, classes=1000, block="basic", stem_width=64,
         widths=(64, 128, 256, 512), depths=(2, 2, 2, 2),
         description="ResNet-18 shapes on 224x224 images",
     ),
     "resnet50": CNNSize(
-        name="resnet50",
+        name="resnet50",  # probed as itself: no smaller size has bottleneck blocks
         default_batch_size=256,   # the canonical ResNet-50 training batch (the H200 reference)
         image_px=224, classes=1000, block="bottleneck", stem_width=64,
         widths=(64, 128, 256, 512), depths=(3, 4, 6, 3),

@@ -104,7 +104,9 @@ class HFSize(SizeConfig):
 def _size(name: str, model_type: str, task: str, batch: int, note: str, *,
           config: Mapping[str, Any] = {}, seq_len: int = 0, target_len: int = 0,  # noqa: B006
           params: int | None = None) -> HFSize:
-    return HFSize(name=name, default_batch_size=batch, model_type=model_type, task=task,
+    # Each architecture's tiny twin has its real layers at a smaller width: probed in its place.
+    stand_in = "" if name.endswith("-tiny") else f"{model_type}-tiny"
+    return HFSize(name=name, probe_as=stand_in, default_batch_size=batch, model_type=model_type, task=task,
                   config=tuple(config.items()), seq_len=seq_len, target_len=target_len,
                   params_published=params, description=note)
 

@@ -50,14 +50,14 @@ SIZES = {
         description="784 -> 512 -> 512 -> 10 classifier",
     ),
     "medium": MLPSize(
-        name="medium",
+        name="medium", probe_as="small",
         default_batch_size=256,
         in_features=1024, hidden=(2048,) * 3, out_features=100, task="classification",
         has_batch_norm=True,
         description="1024 -> 3x2048 -> 100 classifier",
     ),
     "large": MLPSize(
-        name="large",
+        name="large", probe_as="small",
         default_batch_size=512,
         in_features=4096, hidden=(8192,) * 4, out_features=1000, task="classification",
         has_batch_norm=True,

@@ -33,8 +33,10 @@ class RNNSize(SizeConfig):
 
 def _size(name: str, cell: str, vocab: int, embed: int, hidden: int, layers: int, seq_len: int,
           batch: int) -> RNNSize:
+    # Every LSTM size has lstm-tiny's layers; the GRU is probed as itself (no smaller GRU).
+    stand_in = "lstm-tiny" if cell == "lstm" and name != "lstm-tiny" else ""
     return RNNSize(
-        name=name,
+        name=name, probe_as=stand_in,
         default_batch_size=batch,
         cell=cell, vocab=vocab, embed=embed, hidden=hidden, layers=layers, seq_len=seq_len,
         description=f"{cell.upper()} LM: vocab {vocab}, {layers}x{hidden} hidden, {seq_len} tokens",

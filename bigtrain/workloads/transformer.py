@@ -30,9 +30,9 @@ class TransformerSize(SizeConfig):
 
 
 def _size(name: str, vocab: int, width: int, layers: int, heads: int, seq_len: int, batch: int,
-          note: str = "") -> TransformerSize:
+          note: str = "", probe_as: str = "tiny") -> TransformerSize:
     return TransformerSize(
-        name=name,
+        name=name, probe_as="" if name == probe_as else probe_as,
         default_batch_size=batch,
         vocab=vocab, width=width, layers=layers, heads=heads, seq_len=seq_len,
         description=note or f"{layers} layers, width {width}, {heads} heads, {seq_len} tokens",

@@ -96,7 +96,7 @@ class TorchvisionSize(SizeConfig):
 def _real(name: str, batch: int, params: int, has_bn: bool) -> TorchvisionSize:
     return TorchvisionSize(
         name=name, default_batch_size=batch, has_batch_norm=has_bn, architecture=name,
-        image_px=224, classes=1000, params_published=params,
+        probe_as=f"{name}-tiny", image_px=224, classes=1000, params_published=params,
         description=f"torchvision {name}, 224 px, 1000 classes ({params / 1e6:.1f}M parameters)")
 
 
