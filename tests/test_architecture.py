@@ -18,7 +18,9 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
-             "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli"]
+             "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
+             "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
+             "bigtrain.commands.profile_diff"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

@@ -64,9 +64,13 @@ def outcome_markdown(outcome: Any, undecided: str = "fail") -> str:
     """compare's Markdown, then the A/B run's facts."""
     from bigtrain.compare import render_markdown
 
+    from bigtrain.profiles.gate import ab_op_diffs
+
     facts = "\n".join(f"- {escape_markdown(line.removeprefix('ab: '))}"
                       for line in outcome_lines(outcome, undecided))
-    return render_markdown(outcome.result) + "\n**bigbench ab**\n\n" + facts + "\n"
+    # Where both sides were profiled (`ab --profile`): the ops behind each regressed cell.
+    return (render_markdown(outcome.result, after_failures=ab_op_diffs(outcome).markdown())
+            + "\n**bigbench ab**\n\n" + facts + "\n")
 
 
 def outcome_json(outcome: Any, undecided: str = "fail") -> dict[str, Any]:
@@ -74,8 +78,12 @@ def outcome_json(outcome: Any, undecided: str = "fail") -> dict[str, Any]:
     `--undecided` policy and the exit code it gives among them."""
     from bigtrain.compare.undecided import gate_exit_code
     from bigtrain.compare import to_json
+    from bigtrain.profiles.gate import ab_op_diffs
 
     data = to_json(outcome.result) if outcome.result is not None else {}
     facts = {**outcome.to_json(), "undecided_policy": undecided,
              "exit_code": gate_exit_code(outcome.result, outcome.exit_code, undecided=undecided)}
+    op_diffs = ab_op_diffs(outcome)
+    if not op_diffs.empty:
+        data = {**data, "op_diffs": op_diffs.to_json()}
     return {**data, "ab": facts}

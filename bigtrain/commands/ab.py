@@ -133,6 +133,10 @@ def _render(outcome, markdown_path: Path | None, json_path: Path | None,  # noqa
         json_path=json_path, payload=lambda: outcome_json(outcome, undecided))
     if outcome.result is not None:
         render_terminal(outcome.result)
+        from bigtrain.profiles.gate import ab_op_diffs
+
+        for line in ab_op_diffs(outcome).lines():
+            click.echo(line)
     for line in outcome_lines(outcome, undecided):
         click.echo(inert(line))
 

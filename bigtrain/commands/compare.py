@@ -94,7 +94,6 @@ def compare(
     from bigtrain.compare import (
         compare_runs,
         parse_thresholds,
-        render_markdown,
         render_terminal,
         to_json,
     )
@@ -128,10 +127,17 @@ def compare(
         comparison = compare_runs(baseline_runs, candidate_runs, thresholds_pct=thresholds,
                                   alpha=alpha, allow_different_hardware=allow_different_hardware)
     comparison = dataclasses.replace(comparison, missing_fails=not allow_missing)
-    write_gate_files(markdown_path=markdown_path, markdown=lambda: render_markdown(comparison),
-                     json_path=json_path, payload=lambda: to_json(comparison))
+    # Where both sides profiled a regressed cell: the ops behind it (nothing without profiles).
+    from bigtrain.profiles.gate import regressed_cell_diffs, with_op_diffs
+
+    op_diffs = regressed_cell_diffs(comparison, baseline_runs, candidate_runs)
+    markdown, payload = with_op_diffs(op_diffs, comparison, lambda: to_json(comparison))
+    write_gate_files(markdown_path=markdown_path, markdown=markdown, json_path=json_path,
+                     payload=payload)
     # Files first: what CI keeps never depends on the terminal (which prints data as text).
     render_terminal(comparison)
+    for line in op_diffs.lines():
+        click.echo(line)
     missing = comparison.counts().get(MISSING, 0)
     if missing and not allow_missing:
         click.echo(f"{missing} cell(s) of the baseline have no record in the candidate: the gate "

@@ -23,8 +23,11 @@ def _md_table(rows: Sequence[Row]) -> list[str]:
     return lines
 
 
-def render_markdown(comparison: Comparison) -> str:
-    """Markdown: gating rows and redefined workloads in the open, the rest folded."""
+def render_markdown(comparison: Comparison, after_failures: str = "") -> str:
+    """Markdown: gating rows and redefined workloads in the open, the rest folded.
+
+    `after_failures`: Markdown placed right after the regressions table (the op-level diffs of
+    `bigtrain.profiles.gate`, already escaped), so what explains a failure is read with it."""
     rows = table_rows(comparison)
     gating = [r for r in rows if r.outcome in GATING_VERDICTS]
     # what the noise left open is shown in the open too (the --undecided policy gates on it)
@@ -55,6 +58,8 @@ def render_markdown(comparison: Comparison) -> str:
         lines += ["### Regressions and failures", "", *_md_table(gating), ""]
     else:
         lines += ["No regressions or failures.", ""]
+    if after_failures:
+        lines += [after_failures.rstrip("\n"), ""]
     if undecided:
         why = ("the rounds ran out before the noise allowed a decision" if comparison.paired
                else "the repeats are too noisy to decide")
