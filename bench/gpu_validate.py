@@ -87,6 +87,53 @@ def sweep(run: str, runs_dir: Path, *args: str) -> tuple[str, ...]:
 SWEEP_FINISHED = (0, 1)   # 1: some cells did not end ok, which the status checks report
 
 
+def has_axis(name: str) -> bool:
+    """Whether this checkout's axis table has `name` (issue 26's `checkpointing` lands apart)."""
+    from bigtrain.cells.axes import AXIS_BY_NAME
+
+    return name in AXIS_BY_NAME
+
+
+def fit_steps(device: str, runs: Path, caps: Mapping[str, float]) -> list[Step]:
+    """`bigbench fit` (issue 26): the largest batch of GPT-2 medium and Llama 1B with and without
+    activation checkpointing, fp32 against bf16, against the GPU's real memory (a real CUDA
+    out-of-memory ends each probe too large, in a worker that is then replaced). Run only in time
+    left over, or alone with `--only fit-gpt2-medium,fit-llama-1b`. Bounded: a coarse doubling
+    (--max-probes 4 from a batch known to be small) with half-second windows, one search after
+    another, so a step stopped at its cap keeps whole answers. On the CPU the same plumbing with
+    toy models under a stated --memory-budget."""
+    import importlib.util
+
+    gpu = device == "cuda"
+    impl = "fused" if gpu else "foreach"
+    checkpointing = ("--checkpointing", "off,on") if has_axis("checkpointing") else ()
+    measure = ("--warmup", "0", "--duration", "0.5", "--min-steps", "2", "--cell-timeout",
+               "90" if gpu else "60", "--no-report")
+    if gpu:
+        models = (("fit-gpt2-medium", "transformer:gpt2-medium", ("--batch-min", "8")),
+                  ("fit-llama-1b", "hf:llama-1b", ("--batch-min", "2")))
+        where = ("--device", "cuda:0", "--precision", "fp32,bf16", "--max-probes", "4",
+                 "--batch-max", "512")
+    else:
+        models = (("fit-gpt2-medium", "transformer:tiny", ("--batch-min", "1")),
+                  ("fit-llama-1b", "hf:llama-tiny", ("--batch-min", "1")))
+        # fp32 only: bf16 autocast on a CPU without AVX-512 BF16 is seconds a step
+        # one probe and the answer measured again: two fresh workers, the plumbing only
+        where = ("--device", "cpu", "--precision", "fp32", "--max-probes", "1", "--batch-max", "1",
+                 "--memory-budget", "4GiB")
+    steps = []
+    for name, model, start in models:
+        if model.startswith("hf:") and importlib.util.find_spec("transformers") is None:
+            continue  # the hf family needs the models extra; the log of the run says it is absent
+        steps.append(Step(
+            name=name, cap_s=caps[name], min_s=40 if gpu else 20, guaranteed=False,
+            finished_codes=SWEEP_FINISHED,
+            argv=bigbench("fit", "--model", model, "--optimizer", "adamw", "--impl", impl,
+                          *where, *start, *checkpointing, *measure,
+                          "--out", str(runs), "--run-id", name)))
+    return steps
+
+
 def plan(device: str, out: Path) -> list[Step]:
     """The steps, most valuable first. On the CPU the same steps with tiny models, short windows.
 
@@ -115,7 +162,7 @@ def plan(device: str, out: Path) -> list[Step]:
         calibrate: tuple[str, ...] = ("--repeats", "3")
         caps = {"nvidia-smi": 10, "calibrate": 30, "gpt2": 75, "micro": 30, "graphs": 30,
                 "resnet50": 55, "bare-loop": 45, "compiled": 95, "telemetry-overhead": 25,
-                "quick": 90, "ddp": 35}
+                "quick": 90, "ddp": 35, "fit-gpt2-medium": 120, "fit-llama-1b": 120}
     else:
         # The rehearsal keeps every axis of the GPU plan (tf32/fp16 and CUDA-graph cells are
         # skipped by the matrix on a CPU, which exercises that path too) with toy models.
@@ -141,7 +188,7 @@ def plan(device: str, out: Path) -> list[Step]:
         # not the device's (measured: one mlp:seed cell took 35 s as a sweep at load 17).
         caps = {"nvidia-smi": 10, "calibrate": 45, "gpt2": 120, "micro": 60, "graphs": 60,
                 "resnet50": 90, "bare-loop": 90, "compiled": 180, "telemetry-overhead": 60,
-                "quick": 90, "ddp": 60}
+                "quick": 90, "ddp": 60, "fit-gpt2-medium": 90, "fit-llama-1b": 120}
     mins = {"nvidia-smi": 1, "calibrate": 10, "gpt2": 20, "micro": 10, "graphs": 10, "resnet50": 20,
             "bare-loop": 20, "compiled": 40, "telemetry-overhead": 10, "quick": 30, "ddp": 20}
 
@@ -190,6 +237,8 @@ def plan(device: str, out: Path) -> list[Step]:
              finished_codes=SWEEP_FINISHED, guaranteed=False),
         step("ddp", (py, str(REPO / "bench" / "ddp_check.py"), "--device", target,
                      "--json", str(out / "ddp_world_size_1.json")), guaranteed=False),
+        # Last, in time left over (or alone with --only): the largest batch that fits.
+        *fit_steps(device, runs, caps),
     ]
 
 

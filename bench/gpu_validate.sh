@@ -11,9 +11,11 @@
 # cap: nvidia-smi -q, calibration, GPT-2 small (AdamW foreach/fused x fp32/tf32/fp16/bf16), the
 # Adam step alone (for-loop/foreach/fused) and the clock check on a planted fault, mlp:seed eager
 # vs CUDA graph, ResNet-50 (SGD, BN on/off, bf16/fp16), bigbench vs a bare loop, telemetry
-# overhead, the compiled GPT-2 model; then, in time left over, the quick preset and DDP world
-# size 1. --pack writes ONE archive of the work folder plus verdict.txt/verdict.json into $OUT,
-# within the device's return limits; the report against the CPU run is rebuilt offline
+# overhead, the compiled GPT-2 model; then, in time left over, the quick preset, DDP world
+# size 1 and `bigbench fit` (the largest batch of GPT-2 medium and Llama 1B, checkpointing off/on
+# where the axis exists, fp32 vs bf16; `--only fit-gpt2-medium,fit-llama-1b` runs those alone).
+# --pack writes ONE archive of the work folder plus verdict.txt/verdict.json into $OUT, within
+# the device's return limits; the report against the CPU run is rebuilt offline
 # (--rebuild). Exits 0 once the verdict is written. See bench/gpu_validate.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."

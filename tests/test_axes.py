@@ -82,14 +82,14 @@ def test_the_spec_cell_and_record_axis_fields_are_made_from_the_table() -> None:
 
 
 def test_an_axis_added_to_a_table_becomes_a_field_with_its_default() -> None:
-    extra = Axis(name="grad_accum", help="1, 4", parse=lambda value, where: int(value),
+    extra = Axis(name="example_axis", help="1, 4", parse=lambda value, where: int(value),
                  choices=("1", "4"), default=(1,), record_type=int, required_in_preset=False)
     table = (*AXIS_TABLE, extra)
     record = dataclasses.make_dataclass("R", record_axis_fields(table), frozen=True, kw_only=True)
     spec = dataclasses.make_dataclass("S", spec_axis_fields(table), frozen=True, kw_only=True)
-    assert _fields(record) == [*AXIS_NAMES, "grad_accum"]
-    assert {f.name: f.default for f in dataclasses.fields(record)}["grad_accum"] == 1
-    assert {f.name: f.default for f in dataclasses.fields(spec)}["grad_accum"] == (1,)
+    assert _fields(record) == [*AXIS_NAMES, "example_axis"]
+    assert {f.name: f.default for f in dataclasses.fields(record)}["example_axis"] == 1
+    assert {f.name: f.default for f in dataclasses.fields(spec)}["example_axis"] == (1,)
     # a required axis has no default: leaving it out is an error naming it
     with pytest.raises(TypeError, match="model"):
         record(**{name: "x" for name in AXIS_NAMES if name != "model"})

@@ -40,6 +40,13 @@ CUDA_GRAPHS_CHOICES = ("off", "on")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:N")
 WORLD_SIZE_CHOICES = ("1", "N > 1")
+CHECKPOINTING_CHOICES = ("off", "on")
+GRAD_ACCUM_CHOICES = ("1", "N > 1 dividing the batch size")
+#: ddp: every rank holds the whole model (DistributedDataParallel); fsdp: FSDP2 `fully_shard` per
+#: block; fsdp-offload: the same with parameters, gradients and optimizer state in host memory.
+#: Offload is a value rather than a flag of its own because it only means something with fsdp: a
+#: flag would put a dead `ddp x offload` combination into every matrix that names both.
+PARALLEL_CHOICES = ("ddp", "fsdp", "fsdp-offload")
 
 
 # -- how values are labelled ---------------------------------------------------------------------
@@ -125,6 +132,22 @@ def _world_size(value: Any, where: str) -> int:
         raise BadInput(f"{where}: world size {value!r} is not a whole number")
     if number < 1:
         raise BadInput(f"{where}: world size must be >= 1, got {number}")
+    return number
+
+
+def _grad_accum(value: Any, where: str) -> int:
+    """Micro-batches per optimizer step: a whole number >= 1 (whether it divides the batch size
+    is checked when the cells are built, once the model's own batch size is known)."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise BadInput(f"{where}: grad_accum {value!r} is not a whole number; "
+                       f"valid choices: {', '.join(GRAD_ACCUM_CHOICES)}") from None
+    if isinstance(value, bool) or (isinstance(value, float) and value != number):
+        raise BadInput(f"{where}: grad_accum {value!r} is not a whole number")
+    if number < 1:
+        raise BadInput(f"{where}: grad_accum must be >= 1 (micro-batches per optimizer step), "
+                       f"got {number}")
     return number
 
 
@@ -262,6 +285,21 @@ AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="world_size", help="data-parallel ranks per cell (DDP, per-rank batch fixed): 1, 2, 4, 8",
          parse=_world_size, choices=WORLD_SIZE_CHOICES, default=(1,), record_type=int,
          label=keyed("ws", hidden=("1",)), column="ws", required_in_preset=False),
+    # -- memory levers (issue 26): optional, and at their defaults (off, 1, ddp: what every cell
+    # did before them) out of ids and labels, so earlier cells keep both.
+    Axis(name="checkpointing", help="activation checkpointing per block: off, on",
+         parse=_one_of("checkpointing setting", CHECKPOINTING_CHOICES),
+         choices=CHECKPOINTING_CHOICES, default=("off",), label=switch("ckpt"), column="ckpt",
+         required_in_preset=False),
+    Axis(name="grad_accum", help="micro-batches per optimizer step (batch_size is the optimizer "
+                                 "step's batch): 1, 2, 4, ...",
+         parse=_grad_accum, choices=GRAD_ACCUM_CHOICES, default=(1,), record_type=int,
+         label=keyed("ga", hidden=("1",)), column="ga", required_in_preset=False),
+    Axis(name="parallel", help="data-parallel strategy of world_size > 1 cells: ddp, fsdp, "
+                               "fsdp-offload",
+         parse=_one_of("parallel strategy", PARALLEL_CHOICES), choices=PARALLEL_CHOICES,
+         default=("ddp",), label=keyed("", "", hidden=("ddp",)), column="par",
+         required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.
 AXIS_NAMES: tuple[str, ...] = tuple(axis.name for axis in AXIS_TABLE)

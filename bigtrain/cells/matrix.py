@@ -108,6 +108,64 @@ def world_size_skip(world_size: int, device: str, cuda_graphs: str,
     return None
 
 
+#: What torch 2.13 said when FSDP2's CPUOffloadPolicy was tried on CPU ranks (gloo): the policy
+#: copies shards between an accelerator and host memory, and a CPU cell has no accelerator.
+FSDP_OFFLOAD_CPU_REASON = ("fsdp-offload moves parameters, gradients and optimizer state from an "
+                           "accelerator to host memory; torch's CPUOffloadPolicy on CPU ranks "
+                           "fails ('Cannot access accelerator device when none is available'), "
+                           "and a CPU cell's parameters live in host memory already")
+
+
+def lever_problem(spec: SweepSpec) -> str | None:
+    """Why the spec's memory-lever axes can give no cell at all (bad input, exit 2), or None:
+    fsdp asked for while every cell has world_size 1."""
+    sharded = [value for value in spec.parallel if value != "ddp"]
+    if sharded and max(spec.world_size) <= 1:
+        return (f"parallel {sharded[0]} shards a model over data-parallel ranks, but every cell "
+                f"has world_size 1; give --world-size N with N >= 2 (valid range for fsdp: "
+                f"world_size >= 2), or parallel ddp")
+    return None
+
+
+def grad_accum_problem(model: str, batch_size: int, grad_accum: int) -> str | None:
+    """Why `grad_accum` micro-batches cannot cut `model`'s batch of `batch_size` (bad input), or
+    None."""
+    if batch_size % grad_accum == 0:
+        return None
+    valid = [str(n) for n in range(1, batch_size + 1) if batch_size % n == 0]
+    return (f"grad_accum {grad_accum} does not divide batch size {batch_size} of {model} "
+            f"(batch_size is the optimizer step's batch, cut into grad_accum equal "
+            f"micro-batches); valid grad_accum for it: {', '.join(valid)}")
+
+
+def lever_skip(axes: dict[str, Any], device_type: str, converge: bool) -> tuple[str, str] | None:
+    """(status, reason) of a cell whose lever axes cannot combine with its other axes (None: it
+    can run): world_size 1 with fsdp is `skipped` (nothing to shard over); what bigtrain or torch
+    cannot do (checkpointing a model without blocks, offload on CPU ranks, accumulation in a
+    captured graph or a converge cell) is `unsupported`."""
+    from bigtrain.training.levers import checkpointing_unsupported_reason
+
+    parallel = axes["parallel"]
+    if parallel != "ddp" and axes["world_size"] <= 1:
+        return "skipped", (f"parallel {parallel} shards over data-parallel ranks; a world_size 1 "
+                           f"cell has none (its ddp twin is the single-process cell)")
+    if parallel == "fsdp-offload" and device_type == "cpu":
+        return "unsupported", FSDP_OFFLOAD_CPU_REASON
+    if parallel != "ddp" and axes["compile"] == "on":
+        return "unsupported", ("FSDP ranks warm up a fixed number of steps (each is a collective), "
+                               "too few to keep compilation out of the window; compile off")
+    if axes["checkpointing"] == "on" and (reason := checkpointing_unsupported_reason(axes["model"])):
+        return "unsupported", reason
+    if axes["grad_accum"] > 1:
+        if axes["cuda_graphs"] == "on":
+            return "unsupported", ("a captured CUDA graph replays one forward and backward; "
+                                   "gradient accumulation (grad_accum > 1) runs eagerly only")
+        if converge:
+            return "unsupported", ("converge cells take one optimizer step per loader batch; "
+                                   "grad_accum > 1 is measured by the step-time protocol only")
+    return None
+
+
 @dataclass(frozen=True)
 class DeviceInventory:
     """What this machine can run on: CUDA device count and which are bf16-capable."""
@@ -176,6 +234,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
     of more than `max_cells` combinations is refused (BadInput) before anything is built.
     """
     check_matrix_size(spec, max_cells)
+    if problem := lever_problem(spec):
+        raise BadInput(problem)
     from bigtrain.training.optim import resolve_optimizer, unsupported_reason
     from bigtrain.training.precision import resolve_precision, skip_reason
     from bigtrain.workloads import resolve_model
@@ -193,6 +253,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
         if not model.size.has_batch_norm:
             axes["batch_norm"] = "n/a"
         axes["batch_size"] = axes["batch_size"] or model.size.default_batch_size
+        if problem := grad_accum_problem(model.name, axes["batch_size"], axes["grad_accum"]):
+            raise BadInput(problem)
         cell_id = cell_id_for(axes)
         if cell_id in seen:
             continue
@@ -212,6 +274,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
         elif ws_reason := world_size_skip(axes["world_size"], device, axes["cuda_graphs"],
                                           inventory):
             status, reason = "skipped", ws_reason
+        elif lever := lever_skip(axes, device_type, spec.converge is not None):
+            status, reason = lever
         elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
             status, reason = "unsupported", impl_reason
         elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):

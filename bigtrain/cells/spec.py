@@ -15,6 +15,9 @@ A preset names the axes of the matrix and the measurement settings:
     cuda_graphs = ["off"]     # optional (added later): left out, it is ["off"]
     lr = ["default"]          # optional: learning rates, or each optimizer's own
     world_size = [1]          # optional (added later): data-parallel ranks per cell
+    checkpointing = ["off"]   # optional: activation checkpointing per block
+    grad_accum = [1]          # optional: micro-batches per optimizer step
+    parallel = ["ddp"]        # optional: ddp, fsdp or fsdp-offload for world_size > 1 cells
     [measure]
     warmup_s = 0.25
     duration_s = 1.0

@@ -5,11 +5,12 @@ The modules import only click at the top; each command imports torch or pandas i
 
 from __future__ import annotations
 
-from bigtrain.commands import (calibrate, compare, converge, env, export, history, listing, report,
-                               sweep)
+from bigtrain.commands import (calibrate, compare, converge, env, export, fit, history, listing,
+                               profile_diff, report, sweep)
 
 COMMANDS = [
     command
-    for module in (sweep, converge, listing, env, calibrate, report, compare, export, history)
+    for module in (sweep, converge, fit, listing, env, calibrate, report, compare, export, history,
+                   profile_diff)
     for command in module.COMMANDS
 ]

@@ -60,14 +60,18 @@ def report(runs: tuple[Path, ...], baseline: Path | None, out_dir: Path | None,
     if baseline is not None and not baseline.is_dir():
         raise BadInput(f"--baseline {baseline}: not a run folder (no such directory)")
     out_dir = out_dir or DEFAULT_REPORTS_DIR / default_report_name(runs)
+    why: list[str] = []  # from profiled runs: where the step time of one-axis pairs went
     try:
-        index = write_report(list(runs), out_dir, baseline=baseline, prices_usd_per_h=prices)
+        index = write_report(list(runs), out_dir, baseline=baseline, prices_usd_per_h=prices,
+                             on_why=why.append)
     except OSError as exc:
         raise BadInput(f"cannot write the report to {out_dir}: {exc.strerror} "
                        f"({exc.filename})") from None
     click.echo(inert(f"report: {index}"))
     click.echo(inert(f"        {index.parent / 'report.md'} (Markdown), "
                      f"{index.parent / 'tables'}/*.csv, {index.parent / 'frame.parquet'}"))
+    for line in why:
+        click.echo(inert(f"why: {line}"))
 
 
 COMMANDS = [report]

@@ -179,11 +179,17 @@ def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
     # Every value is data (a preset path, a reason, a plugin's names): Text, never markup.
     table = Table(title=data_text(
         f"preset {spec.preset}: {len(cells)} cells x {spec.measure.repeats} repeat(s)"))
-    for column in ("cell_id", *(axis.column or axis.name for axis in AXIS_TABLE), "status"):
+    # An optional axis every cell has at its default adds nothing but width (and squeezes the
+    # reasons): its column is left out. Required axes are always shown.
+    shown = [axis for axis in AXIS_TABLE
+             if axis.required_in_preset
+             or any((getattr(c, axis.name),) != axis.default for c in cells)]
+    for column in ("cell_id", *(axis.column or axis.name for axis in shown), "status"):
         table.add_column(column)
     for c in cells:
         status = c.status if c.status == "pending" else f"{c.status}: {c.reason}"
-        table.add_row(*(data_text(value) for value in (c.cell_id, *c.axes().values(), status)))
+        values = (getattr(c, axis.name) for axis in shown)
+        table.add_row(*(data_text(value) for value in (c.cell_id, *values, status)))
     console = Console(width=200)
     console.print(table)
     runnable = sum(1 for c in cells if c.status == "pending")

@@ -29,7 +29,7 @@ from bigtrain.cells.settings import StepTimeSettings
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.contract import BuiltCell
     from bigtrain.measure.memory import PeakMemory
-    from bigtrain.measure.step_loop import LoopResult
+    from bigtrain.measure.step_loop import LoopResult, WindowResult
 
 STEP_TIME = "step_time"
 #: The record's note where a step ran as one unit and its phases could not be timed apart.
@@ -68,6 +68,20 @@ class StepTimeResult:
     telemetry: dict[str, Any] | None
     telemetry_reason: str | None
     host_load: Any = None  # bigtrain.measure.host_load.HostLoad over the window, or None
+    #: A checkpointed cell's companion window with checkpointing paused (after the timed window,
+    #: outside its memory and telemetry), or None; `recompute_reason` says why it is missing.
+    recompute: WindowResult | None = None
+    recompute_reason: str | None = None
+
+    def recompute_share_pct(self) -> float | None:
+        """The share of the checkpointed step spent recomputing forward activations: the rise of
+        the median backward phase over the companion window's (which saved its activations),
+        over the checkpointed median step, in percent (never below 0)."""
+        window, paused = self.loop.window, self.recompute
+        if paused is None or not window.backward_s or not paused.backward_s:
+            return None
+        rise_s = statistics.median(window.backward_s) - statistics.median(paused.backward_s)
+        return 100.0 * max(0.0, rise_s) / statistics.median(window.step_times_s)
 
     def record_fields(self, built: BuiltCell) -> dict[str, Any]:
         """CellRecord fields (status and reason included) from this result."""
@@ -104,6 +118,7 @@ class StepTimeResult:
             "telemetry": self.telemetry,
             "telemetry_reason": self.telemetry_reason,
             "host_load": self.host_load.to_json() if self.host_load is not None else None,
+            "recompute_share_pct": self.recompute_share_pct(),
         }
 
     def extra(self) -> dict[str, Any]:
@@ -116,6 +131,12 @@ class StepTimeResult:
             out["phase_times"] = PHASES_NOT_SEPARABLE
         if self.loop.window.clock_events_made_in_window:
             out["clock_events_made_in_window"] = self.loop.window.clock_events_made_in_window
+        if self.recompute is not None:
+            out["no_checkpoint_step_time_s"] = statistics.median(self.recompute.step_times_s)
+            if self.recompute.backward_s:
+                out["no_checkpoint_backward_s"] = statistics.median(self.recompute.backward_s)
+        if self.recompute_reason:
+            out["recompute_reason"] = self.recompute_reason
         return out
 
 
@@ -167,8 +188,40 @@ class StepTimeProtocol:
             window_s=loop.window.window_s, steps=steps,
             items=built.workload.items_per_step * steps,
         )
+        recompute, recompute_reason = recompute_window(built, settings, loop)
         return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
-                              telemetry_reason=telemetry_reason, host_load=load.result())
+                              telemetry_reason=telemetry_reason, host_load=load.result(),
+                              recompute=recompute, recompute_reason=recompute_reason)
+
+
+def recompute_window(built: BuiltCell, settings: StepTimeSettings,
+                     loop: LoopResult) -> tuple[WindowResult | None, str | None]:
+    """For a checkpointed cell: a second window of the same steps with checkpointing paused, run
+    after the timed window (its memory and telemetry are already read), so that the recomputation
+    share comes from one process, one model and one batch rather than from a twin cell measured at
+    another time. (None, None) for a cell without checkpointing; (None, why) where it cannot run.
+    """
+    if not built.notes.get("checkpointing_method"):
+        return None, None
+    if built.compile_probe is not None:
+        return None, ("not measured for a compiled cell: pausing checkpointing would recompile "
+                      "the model inside the companion window")
+    if not getattr(built.step, "separable_phases", True):
+        return None, "not measured: the step's phases are not timed apart"
+    import torch
+
+    from bigtrain.measure.step_loop import measure_window, synchronize
+    from bigtrain.training.levers import checkpointing_paused
+
+    try:
+        with checkpointing_paused(built.workload.model):
+            built.step()  # the first step without checkpointing grows the allocator outside it
+            synchronize(built.device)
+            window = measure_window(built.step, built.device, settings,
+                                    expected_step_s=statistics.median(loop.window.step_times_s))
+    except torch.OutOfMemoryError:
+        return None, "not measured: the step without checkpointing runs out of memory"
+    return window, None
 
 
 PROTOCOLS: Registry[MeasurementProtocol] = Registry("measurement protocol")

@@ -7,9 +7,10 @@ window; losses are read and statistics computed after it closes.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,14 @@ class TrainingStep:
     """One training step of a workload, with a hook at each phase boundary.
 
     Phases: forward (autocast forward and loss), backward (scaled backward), optimizer
-    (step, scaler update, zero_grad).
+    (step, scaler update, zero_grad). With `micro_batches` k > 1 (gradient accumulation), the
+    workload's batch is cut into k equal slices along its first dimension, made once here, and
+    each runs forward and backward (its loss divided by k, so the summed gradients are those of
+    the mean loss over the whole batch) before one optimizer step: the forward and backward
+    phases are then the sums over the micro-batches, and a step is one optimizer step.
+    `no_sync` (set by a data-parallel rank) is a context in which a micro-batch's backward keeps
+    its gradients local: every micro-batch but the last runs in it, so gradients are reduced once
+    per optimizer step.
     """
 
     #: The window times each phase; a step that runs as one unit (a replayed CUDA graph) says False
@@ -84,6 +92,7 @@ class TrainingStep:
         optimizer_step: Callable[[], Any],
         recipe: PrecisionRecipe,
         device: torch.device,
+        micro_batches: int = 1,
     ) -> None:
         self.workload = workload
         self.optimizer = optimizer
@@ -91,17 +100,23 @@ class TrainingStep:
         self.device_type = device.type
         self.autocast = lambda: recipe.autocast(device.type)
         self.scaler = recipe.make_scaler(device.type)
+        self.micro_batches = micro_batches
+        self.no_sync: Callable[[], Any] | None = None
+        self._slices = micro_batch_slices(workload, micro_batches) if micro_batches > 1 else ()
 
     def __call__(self, mark: Callable[[], None] = lambda: None) -> torch.Tensor:
-        """Run one step; `mark()` is called after the forward and after the backward pass."""
-        with self.autocast():
-            loss = self.workload.forward_loss()
-        mark()
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
+        """Run one step; `mark()` is called after each forward and after each backward pass."""
+        if self.micro_batches > 1:
+            loss = self._accumulate(mark)
         else:
-            loss.backward()
-        mark()
+            with self.autocast():
+                loss = self.workload.forward_loss()
+            mark()
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+            else:
+                loss.backward()
+            mark()
         if self.scaler is not None:
             self.scaler.step(self.optimizer)
             self.scaler.update()
@@ -109,6 +124,51 @@ class TrainingStep:
             self.optimizer_step()
         self.optimizer.zero_grad(set_to_none=True)
         return loss
+
+    def _accumulate(self, mark: Callable[[], None]) -> torch.Tensor:
+        """Forward and backward of every micro-batch; returns the mean of their losses."""
+        workload, whole = self.workload, (self.workload.inputs, self.workload.targets)
+        total: torch.Tensor | None = None
+        last = len(self._slices) - 1
+        try:
+            for index, (inputs, targets) in enumerate(self._slices):
+                workload.inputs, workload.targets = inputs, targets
+                with self.autocast():
+                    loss = workload.forward_loss() / self.micro_batches
+                mark()
+                keep_local = self.no_sync is not None and index < last
+                with self.no_sync() if keep_local else contextlib.nullcontext():
+                    if self.scaler is not None:
+                        self.scaler.scale(loss).backward()
+                    else:
+                        loss.backward()
+                mark()
+                total = loss.detach() if total is None else total + loss.detach()
+        finally:
+            workload.inputs, workload.targets = whole
+        assert total is not None
+        return total
+
+
+def micro_batch_slices(workload: Workload, micro_batches: int) -> tuple[tuple[Any, Any], ...]:
+    """The workload's batch cut into `micro_batches` equal slices along the first dimension (views,
+    no copies): (inputs, targets) each; ValueError when the batch does not divide."""
+    inputs, targets = workload.inputs, workload.targets
+    tensors = list(inputs.values()) if isinstance(inputs, Mapping) else [inputs]
+    batch = tensors[0].shape[0]
+    if batch % micro_batches:
+        raise ValueError(f"grad_accum {micro_batches} does not divide the batch of {batch}")
+    size = batch // micro_batches
+
+    def cut(tensor: torch.Tensor, i: int) -> torch.Tensor:
+        return tensor[i * size:(i + 1) * size]
+
+    out = []
+    for i in range(micro_batches):
+        part = ({k: cut(v, i) for k, v in inputs.items()} if isinstance(inputs, Mapping)
+                else cut(inputs, i))
+        out.append((part, None if targets is None else cut(targets, i)))
+    return tuple(out)
 
 
 class _Clock:
@@ -258,7 +318,9 @@ def measure_window(
     """
     clock = _Clock(device)
     phases = getattr(step, "separable_phases", True)
-    marks_per_step = 3 if phases else 1
+    # Forward and backward of each micro-batch, then the optimizer (a single batch: 3 marks).
+    micro = getattr(step, "micro_batches", 1)
+    marks_per_step = 2 * micro + 1 if phases else 1
     phase_mark = clock.mark if phases else _no_mark
     expected_steps = settings.min_steps
     if expected_step_s:
@@ -281,9 +343,11 @@ def measure_window(
     on_window_close()
     intervals = clock.intervals_s()
     if phases:
-        forward = intervals[0::3]
-        backward = intervals[1::3]
-        optimizer = intervals[2::3]
+        per_step = [intervals[i:i + marks_per_step]
+                    for i in range(0, len(intervals), marks_per_step)]
+        forward = [sum(spans[0:-1:2]) for spans in per_step]
+        backward = [sum(spans[1:-1:2]) for spans in per_step]
+        optimizer = [spans[-1] for spans in per_step]
         totals = [f + b + o for f, b, o in zip(forward, backward, optimizer)]
     else:
         forward, backward, optimizer, totals = [], [], [], intervals

@@ -42,6 +42,8 @@ class Section:
     tables: tuple[Table, ...] = ()
     figures: tuple[Figure, ...] = ()
     empty_note: str = ""
+    #: (text, relative href) links to files beside the report (traces, memory timelines)
+    links: tuple[tuple[str, str], ...] = ()
 
 
 #: (anchor, heading, table names, figure name prefixes, note shown when the section is empty)
@@ -53,7 +55,7 @@ SECTION_PLAN = (
      "Speedup needs two or more runs with cells in common."),
     ("effects", "Batch norm and precision", ("batch_norm", "precision"), (),
      "These runs do not pair batch norm on/off or reduced precision with fp32."),
-    ("memory", "Memory", ("memory",), ("memory-",), "No memory figures were recorded."),
+    ("memory", "Memory", ("memory", "fit"), ("memory-",), "No memory figures were recorded."),
     ("efficiency", "Energy and efficiency", ("efficiency", "price"),
      ("energy-efficiency-", "model-flops-utilisation-", "share-of-measured-peak-"),
      "No power, energy or FLOP figures were recorded (no NVML on these machines)."),
@@ -61,6 +63,10 @@ SECTION_PLAN = (
     ("scaling", "Data-parallel scaling", ("scaling",), ("scaling-",), None),
     ("phases", "Where the step goes", ("phases",), ("phases-", "optimizer-floor"),
      "No phase timings were recorded."),
+    # Only when the runs hold profiles (bigtrain/report/profiles.py); links added by the builder.
+    ("profiles", "Where the time goes",
+     ("profile_categories", "profile_top_ops", "profile_launches", "profile_why",
+      "profile_roofline", "profile_hta", "profile_invalid"), ("profile-",), None),
     ("noise", "Step-time distributions", ("step_time",), ("step-times-",),
      "No step times were recorded."),
     ("telemetry", "Hardware telemetry", ("telemetry", "telemetry_missing"), ("timelines",),
@@ -190,7 +196,8 @@ def markdown_summary(data: ReportData, overview: Overview) -> list[str]:
 
 # -- writers -------------------------------------------------------------------------------------
 def write_markdown(path: Path, data: ReportData, tables: Sequence[Table],
-                   figures: Sequence[Figure], overview: Overview) -> None:
+                   figures: Sequence[Figure], overview: Overview,
+                   links: Sequence[tuple[str, str]] = ()) -> None:
     """report.md: the summary in the open, then every table folded, and links to the figures.
 
     Every piece of data (machine and run names, models, reasons) goes through `escape_markdown`:
@@ -220,6 +227,11 @@ def write_markdown(path: Path, data: ReportData, tables: Sequence[Table],
     if figures:
         out += ["## Figures", ""]
         out += [f"- [{md(f.title)}](figures/{f.name}.png): {md(f.caption)}" for f in figures]
+        out.append("")
+    if links:
+        # hrefs are percent-encoded relative paths (bigtrain/report/profiles.py): no `)` or space
+        out += ["## Traces and memory timelines", ""]
+        out += [f"- [{md(text)}](<{href}>)" for text, href in links]
         out.append("")
     write_output(path, "\n".join(out), what="report")
 

@@ -568,6 +568,58 @@ RECORD_FIELDS: tuple[Field, ...] = (
              "100 * (1 - no_sync / synced median): communication", unit="%"),
     _measure("dist_backend", "str | None", choice(DIST_BACKENDS, nullable=True),
              "the torch.distributed backend: nccl (GPUs) or gloo (CPU)"),
+    # -- bigbench fit (issue 26): the largest batch that trains; None on other records ---------------
+    # Every probe of the search is an ordinary record of its cell (repeat 0); the search's answer
+    # is measured once more at the batch found (repeat 1, role `max`). A probe over a stated
+    # --memory-budget is status `oom`, its reason naming the peak and the budget.
+    _measure("fit_group", "str | None", _OPTIONAL_TEXT,
+             "the fit search the record belongs to: its cell's axes less the batch size",
+             kind=STRING, shows=frozenset({FRAME})),
+    _measure("fit_role", "str | None", choice(("probe", "max"), nullable=True),
+             "probe: one step of the search; max: the batch it found, measured again",
+             kind=STRING, shows=frozenset({FRAME})),
+    _measure("fit_probe_index", "int | None", _COUNT, "the probe's place in its search, from 0",
+             kind=INT64, shows=frozenset({FRAME})),
+    _measure("fit_memory_budget_bytes", "int | None", _COUNT,
+             "the budget the peak was checked against (--memory-budget); null: the device's own "
+             "memory (a real out-of-memory)", unit="bytes", kind=INT64, shows=frozenset({FRAME})),
+    _measure("fit_checked_peak", "str | None", _OPTIONAL_TEXT,
+             "which recorded peak the budget was checked against (peak_rss_bytes on the CPU, "
+             "peak_mem_reserved_bytes on CUDA)", kind=STRING, shows=frozenset({FRAME})),
+    _measure("fit_memory_fraction", "float | None", number(above=0, nullable=True),
+             "the share of CUDA memory the worker was capped to (--memory-fraction)",
+             kind=FLOAT64, shows=frozenset({FRAME})),
+    _measure("fit_fail_batch_size", "int | None", _COUNT,
+             "on the max record: the smallest batch size found not to fit (null: none did)",
+             kind=INT64, shows=frozenset({FRAME})),
+    _measure("fit_stop", "str | None", _OPTIONAL_TEXT,
+             "on the max record: why the search ended (boundary, batch_max, probe_limit, "
+             "probe_failed)", kind=STRING, shows=frozenset({FRAME})),
+    # -- memory levers (issue 26: checkpointing, grad_accum, parallel); None where not measured ---
+    # Filled on step-time records (bigtrain.run.measured, bigtrain.run.distributed). Additive keys
+    # with None defaults: records written before them read unchanged (no schema bump).
+    _measure("micro_batch_size", "int | None", integer(minimum=1, nullable=True),
+             "samples one forward/backward pass takes on one rank: batch_size / grad_accum",
+             kind=INT64, shows=frozenset({FRAME})),
+    _measure("samples_per_optimizer_step", "int | None", integer(minimum=1, nullable=True),
+             "samples one optimizer step trains on, over all ranks: batch_size * world_size",
+             kind=INT64, shows=frozenset({FRAME})),
+    _measure("samples_per_s", "float | None", _AMOUNT,
+             "samples (not tokens) trained per second over all ranks: samples_per_optimizer_step "
+             "/ median step time (a step is one optimizer step)", unit="samples/s",
+             direction=HIGHER, kind=FLOAT64, shows=frozenset({FRAME})),
+    _measure("peak_memory_per_sample_bytes", "float | None", _AMOUNT,
+             "the cell's peak memory (allocated on CUDA, RSS on the CPU; the slowest rank's own "
+             "for data-parallel cells) over the samples one rank trains per optimizer step "
+             "(batch_size)", unit="bytes", direction=LOWER, kind=FLOAT64,
+             shows=frozenset({FRAME})),
+    _measure("recompute_share_pct", "float | None", _AMOUNT,
+             "checkpointed cells: 100 * (median backward phase - that of a companion window with "
+             "checkpointing paused) / median step: the step's share spent recomputing "
+             "activations", unit="%", direction=LOWER, kind=FLOAT64, shows=frozenset({FRAME})),
+    _measure("rank_peak_mem_bytes", "Sequence[int] | None", numbers(minimum=0, nullable=True),
+             "data-parallel cells: each rank's peak memory (allocated on CUDA, RSS on the CPU), "
+             "rank order", unit="bytes"),
     # -- anything else a workload or a later version wants to say ---------------------------------
     Field(name="extra", annotation="Mapping[str, Any]",
           rule=mapping(value_rule=lambda key: _EXTRA_RULE_BY_KEY.get(key) or ANY_FINITE_JSON,

@@ -7,11 +7,13 @@ set up (cuDNN autotuning, host syncs the recipe adds, compilation), in one froze
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from bigtrain.training.compiling import compile_model, compiled_graph_count
+from bigtrain.training.levers import enable_checkpointing
 from bigtrain.measure.contract import BuiltCell
 from bigtrain.measure.step_loop import TrainingStep
 from bigtrain.training.optim import build_optimizer, resolve_optimizer
@@ -28,9 +30,17 @@ def select_device(device_spec: str) -> torch.device:
     return device
 
 
-def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
+def build_cell(cell: Any, device: torch.device, seed: int,
+               prepare_model: Callable[[torch.nn.Module], dict[str, Any]] | None = None,
+               ) -> BuiltCell:
     """Set the backend switches for `cell` and build its workload, optimizer and training step
-    on `device` (made current by `select_device`)."""
+    on `device` (made current by `select_device`).
+
+    Activation checkpointing (the `checkpointing` axis) is switched on before anything else
+    touches the model; `prepare_model` (a data-parallel rank's FSDP sharding) runs next, in place,
+    before compilation and before the optimizer is built, so the optimizer holds the sharded
+    parameters; its notes go into the record. The `grad_accum` axis sets the step's
+    micro-batches."""
     recipe = resolve_precision(cell.precision)
     recipe.apply_backend_flags()
 
@@ -42,6 +52,11 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
         device=device,
         seed=seed,
     )
+    lever_notes: dict[str, Any] = {}
+    if getattr(cell, "checkpointing", "off") == "on":
+        lever_notes.update(enable_checkpointing(workload.model))
+    if prepare_model is not None:
+        lever_notes.update(prepare_model(workload.model))
     cudnn_benchmark = set_cudnn_benchmark(workload.model, device)
     if cell.compile == "on":
         workload.model = compile_model(workload.model)
@@ -51,11 +66,12 @@ def build_cell(cell: Any, device: torch.device, seed: int) -> BuiltCell:
         resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
     )
     lr_used = set_learning_rate(optimizer, getattr(cell, "lr", "default"))
-    step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device)
+    step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device,
+                             micro_batches=getattr(cell, "grad_accum", 1))
     compiles = cell.compile == "on" or cell.impl == "compiled"
 
     syncs, sync_reason = recipe.host_syncs(cell.impl)
-    notes: dict[str, Any] = {**workload.notes, "cudnn_benchmark": cudnn_benchmark,
+    notes: dict[str, Any] = {**workload.notes, **lever_notes, "cudnn_benchmark": cudnn_benchmark,
                              "host_syncs_per_step": syncs}
     if sync_reason:
         notes["host_sync_reason"] = sync_reason

@@ -46,6 +46,12 @@ def _measure(job: CellJob, started: str) -> CellRecord:
 
     protocol = resolve_protocol(job.protocol)
     device = select_device(job.device)
+    fraction = getattr(job, "cuda_memory_fraction", None)
+    if fraction is not None and device.type == "cuda":
+        import torch
+
+        # Before the build, so the cap holds for every allocation of the cell (`bigbench fit`).
+        torch.cuda.set_per_process_memory_fraction(fraction, device)
     # Peak memory covers the build too (parameters, optimizer state): start it first.
     memory = PeakMemoryTracker(device)
     memory.start()

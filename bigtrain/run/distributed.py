@@ -237,8 +237,9 @@ def merge_rank_records(records: list[CellRecord | None], *, world_size: int,
         cpu_pinning=(", ".join(f"rank {r}: core {c}" for r, c in enumerate(cores)) if cores
                      else "not pinned: fewer cores than ranks" if backend == "gloo"
                      else "n/a (GPU ranks)"),
-        per_rank_fields="items_per_step and items_per_s count every rank; memory, FLOPs, MFU and "
-                        "telemetry are the slowest rank's own",
+        per_rank_fields="items_per_step, items_per_s, samples_per_optimizer_step and samples_per_s "
+                        "count every rank; memory (each rank's in rank_peak_mem_bytes), memory "
+                        "per sample, FLOPs, MFU and telemetry are the slowest rank's own",
     )
     extra.pop("rank", None)
     return dataclasses.replace(
@@ -249,10 +250,21 @@ def merge_rank_records(records: list[CellRecord | None], *, world_size: int,
         comm_share_pct=100.0 * max(0.0, 1.0 - no_sync_s / median_s),
         items_per_step=items_per_step,
         items_per_s=items_per_step / median_s,
+        samples_per_optimizer_step=(slowest.batch_size or 0) * world_size or None,
+        samples_per_s=(slowest.batch_size or 0) * world_size / median_s or None,
+        rank_peak_mem_bytes=_rank_peaks(ranks),
         peak_rss_bytes=max((r.peak_rss_bytes or 0 for r in ranks), default=None) or None,
         dist_backend=backend,
         extra=extra,
     )
+
+
+def _rank_peaks(ranks: list[CellRecord]) -> tuple[int, ...] | None:
+    """Each rank's peak memory (allocated on CUDA, RSS on the CPU), or None where one is unknown."""
+    from bigtrain.run.measured import peak_memory_bytes
+
+    peaks = [peak_memory_bytes(r) for r in ranks]
+    return None if any(p is None for p in peaks) else tuple(int(p) for p in peaks)
 
 
 def _read_record(job_dir: Path, rank: int) -> CellRecord | None:

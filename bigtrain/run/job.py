@@ -27,3 +27,6 @@ class CellJob:
     #: The executor's limit for this cell, where it says (a data-parallel cell stops its ranks a
     #: little before it, to name the rank at fault).
     timeout_s: float | None = None
+    #: Cap the worker's CUDA caching allocator to this share of the device's memory before the
+    #: cell is built (`bigbench fit --memory-fraction`); None: no cap.
+    cuda_memory_fraction: float | None = None

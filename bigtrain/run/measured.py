@@ -39,7 +39,32 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
         extra={**result.extra(), **built.notes, "flops_convention": FLOPS_CONVENTION},
         **result.record_fields(built),
     )
-    return _with_hardware_metrics(record, job.device)
+    return _with_hardware_metrics(with_lever_figures(record), job.device)
+
+
+def peak_memory_bytes(record: CellRecord) -> int | None:
+    """The memory figure the levers are read against: allocated device memory on CUDA, else the
+    process's peak RSS."""
+    if record.peak_mem_allocated_bytes is not None:
+        return record.peak_mem_allocated_bytes
+    return record.peak_rss_bytes
+
+
+def with_lever_figures(record: CellRecord) -> CellRecord:
+    """The record with its memory-lever figures (micro batch, samples per optimizer step and per
+    second, peak memory per sample) for this process's own ranks' share: one process trains
+    `batch_size` samples per optimizer step (a data-parallel merge scales them by world_size)."""
+    if record.step_time_s is None or not record.batch_size:
+        return record
+    batch = record.batch_size
+    peak = peak_memory_bytes(record)
+    return dataclasses.replace(
+        record,
+        micro_batch_size=batch // getattr(record, "grad_accum", 1),
+        samples_per_optimizer_step=batch,
+        samples_per_s=batch / record.step_time_s.median,
+        peak_memory_per_sample_bytes=None if peak is None else peak / batch,
+    )
 
 
 #: FLOPs per (model, batch, BN, precision, compile) in this worker. What FlopCounterMode counts

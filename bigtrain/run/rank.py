@@ -75,17 +75,40 @@ def log_path(job_dir: Path, rank: int) -> Path:
 
 
 class NoSyncStep:
-    """A training step run under DDP's `no_sync()`: the gradients stay local (no all-reduce)."""
+    """A training step run under `no_sync` (DDP's `no_sync()`, or `fsdp_no_sync` of an FSDP2
+    model): the gradients stay local (no all-reduce, no reduce-scatter)."""
 
     separable_phases = True
 
-    def __init__(self, step: Any, ddp: Any) -> None:
+    def __init__(self, step: Any, no_sync: Any) -> None:
         self.step = step
-        self.ddp = ddp
+        self.no_sync = no_sync
+        self.micro_batches = getattr(step, "micro_batches", 1)
 
     def __call__(self, mark: Any = lambda: None) -> Any:
-        with self.ddp.no_sync():
+        with self.no_sync():
             return self.step(mark)
+
+
+def fsdp_no_sync(model: Any) -> Any:
+    """A context in which an FSDP2 model's backward keeps its gradients unreduced on each rank
+    (`set_requires_gradient_sync(False)`); parameter all-gathers still run in it."""
+    from contextlib import contextmanager
+
+    depth = [0]  # nested (a no-sync step's own accumulation): only the outermost switches back
+
+    @contextmanager
+    def context():  # noqa: ANN202
+        depth[0] += 1
+        model.set_requires_gradient_sync(False)
+        try:
+            yield
+        finally:
+            depth[0] -= 1
+            if depth[0] == 0:
+                model.set_requires_gradient_sync(True)
+
+    return context
 
 
 def _die_with_parent() -> None:
@@ -143,19 +166,34 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
     board.phase(rank, PHASE_JOINED)
     memory = PeakMemoryTracker(device)
     memory.start()
-    built = build_cell(job.cell, device, job.seed)
-    ddp = DistributedDataParallel(built.workload.model,
-                                  device_ids=[device.index] if cuda else None)
-    ddp.register_comm_hook(board.slot(rank), _counting_allreduce)
-    built.workload.model = ddp
-    synced, unsynced = built.step, NoSyncStep(built.step, ddp)
+    parallel = getattr(job.cell, "parallel", "ddp")
+    if parallel == "ddp":
+        built = build_cell(job.cell, device, job.seed)
+        ddp = DistributedDataParallel(built.workload.model,
+                                      device_ids=[device.index] if cuda else None)
+        ddp.register_comm_hook(board.slot(rank), _counting_allreduce)
+        built.workload.model = ddp
+        no_sync = ddp.no_sync
+    else:  # FSDP2: sharded before the optimizer is built, so it holds the shards
+        from bigtrain.training.levers import apply_fsdp
+
+        built = build_cell(job.cell, device, job.seed,
+                           prepare_model=lambda model: apply_fsdp(
+                               model, offload=parallel == "fsdp-offload"))
+        no_sync = fsdp_no_sync(built.workload.model)
+    # Gradient accumulation: every micro-batch but the last keeps its gradients local.
+    built.step.no_sync = no_sync
+    synced, unsynced = built.step, NoSyncStep(built.step, no_sync)
     board.phase(rank, PHASE_BUILT)
 
     settings = job.settings
     sampler = TelemetrySampler.for_device(str(device), interval_s=job.telemetry_interval_s)
     duration_s = max(settings.duration_s, sampler.min_window_s)
     board.phase(rank, PHASE_WARMUP)
-    warm = warm_up(unsynced, device, settings.warmup_s, built.compile_probe)
+    if parallel == "ddp":
+        warm = warm_up(unsynced, device, settings.warmup_s, built.compile_probe)
+    else:  # FSDP all-gathers parameters even without gradient sync: the same steps on all ranks
+        warm = _fixed_warm_up(unsynced, device)
     board.phase(rank, PHASE_SYNC_WARMUP)
     sync_start = time.perf_counter()
     sync_times: list[float] = []
@@ -188,15 +226,42 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
                       loss_first=warm.loss_first,
                       loss_last=float(window.last_loss.detach().float().item()),
                       compile=warm.compile)
-    result = StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
-                            telemetry_reason=telemetry_reason)
+    result = StepTimeResult(
+        loop=loop, peak=peak, telemetry=telemetry, telemetry_reason=telemetry_reason,
+        recompute_reason=("not measured for data-parallel cells: their companion window is the "
+                          "no-sync one" if built.notes.get("checkpointing_method") else None))
     # FLOPs are counted on a step without the all-reduce, so no rank waits on another meanwhile.
     record = build_record(job, dataclasses.replace(built, step=unsynced), result, started)
     no_sync_median_s = statistics.median(compute.step_times_s)
     extra = {**record.extra, "rank": rank, "rank_pid": os.getpid(),
              "no_sync_step_time_s": no_sync_median_s,
+             "comm_share_method": (
+                 "DDP all-reduce: synced vs no_sync() steps" if parallel == "ddp" else
+                 "FSDP2 gradient reduce-scatter only: synced vs set_requires_gradient_sync(False) "
+                 "steps; parameter all-gathers run in both, so the share is a lower bound"),
              "rank_device": str(device), "rank_core": os.environ.get(CORE_ENV)}
     return dataclasses.replace(record, extra=extra)
+
+
+#: Warm-up steps of an FSDP rank: a fixed count, since every FSDP step is a collective.
+FSDP_WARMUP_STEPS = 3
+
+
+def _fixed_warm_up(step: Any, device: Any) -> Any:
+    """FSDP_WARMUP_STEPS steps on every rank (a time-bounded warm-up could end one step apart on
+    two ranks, and leave one waiting in an all-gather the other never starts)."""
+    from bigtrain.measure.step_loop import WarmUp, synchronize
+
+    start = time.perf_counter()
+    times: list[float] = []
+    loss_first = float(step().detach().float().item())
+    for _ in range(FSDP_WARMUP_STEPS - 1):
+        t0 = time.perf_counter()
+        step()
+        synchronize(device)
+        times.append(time.perf_counter() - t0)
+    return WarmUp(steps=FSDP_WARMUP_STEPS, seconds=time.perf_counter() - start, settled=False,
+                  loss_first=loss_first, recent_step_s=statistics.median(times) if times else 0.0)
 
 
 def _write_record(path: Path, record: Any) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import signal
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -222,7 +222,8 @@ class InterruptGuard:
         self._armed = False
 
 
-def _spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What a resume would change in a run's spec (`key: old -> new`), its name aside."""
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
             if k not in ("preset", "description") and old.get(k) != new.get(k)]
@@ -241,42 +242,55 @@ class _RunStart:
     previous: tuple[CellRecord, ...]
 
 
-def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
-              environment: dict[str, Any]) -> _RunStart:
-    """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
+def open_run_folder(spec_json: dict[str, Any], options: SweepOptions, cells_total: int,
+                    environment: dict[str, Any], *, compared: str = "the spec",
+                    check_resumable: Callable[[Path, Manifest], None] | None = None,
+                    ) -> tuple[Path, Manifest, tuple[CellRecord, ...]]:
+    """A new run's folder and manifest; or, with `options.resume`, the run's folder, its
+    manifest set running again and the records it holds, after checking (BadInput) that
+    `check_resumable` accepts it and that neither `compared` (its spec, as `spec_json`), the
+    executor nor this machine changed, unless `options.force`."""
     from bigtrain.measure.envinfo import fingerprint_differences
 
-    spec_json = spec.to_json()  # what the manifest records, and what a resume is checked against
     if not options.resume:
         run_id = options.run_id or default_run_id()
         manifest = Manifest(
             run_id=run_id, bigtrain_version=__version__, spec=spec_json,
             environment=environment, started_at=now_iso(), state="running",
-            cells_total=len(cells) * spec.measure.repeats,
-            executor=options.executor or DEFAULT_EXECUTOR,
+            cells_total=cells_total, executor=options.executor or DEFAULT_EXECUTOR,
         )
-        return _RunStart(run_dir=Path(options.out_dir) / run_id, manifest=manifest,
-                         done=frozenset(), recorded_ids=frozenset(), previous=())
+        return Path(options.out_dir) / run_id, manifest, ()
 
     run_dir = Path(options.out_dir) / options.resume
     manifest = read_manifest(run_dir)
     # The manifest's run id goes into every new record; a hand-edited one is refused here.
     check_run_id(manifest.run_id, f"{run_dir / MANIFEST_NAME}: run_id")
+    if check_resumable is not None:
+        check_resumable(run_dir, manifest)
     executor_name = options.executor or manifest.executor
-    problems = _spec_differences(dict(manifest.spec), spec_json)
+    problems = spec_differences(dict(manifest.spec), spec_json)
     problems += fingerprint_differences(dict(manifest.environment), environment)
     if executor_name != manifest.executor:
         problems.append(f"executor: {manifest.executor!r} -> {executor_name!r}")
     if problems and not options.force:
         raise BadInput(
-            f"cannot resume {run_dir}: the spec, the executor or this machine differs from "
+            f"cannot resume {run_dir}: {compared}, the executor or this machine differs from "
             f"the run's ({'; '.join(problems)}); use --force to resume anyway"
         )
     previous = tuple(load_run(run_dir).records)
-    done = {(r.cell_id, r.repeat) for r in previous
-            if r.status not in FAILED_STATUSES or not options.retry_failed}
     manifest = replace(manifest, spec=spec_json, state="running", ended_at=None,
                        executor=executor_name)
+    return run_dir, manifest, previous
+
+
+def _open_run(spec: SweepSpec, options: SweepOptions, cells: Sequence[Cell],
+              environment: dict[str, Any]) -> _RunStart:
+    """A new run's manifest, or a resumed run's, after checking nothing changed (BadInput)."""
+    # What the manifest records, and what a resume is checked against.
+    run_dir, manifest, previous = open_run_folder(
+        spec.to_json(), options, len(cells) * spec.measure.repeats, environment)
+    done = {(r.cell_id, r.repeat) for r in previous
+            if r.status not in FAILED_STATUSES or not options.retry_failed}
     return _RunStart(run_dir=run_dir, manifest=manifest, done=frozenset(done),
                      recorded_ids=frozenset(r.cell_id for r in previous), previous=previous)
 
@@ -290,6 +304,88 @@ def _with_executor_nodes(manifest: Manifest, executor: Executor) -> Manifest:
     seen = {node.get("node_id") for node in nodes}
     merged = [node for node in manifest.nodes if node.get("node_id") not in seen] + nodes
     return replace(manifest, nodes=tuple(merged))
+
+
+class OpenRun:
+    """A run folder while its cells run (inside `drive_run`): its manifest, the records so far,
+    and the two things every driver does with them. After `drive_run`, `interrupted` and
+    `error` say how the run ended."""
+
+    def __init__(self, manifest: Manifest, writer: RunWriter, executor: Executor,
+                 progress: SweepProgress, records: list[CellRecord]) -> None:
+        self.manifest = manifest
+        self.records = records
+        self.interrupted = False
+        self.error: str | None = None
+        self._writer, self._executor, self._progress = writer, executor, progress
+
+    def store(self, result: CellRecord, instead: Callable[[CellRecord, UnstorableRecord],
+                                                          CellRecord] | None = None) -> CellRecord:
+        """Append and fsync `result` with SIGINT/SIGTERM held for the write, and keep it; the
+        record stored. A record JSON cannot hold is replaced by `instead(result, error)` (the
+        cell's `error` record), or the error is raised when there is no `instead`."""
+        with _signals_deferred():
+            try:
+                self._writer.append(result)
+            except UnstorableRecord as exc:
+                if instead is None:
+                    raise
+                result = instead(result, exc)
+                self._writer.append(result)
+            self.records.append(result)
+        return result
+
+    def cell_started(self, job: CellJob) -> None:
+        """An executor's start callback. A cluster executor knows its nodes once connected,
+        before its first cell starts: their fingerprints go into the manifest then, so a
+        killed driver keeps them."""
+        with_nodes = _with_executor_nodes(self.manifest, self._executor)
+        if with_nodes != self.manifest:
+            self.manifest = with_nodes
+            self._writer.write_manifest(self.manifest)
+        self._progress.cell_started(job)
+
+
+def drive_run(run_dir: Path, manifest: Manifest, *, options: SweepOptions, executor: Executor,
+              progress: SweepProgress, records: list[CellRecord], begin: Callable[[], None],
+              body: Callable[[OpenRun], None]) -> OpenRun:
+    """Own `run_dir` while `body` runs its cells (the sweep's, `fit`'s): write the manifest,
+    `begin`, then run `body` with interrupts armed; whatever happens, stop the executor and
+    mark the manifest complete (`body` returned) or interrupted (a signal, a full disk, an
+    unexpected error, which is raised after). Returns the run, saying how it ended."""
+    # The guard covers the whole life of the open run folder, so no Ctrl-C can leave the
+    # manifest `running`; the command line keeps ignoring signals once one came (see the guard).
+    with InterruptGuard(ignore_after_signal=options.ignore_signals_after_interrupt) as guard, \
+            RunWriter(run_dir, resume=bool(options.resume)) as writer:
+        run = OpenRun(manifest, writer, executor, progress, records)
+        writer.write_manifest(manifest)
+        begin()
+        finished = False
+        try:
+            try:
+                guard.arm()
+                body(run)
+                finished = True
+            finally:
+                # An interrupt landing here, before the disarm, is caught just below.
+                guard.disarm()
+        except SweepInterrupted:
+            pass  # guard.received says so
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            run.error = f"disk full while writing {run_dir}; every record before it is intact"
+        finally:
+            executor.shutdown()
+            # Only a run that got through every job is complete; an unexpected error is not.
+            state = "complete" if finished else "interrupted"
+            try:
+                writer.write_manifest(replace(run.manifest, state=state, ended_at=now_iso()))
+            except OSError:
+                pass  # the disk may be full; the cells file is what must stay valid
+    # A signal that came at any moment means the user asked to stop: no report follows.
+    run.interrupted = guard.received is not None
+    return run
 
 
 def run_sweep(spec: SweepSpec, options: SweepOptions,
@@ -309,7 +405,6 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     make_executor = make_executor or executor_factory(manifest.executor)
     rounds = plan_jobs(manifest.run_id, spec, cells, start.done)
     records: list[CellRecord] = list(start.previous)
-    finished, error = False, None
     executor: Executor = make_executor(ExecutorSettings(
         slots=tuple(slots_for(sorted({c.device for c in cells if c.status == PENDING}),
                               inventory.cuda_count) or ["cpu"]),
@@ -319,75 +414,38 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
         options=options.executor_options,
     ))
 
-    # The guard covers the whole life of the open run folder, so no Ctrl-C can leave the
-    # manifest `running`; the command line keeps ignoring signals once one came (see the guard).
-    with InterruptGuard(ignore_after_signal=options.ignore_signals_after_interrupt) as guard, \
-            RunWriter(run_dir, resume=bool(options.resume)) as writer:
-        writer.write_manifest(manifest)
+    cells_by_id = {cell.cell_id: cell for cell in cells}
 
-        cells_by_id = {cell.cell_id: cell for cell in cells}
+    def as_error(result: CellRecord, exc: UnstorableRecord) -> CellRecord:
+        """An executor passed on a record JSON cannot hold: the cell's error record instead."""
+        if result.cell_id not in cells_by_id:
+            raise exc
+        return cell_record(
+            manifest.run_id, cells_by_id[result.cell_id], result.repeat,
+            status="error", reason=f"the record cannot be stored: {exc}"[:500],
+            protocol=result.protocol, started_at=result.started_at,
+            ended_at=result.ended_at, worker_pid=result.worker_pid)
 
+    def run_cells(run: OpenRun) -> None:
         def record(result: CellRecord) -> None:
-            with _signals_deferred():
-                try:
-                    writer.append(result)
-                except UnstorableRecord as exc:  # an executor passed on a record JSON cannot hold
-                    if result.cell_id not in cells_by_id:
-                        raise
-                    result = cell_record(
-                        manifest.run_id, cells_by_id[result.cell_id], result.repeat,
-                        status="error", reason=f"the record cannot be stored: {exc}"[:500],
-                        protocol=result.protocol, started_at=result.started_at,
-                        ended_at=result.ended_at, worker_pid=result.worker_pid)
-                    writer.append(result)
-                records.append(result)
-            progress.cell_finished(result)
+            progress.cell_finished(run.store(result, instead=as_error))
 
-        def started(job: CellJob) -> None:
-            # A cluster executor knows its nodes once connected, before its first cell starts:
-            # their fingerprints go into the manifest then, so a killed driver keeps them.
-            nonlocal manifest
-            with_nodes = _with_executor_nodes(manifest, executor)
-            if with_nodes != manifest:
-                manifest = with_nodes
-                writer.write_manifest(manifest)
-            progress.cell_started(job)
+        for cell in cells:
+            if cell.status != PENDING and cell.cell_id not in recorded_ids:
+                record(not_run_record(manifest.run_id, cell, spec.protocol))
+        for index, jobs in enumerate(rounds):
+            if index:
+                executor.retire_idle_workers()  # each repeat round: fresh workers
+            executor.run(jobs, record, run.cell_started)
 
-        progress.begin(run_dir, cells, sum(len(r) for r in rounds))
-        try:
-            try:
-                guard.arm()
-                for cell in cells:
-                    if cell.status != PENDING and cell.cell_id not in recorded_ids:
-                        record(not_run_record(manifest.run_id, cell, spec.protocol))
-                for index, jobs in enumerate(rounds):
-                    if index:
-                        executor.retire_idle_workers()  # each repeat round: fresh workers
-                    executor.run(jobs, record, started)
-                finished = True
-            finally:
-                # An interrupt landing here, before the disarm, is caught just below.
-                guard.disarm()
-        except SweepInterrupted:
-            pass  # guard.received says so
-        except OSError as exc:
-            if not is_disk_full(exc):
-                raise
-            error = f"disk full while writing {run_dir}; every record before it is intact"
-        finally:
-            executor.shutdown()
-            # Only a sweep that got through every job is complete; an unexpected error is not.
-            state = "complete" if finished else "interrupted"
-            try:
-                writer.write_manifest(replace(manifest, state=state, ended_at=now_iso()))
-            except OSError:
-                pass  # the disk may be full; the cells file is what must stay valid
-    # A signal that came at any moment means the user asked to stop: no report follows.
-    interrupted = guard.received is not None
+    run = drive_run(run_dir, manifest, options=options, executor=executor, progress=progress,
+                    records=records,
+                    begin=lambda: progress.begin(run_dir, cells, sum(len(r) for r in rounds)),
+                    body=run_cells)
     # A retried cell's new record supersedes its old one, here as in every reader.
     outcome = SweepOutcome(run_dir=run_dir, records=tuple(latest_records(records)),
-                           interrupted=interrupted,
-                           error=error, workers_started=executor.workers_started)
+                           interrupted=run.interrupted,
+                           error=run.error, workers_started=executor.workers_started)
     progress.end(outcome)
     return outcome
 
