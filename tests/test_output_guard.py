@@ -95,3 +95,18 @@ def test_the_guard_itself(two_runs, tmp_path):
     (tmp_path / "d" / "up").symlink_to(tmp_path, target_is_directory=True)
     with pytest.raises(BadInput, match="outside the folder"):
         checked_inside(tmp_path / "d", "up/file.txt", what="-o")
+
+
+def test_an_output_hard_linked_to_a_runs_cells_leaves_the_cells_as_they_were(two_runs, tmp_path):
+    a, b = two_runs
+    before = _snapshot(b)
+    linked = tmp_path / "summary.md"
+    os.link(b / "cells.jsonl", linked)   # no symlink: realpath sees nothing to refuse
+    result = _invoke("compare", str(a), str(b), "--markdown", str(linked))
+    assert "Traceback" not in result.output
+    assert _snapshot(b) == before        # the cells file is untouched ...
+    assert load_run(b).records           # ... and still loads
+    text = linked.read_text()
+    assert text.startswith((b / "cells.jsonl").read_text())   # --markdown appends
+    assert len(text) > len((b / "cells.jsonl").read_text())
+    assert os.stat(linked).st_nlink == 1 and not list(tmp_path.glob(".summary.md.*.tmp"))

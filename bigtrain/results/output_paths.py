@@ -9,6 +9,10 @@ its `profiles/`. A run folder is a folder holding a `manifest.json` or a `cells.
 sweep driver's `RunWriter` writes those, so nothing recorded is replaced or appended to by an
 output, whatever path spelling or symlink leads there.
 
+An existing output file with other names (hard links, which no path check can follow) is
+written as a new file renamed into place, so its other names, a run's cells file among them, keep
+their content.
+
 A report is a folder of files: each of them must also resolve inside that folder, so a symlink
 planted at `D/index.html` or `D/figures` cannot carry the report somewhere else.
 """
@@ -16,6 +20,7 @@ planted at `D/index.html` or `D/figures` cannot carry the report somewhere else.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from bigtrain.common.errors import BadInput
@@ -78,6 +83,9 @@ def write_output(path: Path | str, content: str | bytes, *, what: str,
     try:
         if make_parents:
             resolved.parent.mkdir(parents=True, exist_ok=True)
+        if _is_hard_linked(resolved):
+            _replace_name_only(resolved, data, append=append)
+            return resolved
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
         # O_NOFOLLOW: a symlink swapped in after the check is refused, not followed.
         fd = os.open(resolved, flags | os.O_NOFOLLOW, 0o644)
@@ -87,3 +95,28 @@ def write_output(path: Path | str, content: str | bytes, *, what: str,
         raise BadInput(f"{what} {path}: cannot write {exc.filename or resolved}: "
                        f"{exc.strerror or exc}") from None
     return resolved
+
+
+def _is_hard_linked(resolved: Path) -> bool:
+    """True when `resolved` is an existing regular file with other names (hard links)."""
+    try:
+        st = os.lstat(resolved)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+
+
+def _replace_name_only(resolved: Path, data: bytes, *, append: bool) -> None:
+    """Write `resolved` as a new file put in place by rename, so a hard link elsewhere (say, a
+    run's `cells.jsonl` linked under an innocent name) keeps its content: writing in place would
+    change every name of the file, and the realpath check cannot see hard links."""
+    old = resolved.read_bytes() if append else b""
+    tmp = resolved.with_name(f".{resolved.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(old + data)
+        os.replace(tmp, resolved)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
