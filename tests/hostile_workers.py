@@ -22,6 +22,7 @@ BAD_BYTES = {
     "not-an-object": b"[1, 2, 3]",
     "bad-record": b'{"record": {"cell_id": 7}}',
     "deep": b"[" * 100_000 + b"]" * 100_000,
+    "oversized": None,  # one byte over MAX_MESSAGE_BYTES: refused from its length alone
 }
 
 
@@ -48,6 +49,8 @@ def protocol_breaker(conn: Connection, log_path: str, parent_pid: int) -> None:
         if job.repeat == 0:
             if mode == "bare-int":
                 conn.send(42)
+            elif mode == "oversized":
+                conn.send_bytes(b" " * (protocol.MAX_MESSAGE_BYTES + 1))
             else:
                 conn.send_bytes(BAD_BYTES[mode])
         else:

@@ -39,6 +39,7 @@ def job(repeat: int = 0) -> CellJob:
     (b'{"record": {"cell_id": 7}}', "an invalid record"),
     (b"[" * 50_000 + b"]" * 50_000, "nested too deeply"),
     ({"record": {"x": {1, 2}}}, "a set, which JSON cannot hold"),
+    (b" " * (protocol.MAX_MESSAGE_BYTES + 1), "over the 16777216-byte limit"),
 ])
 def test_a_message_that_breaks_the_protocol_says_how_and_shows_what_arrived(raw, problem):
     with pytest.raises(protocol.ProtocolError) as caught:
@@ -133,3 +134,22 @@ def test_a_record_json_cannot_hold_is_stored_as_that_cells_error(tmp_path) -> No
     statuses = [r.status for r in load_run(tmp_path / "unclean").records]
     assert statuses == ["error", "ok", "ok"]
     assert "extra.weights" in outcome.records[0].reason
+
+
+# -- the A/B worker's stream: a line over the cap is refused without reading it all -----------
+def test_an_ab_worker_line_over_the_cap_is_a_protocol_error_not_a_memory_spike(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from bigtrain.ab.side_worker import SideWorker
+
+    worker = SideWorker.__new__(SideWorker)   # the process is the faked boundary
+    writes = f"import sys; sys.stdout.buffer.write(b' ' * {protocol.MAX_MESSAGE_BYTES * 2})"
+    worker._process = subprocess.Popen([sys.executable, "-c", writes], stdout=subprocess.PIPE)
+    try:
+        with pytest.raises(protocol.ProtocolError, match="over the 16777216-byte limit"):
+            worker.read_message((protocol.RECORD,))
+    finally:
+        worker._process.kill()
+        worker._process.wait()
+        worker._process.stdout.close()

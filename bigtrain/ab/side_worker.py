@@ -100,9 +100,11 @@ class SideWorker:
     def read_message(self, expect: Sequence[str]) -> protocol.Message | None:
         """The next message (blocks until a whole line), validated (`bigtrain.run.worker_protocol`):
         None at end of output; ProtocolError for a line that breaks the protocol."""
-        line = self.stdout.readline()
+        line = self.stdout.readline(protocol.MAX_MESSAGE_BYTES + 1)
         if not line:
             return None
+        if len(line) > protocol.MAX_MESSAGE_BYTES:  # read no further: the cap bounds memory
+            raise protocol.oversized(len(line))
         return protocol.decode(line, expect=expect)
 
     def exit_code(self, wait_s: float = 5.0) -> int | None:

@@ -276,9 +276,14 @@ class LocalPoolExecutor:
         not JSON, a kind the worker should not send now, a record that fails the schema) is the
         cell's `error` record, showing what arrived, and the worker is replaced."""
         try:
-            raw = worker.conn.recv_bytes()
-        except (EOFError, OSError):
+            raw: bytes | None = worker.conn.recv_bytes(protocol.MAX_MESSAGE_BYTES)
+        except EOFError:
             return False
+        except OSError as exc:
+            # multiprocessing refuses a length over the cap before reading the body
+            if str(exc) != "bad message length":
+                return False
+            raw = None
         if not worker.ready:
             expect: tuple[str, ...] = (protocol.READY,)
         elif worker.job is not None:
@@ -286,6 +291,8 @@ class LocalPoolExecutor:
         else:
             expect = (protocol.HEALTH,)
         try:
+            if raw is None:
+                raise protocol.oversized(protocol.MAX_MESSAGE_BYTES + 1)
             message = protocol.decode(raw, expect=expect)
         except protocol.ProtocolError as exc:
             job, worker.job, worker.checking_health = worker.job, None, False

@@ -40,6 +40,16 @@ ERROR = "error"
 KINDS = (READY, RECORD, HEALTH, ERROR)
 #: How much of a bad message a record shows.
 SHOWN_CHARS = 300
+#: The largest message a driver reads. A real record (thousands of step times, a compact profile
+#: summary) is well under 1 MiB; without a cap, a broken or hostile worker announcing gigabytes
+#: would make the driver allocate them before anything is checked.
+MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+
+def oversized(size_bytes: int) -> ProtocolError:
+    """The error for a message over MAX_MESSAGE_BYTES (what arrived: only its size)."""
+    return ProtocolError(f"a message of {size_bytes} bytes or more, over the "
+                         f"{MAX_MESSAGE_BYTES}-byte limit", f"({size_bytes} bytes, not shown)")
 
 
 class ProtocolError(Exception):
@@ -103,6 +113,8 @@ def shown(raw: Any) -> str:
 def decode(raw: Any, *, expect: Collection[str]) -> Message:
     """The message in `raw` (bytes or text off a stream, or a value a Ray actor returned),
     checked to be a valid message of one of the kinds in `expect`; ProtocolError otherwise."""
+    if isinstance(raw, (bytes, bytearray, memoryview, str)) and len(raw) > MAX_MESSAGE_BYTES:
+        raise oversized(len(raw))
     data = _parse(raw)
     if not isinstance(data, dict):
         raise ProtocolError(f"a message must be a JSON object, not {_kind_of(data)}", shown(raw))
