@@ -186,13 +186,22 @@ def test_cpu_rehearsal_runs_every_step_and_brings_back_one_archive(tmp_path):
     steps = verdict["steps"]
     # Every step the GPU run will take ran here and finished (nvidia-smi only where it exists).
     assert set(steps) == {s.name for s in validate.plan("cuda", out)}
+    # Steps that run only in time left over may be cut short by their cap or the deadline on a
+    # loaded box (seen: fit-gpt2-medium stopped at its 90 s cap at load 12-17, four torch worker
+    # starts of 5-20 s each); that is their design, not a fault. Any other outcome (a failing
+    # exit code above all) fails. The plumbing of fit itself is tested in test_fit_run.py.
+    left_over = {s.name for s in validate.plan("cpu", out) if not s.guaranteed}
     for name, outcome in steps.items():
         if name == "nvidia-smi" and outcome == "skipped: nvidia-smi not found":
+            continue
+        if name in left_over and outcome.startswith(("stopped after", "skipped: deadline")):
             continue
         assert outcome.startswith("ok"), (name, outcome, (out / "logs" / f"{name}.log").read_text()[-2000:])
     checks = {c["name"]: c for c in verdict["checks"]}
     assert {c["status"] for c in checks.values()} <= {"pass", "fail", "skipped"}
-    for name in ("cells of gpt2", "cells of graphs", "cells of resnet50", "cells of quick", "cells of compiled"):
+    ran_whole = {"quick"} if steps["quick"].startswith("ok") else set()
+    for name in ("cells of gpt2", "cells of graphs", "cells of resnet50", "cells of compiled",
+                 *(f"cells of {step}" for step in ran_whole)):
         assert checks[name]["status"] == "pass", checks[name]
     for name in ("MFU range", "energy vs mean power x window", "telemetry overhead", "CUDA events vs host clock",
                  "bigbench vs bare loop", "GPT-2 small bf16 fused AdamW tokens/s", "Adam fused step alone",
@@ -203,7 +212,7 @@ def test_cpu_rehearsal_runs_every_step_and_brings_back_one_archive(tmp_path):
     assert set(micro["clock_fault"]) == {"honest", "planted", "bound"}
     assert (out / "calibration.json").is_file() and json.loads((out / "calibration.json").read_text())
     assert (out / "verdict.txt").read_text().count("\n") == len(checks) + 2
-    for run in ("gpt2", "graphs", "resnet50", "quick", "compiled"):
+    for run in ("gpt2", "graphs", "resnet50", "compiled", *ran_whole):
         assert (out / "runs" / run / "manifest.json").is_file()
     # What comes back: one archive and the verdict, within the device's limits.
     assert validate.returnable_problems(dest) == []
@@ -216,8 +225,9 @@ def test_cpu_rehearsal_runs_every_step_and_brings_back_one_archive(tmp_path):
     results.mkdir()
     assert validate.rebuild(archives[0], results=results) == 0
     offline = json.loads(next(results.glob("cpu-validate-*/verdict-offline.json")).read_text())
-    pairing = {c["name"]: c for c in offline["checks"]}["quick pairs with results/cpu-2vcpu-quick"]
-    assert pairing["status"] == "pass", pairing
+    if "quick" in ran_whole:
+        pairing = {c["name"]: c for c in offline["checks"]}["quick pairs with results/cpu-2vcpu-quick"]
+        assert pairing["status"] == "pass", pairing
 
 
 def test_a_used_out_folder_is_refused_with_exit_2(tmp_path, capsys):
