@@ -95,7 +95,7 @@ def test_bigbench_profile_leaves_the_contract_and_the_why_line(tmp_path: Path) -
     assert [a.axis for a in answers] == ["impl"]
     assert {answers[0].baseline_value, answers[0].candidate_value} == {"forloop", "fused"}
     assert "where the time goes (2 profiled cell(s))" in result.output
-    assert answers[0].line in result.output
+    assert f"  {answers[0].line}  [" in result.output
 
 
 def test_sweep_profile_flags_need_profile_and_the_dry_run_profiles_nothing(tmp_path: Path) -> None:

@@ -68,7 +68,10 @@ def where_the_time_goes(run_dir: Path) -> list[str]:
     answers = why_lines(found.profiles)
     if answers:
         lines.append("why:")
-        lines.extend(f"  {answer.line}" for answer in answers)
+        for answer in answers:  # the pair differs in one axis: the baseline's label places it
+            base = found.profiles[answer.baseline_cell]
+            where = compare_cell_label(base.axes) if base.axes else answer.baseline_cell
+            lines.append(f"  {answer.line}  [{where}]")
     return [inert(line) for line in lines]
 
 
