@@ -432,9 +432,10 @@ def test_the_profile_step_and_its_check_read_a_real_profiled_cell(tmp_path):
     run_dir = tmp_path / "runs" / "profile"
     cell = Cell(cell_id="c1", model="mlp:seed", optimizer="adam", impl="fused", batch_norm="off",
                 precision="fp32", device="cpu", batch_size=8, compile="off")
+    settings = StepTimeSettings(warmup_s=0.01, duration_s=0.02, min_steps=3)
+    profile = profile_settings_for(ProfileRequest(steps=2), str(run_dir), "c1")
     record = run_cell(CellJob(run_id="profile", cell=cell, repeat=0, device="cpu",
-                              settings=StepTimeSettings(warmup_s=0.01, duration_s=0.02, min_steps=3),
-                              profile=profile_settings_for(ProfileRequest(steps=2), str(run_dir), "c1")))
+                              settings=settings, profile=profile))
     assert record.profile_status == "ok", record.profile_reason
     assert validate.check_profiles(run_dir, "cpu").status == "pass"
     on_cuda = validate.check_profiles(run_dir, "cuda")

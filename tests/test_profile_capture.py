@@ -237,3 +237,42 @@ def test_two_gloo_ranks_leave_a_trace_each_and_communication_in_its_phase(tmp_pa
     (profile,) = found.profiles.values()
     comm = [row for row in profile.ops if row.category == "communication"]
     assert comm and all(row.phase == "communication" for row in comm)
+
+
+# -- the CUDA memory timeline, from a snapshot (the pickle torch's allocator history dumps) -----
+def _snapshot(path: Path) -> Path:
+    import pickle
+
+    events = [{"action": "alloc", "addr": 4096 * i, "size": 4096, "stream": 0, "time_us": i,
+               "frames": []} for i in range(3)]
+    path.write_bytes(pickle.dumps({"segments": [], "device_traces": [events]}))
+    return path
+
+
+def test_the_memory_timeline_inlines_a_local_viewer_and_opens_offline(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigtrain.measure import memory_timeline
+
+    viewer = tmp_path / "MemoryViz.js"
+    viewer.write_text("export function add_local_files(files, kind) { document.title = kind; }\n")
+    monkeypatch.setattr(memory_timeline, "viewer_script", lambda: viewer)
+    html = memory_timeline.write_memory_timeline(_snapshot(tmp_path / "s.pickle"),
+                                                 tmp_path / "t.html")
+    text = html.read_text()
+    assert memory_timeline.is_offline(text)
+    assert "function add_local_files(files, kind)" in text and "snapshot.pickle" in text
+
+
+def test_without_a_local_viewer_the_page_is_torchs_own_and_says_it_needs_the_network(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigtrain.measure import memory_timeline
+
+    monkeypatch.setattr(memory_timeline, "viewer_script", lambda: None)
+    html = memory_timeline.write_memory_timeline(_snapshot(tmp_path / "s.pickle"),
+                                                 tmp_path / "t.html")
+    assert not memory_timeline.is_offline(html.read_text())
+    empty = tmp_path / "e.pickle"
+    import pickle
+
+    empty.write_bytes(pickle.dumps({"segments": [], "device_traces": []}))
+    assert memory_timeline.write_memory_timeline(empty, tmp_path / "e.html") is None

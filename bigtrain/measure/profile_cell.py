@@ -69,7 +69,9 @@ def _profile(built: Any, step: Any, settings: ProfileSettings, folder: Path, *, 
         return ProfileOutcome(status=OK, path=settings.relative)
     rows = artifacts.op_rows(capture)
     artifacts.write_ops(folder, rows)
-    snapshot, timeline = _memory_files(capture, folder)
+    snapshot, timeline, offline = _memory_files(capture, folder)
+    if timeline is not None:
+        notes = {**notes, "memory_timeline_offline": offline}
     ranks = [rank_trace_name(r) for r in range(world_size)] if rank is not None else []
     full = artifacts.summary(capture, rows, cell_id=cell_id,
                              trace=None if notes.get("trace_dropped") else trace,
@@ -80,11 +82,15 @@ def _profile(built: Any, step: Any, settings: ProfileSettings, folder: Path, *, 
                           summary=artifacts.record_summary(full))
 
 
-def _memory_files(capture: Any, folder: Path) -> tuple[str | None, str | None]:
-    """The CUDA memory snapshot's file name and its HTML timeline's (None on the CPU)."""
+def _memory_files(capture: Any, folder: Path) -> tuple[str | None, str | None, bool]:
+    """The CUDA memory snapshot's file name, its HTML timeline's (None on the CPU), and whether
+    that page opens without the network."""
     if capture.memory_snapshot_path is None:
-        return None, None
-    from bigtrain.measure.memory_timeline import write_memory_timeline
+        return None, None, False
+    from bigtrain.measure.memory_timeline import is_offline, write_memory_timeline
 
     html = write_memory_timeline(capture.memory_snapshot_path, folder / "memory_timeline.html")
-    return capture.memory_snapshot_path.name, (html.name if html is not None else None)
+    if html is None:
+        return capture.memory_snapshot_path.name, None, False
+    return (capture.memory_snapshot_path.name, html.name,
+            is_offline(html.read_text(encoding="utf-8")))
