@@ -9,9 +9,9 @@ after `$ `, `VAR=value` prefixes or `&&`):
 - every other line is parsed by the real Click command (`bigtrain.cli.main`, `make_context` on the
   resolved subcommand), so an unknown subcommand, flag or choice, or a bad number, fails;
 - `sweep`, `converge`, `fit` and `profile` lines are then really run with `--dry-run` (the
-  matrix is expanded from the real presets, models and optimizers: a misspelt axis value fails), except with `--resume`,
-  which needs an existing run folder, and except lines naming `tv:`/`hf:` models where their
-  library is not installed (parsed only);
+  matrix is expanded from the real presets, models and optimizers: a misspelt axis value fails),
+  except with `--resume`, which needs an existing run folder, and except lines naming `tv:`/`hf:`
+  models where their library is not installed (parsed only);
 - `ab` lines also build their sweep spec (what `ab` does before it runs anything), and `ab` and
   `compare` lines parse their `--threshold`;
 - commands that read an existing run folder (`report`, `compare`, `export`, a `--resume`) and

@@ -276,3 +276,38 @@ def test_without_a_local_viewer_the_page_is_torchs_own_and_says_it_needs_the_net
 
     empty.write_bytes(pickle.dumps({"segments": [], "device_traces": []}))
     assert memory_timeline.write_memory_timeline(empty, tmp_path / "e.html") is None
+
+
+# -- planning: which jobs profile ----------------------------------------------------------------
+def test_only_each_cells_first_repeat_profiles_and_a_resume_profiles_what_still_runs(
+        tmp_path: Path) -> None:
+    from bigtrain.cells.spec import MeasureSettings, SweepSpec
+    from bigtrain.run.sweep import plan_jobs
+
+    spec = SweepSpec(preset="t", model=("mlp:seed",), optimizer=("sgd",), impl=("foreach",),
+                     batch_norm=("off",), precision=("fp32",), device=("cpu",), batch_size=(8,),
+                     compile=("off",),
+                     measure=MeasureSettings(warmup_s=0.1, duration_s=0.1, min_steps=3, repeats=2))
+    cells = [_cell(cell_id="a1"), _cell(cell_id="b2")]
+    rounds = plan_jobs("run", spec, cells, done={("a1", 0)}, profile=ProfileRequest(steps=3),
+                       run_dir=tmp_path)
+    profiled = {(j.cell.cell_id, j.repeat): j.profile for r in rounds for j in r}
+    assert set(profiled) == {("b2", 0), ("a1", 1), ("b2", 1)}  # a1's repeat 0 is recorded
+    assert profiled[("a1", 1)] is None and profiled[("b2", 1)] is None
+    settings = profiled[("b2", 0)]
+    assert settings.relative == "profiles/b2" and settings.request.steps == 3
+    assert Path(settings.folder) == tmp_path.resolve() / "profiles" / "b2"
+    unprofiled = plan_jobs("run", spec, cells, done=set())
+    assert all(j.profile is None for r in unprofiled for j in r)
+
+
+def test_with_shapes_the_ops_table_holds_shapes_the_roofline_reads(tmp_path: Path) -> None:
+    from bigtrain.profiles.roofline import shape_elements
+
+    built = build_cell(_cell(), torch.device("cpu"), 0)
+    built.step()
+    settings = profile_settings_for(ProfileRequest(steps=1, shapes=True), str(tmp_path), "s")
+    rows = profile_artifacts.op_rows(capture_window(built.step, built.device, settings))
+    addmm = [r for r in rows if r["op"] == "aten::addmm"]
+    assert addmm and all(shape_elements(r["input_shapes"]) > 0 for r in addmm)
+    assert all(r["flops_per_step"] for r in addmm)
