@@ -162,7 +162,8 @@ def plan(device: str, out: Path) -> list[Step]:
         calibrate: tuple[str, ...] = ("--repeats", "3")
         caps = {"nvidia-smi": 10, "calibrate": 30, "gpt2": 75, "micro": 30, "graphs": 30,
                 "resnet50": 55, "bare-loop": 45, "compiled": 95, "telemetry-overhead": 25,
-                "quick": 90, "ddp": 35, "fit-gpt2-medium": 120, "fit-llama-1b": 120}
+                "quick": 90, "ddp": 35, "profile": 45, "fit-gpt2-medium": 120,
+                "fit-llama-1b": 120}
     else:
         # The rehearsal keeps every axis of the GPU plan (tf32/fp16 and CUDA-graph cells are
         # skipped by the matrix on a CPU, which exercises that path too) with toy models.
@@ -188,9 +189,11 @@ def plan(device: str, out: Path) -> list[Step]:
         # not the device's (measured: one mlp:seed cell took 35 s as a sweep at load 17).
         caps = {"nvidia-smi": 10, "calibrate": 45, "gpt2": 120, "micro": 60, "graphs": 60,
                 "resnet50": 90, "bare-loop": 90, "compiled": 180, "telemetry-overhead": 60,
-                "quick": 90, "ddp": 60, "fit-gpt2-medium": 90, "fit-llama-1b": 120}
+                "quick": 90, "ddp": 60, "profile": 90, "fit-gpt2-medium": 90,
+                "fit-llama-1b": 120}
     mins = {"nvidia-smi": 1, "calibrate": 10, "gpt2": 20, "micro": 10, "graphs": 10, "resnet50": 20,
-            "bare-loop": 20, "compiled": 40, "telemetry-overhead": 10, "quick": 30, "ddp": 20}
+            "bare-loop": 20, "compiled": 40, "telemetry-overhead": 10, "quick": 30, "ddp": 20,
+            "profile": 20}
 
     def step(name: str, argv: tuple[str, ...], **kwargs) -> Step:
         return Step(name=name, argv=argv, cap_s=caps[name], min_s=mins[name], **kwargs)
@@ -237,6 +240,14 @@ def plan(device: str, out: Path) -> list[Step]:
              finished_codes=SWEEP_FINISHED, guaranteed=False),
         step("ddp", (py, str(REPO / "bench" / "ddp_check.py"), "--device", target,
                      "--json", str(out / "ddp_world_size_1.json")), guaranteed=False),
+        # Issue 24: profiled cells (CUDA activities, device time per op, kernel launches, the
+        # memory snapshot and its HTML timeline); for-loop vs fused Adam, BN on vs off.
+        step("profile", bigbench("profile", "--model", "mlp:small", "--optimizer", "adam",
+                                 "--impl", "forloop,fused", "--batch-norm", "off,on",
+                                 "--precision", "fp32", "--device", target, "--compile", "off",
+                                 "--profile-steps", "3", "--cell-timeout", cell_timeout, *short,
+                                 "--out", str(runs), "--run-id", "profile", "--no-report"),
+             finished_codes=SWEEP_FINISHED, guaranteed=False),
         # Last, in time left over (or alone with --only): the largest batch that fits.
         *fit_steps(device, runs, caps),
     ]
@@ -363,7 +374,7 @@ def matched_cells(report_dir: Path) -> int | None:
     return sum(1 for row in rows if "geometric mean" not in (row.get("model") or ""))
 
 
-RUN_NAMES = ("gpt2", "graphs", "resnet50", "compiled", "quick")
+RUN_NAMES = ("gpt2", "graphs", "resnet50", "compiled", "quick", "profile")
 
 
 def power_limits(manifests: Sequence[object]) -> dict[str, float]:
@@ -391,7 +402,7 @@ def write_verdict(out: Path, *, device: str, steps: Mapping[str, str], step_seco
         micro=read_json(out / "micro.json"),
         power_limits_w=power_limits(list(manifests.values())), steps=steps,
         run_states={name: manifest.get("state") for name, manifest in manifests.items()})
-    checks = gpu_check.build_verdict(inputs)
+    checks = [*gpu_check.build_verdict(inputs), check_profiles(out / "runs" / "profile", device)]
     context = {"device": device, "deadline_s": deadline_s, "elapsed_s": round(elapsed_s, 1),
                "steps": dict(steps), "step_seconds": {k: round(v, 1) for k, v in step_seconds.items()},
                "references": gpu_check.REFERENCES}
@@ -401,6 +412,43 @@ def write_verdict(out: Path, *, device: str, steps: Mapping[str, str], step_seco
     text = gpu_check.verdict_text(checks, header)
     (out / f"{stem}.txt").write_text(text)
     return text
+
+
+def check_profiles(run_dir: Path, device: str) -> gpu_check.Check:
+    """The `profile` step's folders: each cell's summary and trace read back; on CUDA, device time
+    per op, kernel launches counted and the memory snapshot with its HTML timeline written."""
+    import gzip
+
+    name, bound = "profiled cells", ("every summary and trace readable" + (
+        "; device time, kernels, memory snapshot and timeline" if device == "cuda" else ""))
+    summaries = sorted((run_dir / "profiles").glob("*/summary.json"))
+    if not summaries:
+        return gpu_check.Check(name=name, status=gpu_check.SKIPPED, figure="no profile",
+                               bound=bound, detail=f"nothing under {run_dir.name}/profiles")
+    problems = []
+    for path in summaries:
+        summary = read_json(path)
+        if not isinstance(summary, dict):
+            problems.append(f"{path.parent.name}: summary.json unreadable")
+            continue
+        trace = path.parent / str(summary.get("trace") or "trace.json.gz")
+        try:
+            with gzip.open(trace, "rt", encoding="utf-8") as handle:
+                events = json.load(handle).get("traceEvents") or []
+        except (OSError, ValueError, EOFError) as exc:
+            problems.append(f"{path.parent.name}: trace unreadable: {exc}")
+            continue
+        if not any(str(e.get("name")) == "## optimizer ##" for e in events):
+            problems.append(f"{path.parent.name}: no optimizer phase range in the trace")
+        if device == "cuda":
+            if summary.get("time_basis") != "device" or not summary.get("device_kernels_per_step"):
+                problems.append(f"{path.parent.name}: no device time or kernel launches")
+            for key in ("memory_snapshot", "memory_timeline"):
+                if not summary.get(key) or not (path.parent / str(summary[key])).is_file():
+                    problems.append(f"{path.parent.name}: no {key}")
+    status = gpu_check.FAIL if problems else gpu_check.PASS
+    return gpu_check.Check(name=name, status=status, figure=f"{len(summaries)} cell(s)",
+                           bound=bound, detail="; ".join(problems[:4]))
 
 
 def gpu_tag(out: Path, device: str) -> str:

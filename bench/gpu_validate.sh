@@ -12,7 +12,7 @@
 # Adam step alone (for-loop/foreach/fused) and the clock check on a planted fault, mlp:seed eager
 # vs CUDA graph, ResNet-50 (SGD, BN on/off, bf16/fp16), bigbench vs a bare loop, telemetry
 # overhead, the compiled GPT-2 model; then, in time left over, the quick preset, DDP world
-# size 1 and `bigbench fit` (the largest batch of GPT-2 medium and Llama 1B, checkpointing off/on
+# size 1, `bigbench profile` (issue 24) and `bigbench fit` (the largest batch of GPT-2 medium and Llama 1B, checkpointing off/on
 # where the axis exists, fp32 vs bf16; `--only fit-gpt2-medium,fit-llama-1b` runs those alone).
 # --pack writes ONE archive of the work folder plus verdict.txt/verdict.json into $OUT, within
 # the device's return limits; the report against the CPU run is rebuilt offline

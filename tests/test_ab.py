@@ -279,3 +279,21 @@ def test_with_nothing_decided_the_round_limit_stops_it_and_undecided_follows_the
     assert "smallest detectable change: step_time" in result.output
     assert ("gate FAILED (exit 3)" in result.output) == (code == 3)
     assert ("passed only because --undecided pass" in result.output) == (code == 0)
+
+
+def test_ab_profile_profiles_each_cell_once_per_side_outside_the_comparison(
+        tmp_path: Path) -> None:
+    """Issue 24: `ab --profile` leaves a profile of every cell in both side folders, from one
+    more pass of fresh workers after the last round, whose records stay out of the rounds."""
+    from bigtrain.profiles.load import load_profiles
+
+    result = _ab(tmp_path, "--rounds", "3", "--run-id", "prof", "--profile", "--profile-steps", "2")
+    assert result.exit_code in VERDICTS, result.output
+    for side in ("baseline", "candidate"):
+        run_dir = tmp_path / "results" / f"prof-{side}"
+        run = load_run(run_dir)
+        assert {r.repeat for r in run.records} == {0, 1, 2}  # the profile pass adds no record
+        found = load_profiles(run_dir)
+        assert set(found.profiles) == {r.cell_id for r in run.records} and not found.invalid
+    bad = _ab(tmp_path, "--profile-shapes", "--rounds", "3")
+    assert bad.exit_code == 2 and "need --profile" in bad.output

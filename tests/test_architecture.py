@@ -7,20 +7,22 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import REPO
 
 MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training.precision",
              "bigtrain.cells.matrix", "bigtrain.measure.step_loop", "bigtrain.measure.memory",
              "bigtrain.measure.telemetry", "bigtrain.measure.flops", "bigtrain.run.cell",
              "bigtrain.run.worker", "bigtrain.run.executor", "bigtrain.run.sweep",
-             "bigtrain.measure.envinfo", "bigtrain.run.console"]
+             "bigtrain.measure.envinfo", "bigtrain.run.console",
+             "bigtrain.measure.profile_capture", "bigtrain.measure.profile_cell",
+             "bigtrain.measure.profile_artifacts", "bigtrain.measure.memory_timeline"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
              "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
              "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
-             "bigtrain.commands.profile_diff"]
+             "bigtrain.commands.profile_diff", "bigtrain.commands.profile",
+             "bigtrain.common.op_categories"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

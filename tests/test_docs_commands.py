@@ -8,10 +8,10 @@ after `$ `, `VAR=value` prefixes or `&&`):
   (or in place of a Choice argument) must name only valid choices;
 - every other line is parsed by the real Click command (`bigtrain.cli.main`, `make_context` on the
   resolved subcommand), so an unknown subcommand, flag or choice, or a bad number, fails;
-- `sweep`, `converge` and `fit` lines are then really run with `--dry-run` (the matrix is expanded from
-  the real presets, models and optimizers: a misspelt axis value fails), except with `--resume`,
-  which needs an existing run folder, and except lines naming `tv:`/`hf:` models where their
-  library is not installed (parsed only);
+- `sweep`, `converge`, `fit` and `profile` lines are then really run with `--dry-run` (the
+  matrix is expanded from the real presets, models and optimizers: a misspelt axis value fails),
+  except with `--resume`, which needs an existing run folder, and except lines naming `tv:`/`hf:`
+  models where their library is not installed (parsed only);
 - `ab` lines also build their sweep spec (what `ab` does before it runs anything), and `ab` and
   `compare` lines parse their `--threshold`;
 - commands that read an existing run folder (`report`, `compare`, `export`, a `--resume`) and
@@ -40,7 +40,7 @@ _SYNOPSIS_MARK = re.compile(r"[\[\]|]|(?<!\S)\.\.\.?(?!\S)")
 _FLAG = re.compile(r"(?<![\w-])(--?[A-Za-z][\w-]*)")
 _ALTERNATIVES = re.compile(r"(?<![\w-])(?:(--?[A-Za-z][\w-]*)[ =])?\[?([\w:.-]+(?:\|[\w:.-]+)+)\]?")
 _OPERATORS = {"&&", "||", ";", "|"}
-_DRY_RUN_COMMANDS = ("sweep", "converge", "fit")
+_DRY_RUN_COMMANDS = ("sweep", "converge", "fit", "profile")
 _READS_A_RUN = ("report", "compare", "export")
 
 

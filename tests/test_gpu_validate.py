@@ -255,7 +255,7 @@ def test_the_guaranteed_caps_fit_the_default_deadline(device, tmp_path):
     names = [s.name for s in steps]
     assert names.index("gpt2") < names.index("micro") < names.index("compiled")
     fits = [s.name for s in steps if s.name.startswith("fit-")]
-    assert [s.name for s in steps if not s.guaranteed] == ["quick", "ddp", *fits]
+    assert [s.name for s in steps if not s.guaranteed] == ["quick", "ddp", "profile", *fits]
     assert fits[:1] == ["fit-gpt2-medium"]   # the llama step needs the transformers extra
     assert "report" not in names   # rebuilt offline from the archive
     # every promised comparison has its step
@@ -425,3 +425,33 @@ def test_rebuild_refuses_an_archive_that_leaves_its_folder(tmp_path, capsys):
         tar.addfile(info)
     assert validate.rebuild(linked, results=results) == 2
     assert "cannot unpack" in capsys.readouterr().err
+
+
+def test_the_profile_step_and_its_check_read_a_real_profiled_cell(tmp_path):
+    """Issue 24: the `profile` step's argv is a real `bigbench profile`; its check passes a real
+    CPU capture, fails one whose trace is truncated, and on CUDA asks for device time."""
+    steps = {s.name: s for s in validate.plan("cuda", tmp_path)}
+    argv = " ".join(steps["profile"].argv)
+    assert " profile " in argv and "--impl forloop,fused" in argv and "--device cuda:0" in argv
+    from bigtrain.cells.matrix import Cell
+    from bigtrain.cells.settings import StepTimeSettings
+    from bigtrain.measure.profile_settings import ProfileRequest, profile_settings_for
+    from bigtrain.run.cell import run_cell
+    from bigtrain.run.job import CellJob
+
+    run_dir = tmp_path / "runs" / "profile"
+    cell = Cell(cell_id="c1", model="mlp:seed", optimizer="adam", impl="fused", batch_norm="off",
+                precision="fp32", device="cpu", batch_size=8, compile="off")
+    settings = StepTimeSettings(warmup_s=0.01, duration_s=0.02, min_steps=3)
+    profile = profile_settings_for(ProfileRequest(steps=2), str(run_dir), "c1")
+    record = run_cell(CellJob(run_id="profile", cell=cell, repeat=0, device="cpu",
+                              settings=settings, profile=profile))
+    assert record.profile_status == "ok", record.profile_reason
+    assert validate.check_profiles(run_dir, "cpu").status == "pass"
+    on_cuda = validate.check_profiles(run_dir, "cuda")
+    assert on_cuda.status == "fail" and "no device time" in on_cuda.detail
+    trace = run_dir / "profiles" / "c1" / "trace.json.gz"
+    trace.write_bytes(trace.read_bytes()[:200])
+    truncated = validate.check_profiles(run_dir, "cpu")
+    assert truncated.status == "fail" and "trace unreadable" in truncated.detail
+    assert validate.check_profiles(tmp_path / "none", "cpu").status == "skipped"

@@ -283,3 +283,21 @@ def test_a_node_lost_mid_cell_is_crashed_naming_it_and_retry_failed_reruns_it(
     assert len(latest) == 3 and all(r.status == "ok" for r in latest)
     rerun = next(r for r in latest if r.cell_id == crashed.cell_id)
     assert rerun.node_id != victim_id
+
+
+def test_a_profiled_sweep_through_ray_leaves_each_cells_profile_in_the_run_folder(
+        ray_cluster: LocalCluster, tmp_path: Path) -> None:
+    """Issue 24: `--profile` through the Ray executor (the workers write into the run folder,
+    which is on this machine's filesystem, as a shared folder would be on a real cluster)."""
+    from bigtrain.profiles.load import load_profiles
+
+    preset = _preset(tmp_path, ["sgd", "adam"], duration_s=0.05)
+    result = _sweep(ray_cluster, tmp_path, "--preset", str(preset), "--run-id", "profiled",
+                    "--profile", "--profile-steps", "2")
+    assert result.returncode == 0, result.stdout + result.stderr
+    run_dir = tmp_path / "results" / "profiled"
+    run = load_run(run_dir)
+    assert [r.profile_status for r in run.records] == ["ok", "ok"], [
+        r.profile_reason for r in run.records]
+    found = load_profiles(run_dir)
+    assert set(found.profiles) == {r.cell_id for r in run.records} and not found.invalid

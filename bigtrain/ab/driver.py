@@ -72,6 +72,9 @@ class AbOptions:
     thresholds_pct: Mapping[str, float] | None = None
     alpha: float | None = None
     max_cells: int = DEFAULT_MAX_CELLS
+    #: `--profile`: after the last round, each cell runs once more per side in fresh workers,
+    #: profiled into the side's run folder (bigtrain.measure.profile_settings.ProfileRequest).
+    profile: Any = None
 
     def __post_init__(self) -> None:
         if self.run_id is not None:
@@ -298,6 +301,13 @@ def run_ab(spec: SweepSpec, sides: Mapping[str, Side], options: AbOptions, *,
                     if decided:
                         stop_reason = STOP_DECIDED
                         break
+                if options.profile is not None and durations:
+                    current = _Round(sides, side_cores(options.mode, len(durations), cores),
+                                     log_dir, len(durations))
+                    _profile_pass(current, sorted_cells=sorted_cells, starts=starts, spec=spec,
+                                  settings=settings, request=options.profile)
+                    current.close(kill=False)
+                    current = None
             finally:
                 guard.disarm()
         except SweepInterrupted:
@@ -352,6 +362,25 @@ def _run_round(current: _Round, *, sorted_cells: Sequence[Cell], seed: int, mode
                 for n in names]
         for name, rec in zip(names, run_jobs(jobs, cell_timeout_s=spec.measure.cell_timeout_s)):
             current.records[name][cell.cell_id] = record(name, slot, current.cores[name], rec)
+
+
+def _profile_pass(current: _Round, *, sorted_cells: Sequence[Cell], starts: Mapping[str, Any],
+                  spec: SweepSpec, settings: StepTimeSettings, request: Any) -> None:
+    """`ab --profile`: every cell once more per side, in the fresh workers of one more round,
+    profiled into `<side run>/profiles/<cell>/`. Their records are not stored: the comparison is
+    the rounds', and the profile folders are what `compare`'s and `ab`'s op diffs read. A side
+    whose bigtrain predates profiles ignores the request (its folder then has no profiles)."""
+    from bigtrain.measure.profile_settings import profile_settings_for
+
+    for cell in sorted_cells:
+        jobs = []
+        for name in SIDES:
+            job = _job(starts[name].manifest.run_id, cell, current.index, settings,
+                       spec.measure.seed)
+            profile = profile_settings_for(request, str(Path(starts[name].run_dir).resolve()),
+                                           cell.cell_id)
+            jobs.append((current.worker(name), replace(job, profile=profile)))
+        run_jobs(jobs, cell_timeout_s=spec.measure.cell_timeout_s)
 
 
 def _final_manifest(manifest: Manifest, spec: SweepSpec, cells: int, rounds: int,

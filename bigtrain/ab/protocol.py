@@ -32,8 +32,9 @@ WORKER_COMMAND = "ab-worker"
 
 
 def job_message(job: Any) -> dict[str, Any]:
-    """The `job` message for a CellJob: plain values only (no pickles across versions)."""
-    return {"job": {
+    """The `job` message for a CellJob: plain values only (no pickles across versions). A
+    profiled job (`ab --profile`) adds `profile`, which a worker from before profiles ignores."""
+    message = {
         "run_id": job.run_id,
         "cell_id": job.cell.cell_id,
         "axes": job.cell.axes(),
@@ -42,7 +43,12 @@ def job_message(job: Any) -> dict[str, Any]:
         "protocol": job.protocol,
         "settings": dataclasses.asdict(job.settings),
         "seed": job.seed,
-    }}
+    }
+    profile = getattr(job, "profile", None)
+    if profile is not None:
+        message["profile"] = {"steps": profile.request.steps, "shapes": profile.request.shapes,
+                              "run_dir": profile.run_dir}
+    return {"job": message}
 
 
 def job_from_message(message: Mapping[str, Any]) -> Any:
@@ -66,9 +72,17 @@ def job_from_message(message: Mapping[str, Any]) -> Any:
     if unknown:
         raise ValueError(f"this worker's bigtrain has no step-time setting {', '.join(unknown)}")
     cell = Cell(cell_id=message["cell_id"], **axes)
+    profile = None
+    if isinstance(message.get("profile"), Mapping):
+        from bigtrain.measure.profile_settings import ProfileRequest, profile_settings_for
+
+        asked = message["profile"]
+        profile = profile_settings_for(
+            ProfileRequest(steps=int(asked["steps"]), shapes=bool(asked["shapes"])),
+            str(asked["run_dir"]), cell.cell_id)
     return CellJob(run_id=message["run_id"], cell=cell, repeat=int(message["repeat"]),
                    device=message["device"], settings=StepTimeSettings(**settings),
-                   protocol=message["protocol"], seed=int(message["seed"]))
+                   protocol=message["protocol"], seed=int(message["seed"]), profile=profile)
 
 
 def send(stream: IO[str], message: Mapping[str, Any]) -> None:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from bigtrain.commands import (calibrate, compare, converge, env, export, fit, history, listing,
                                profile_diff, report, sweep)
+from bigtrain.commands import profile  # issue 24: profiled cells
 
 COMMANDS = [
     command
     for module in (sweep, converge, fit, listing, env, calibrate, report, compare, export, history,
-                   profile_diff)
+                   profile_diff, profile)
     for command in module.COMMANDS
 ]

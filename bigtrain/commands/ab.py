@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from bigtrain.compare.undecided import DEFAULT_UNDECIDED, UNDECIDED_POLICIES
-from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet
+from bigtrain.commands.sweep import _axis_options, _quiet_options, check_quiet, profile_options
 from bigtrain.compare.metrics import metric_names_text
 from bigtrain.cells.matrix import DEFAULT_MAX_CELLS
 from bigtrain.commands.completion import complete_preset
@@ -77,11 +77,16 @@ AB_DEFAULT_THRESHOLD = "2%"
 @click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
               show_default=True, help="refuse a matrix of more axis combinations than this")
 @_quiet_options
+@click.option("--profile", is_flag=True,
+              help="after the last round, profile every cell once per side in fresh workers "
+                   "(their records stay out of the comparison); a regressed cell's op diff "
+                   "then names the ops behind it")
+@profile_options
 def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candidate_python,
        baseline_env, candidate_env, mode, rounds, budget_s, threshold_spec, alpha, undecided,
        order_seed,
        markdown_path, json_path, out_dir, run_id, max_cells, require_quiet, quiet_wait_s,
-       **axis_values) -> None:
+       profile, profile_steps, profile_shapes, **axis_values) -> None:
     """Compare two Python environments (e.g. main's venv and a pull request's) cell by cell,
     in paired rounds on this machine; neither given: an A/A run measuring the gate's own noise."""
     from bigtrain.ab.driver import AbOptions, run_ab
@@ -102,7 +107,8 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
                         thresholds_pct=parse_thresholds(AB_DEFAULT_THRESHOLD if threshold_spec is None
                                                         else threshold_spec),
                         alpha=alpha,
-                        max_cells=max_cells)
+                        max_cells=max_cells, profile=_profile_request(profile, profile_steps,
+                                                                      profile_shapes))
     # interleave runs one side at a time on one core, duet both at once on two
     check_quiet(require_quiet, quiet_wait_s, 2 if mode == "duet" else 1)
     outcome = run_ab(spec, sides, options, on_round=_print_round,
@@ -111,6 +117,18 @@ def ab(preset, warmup, duration, min_steps, cell_timeout, baseline_python, candi
     from bigtrain.compare.undecided import gate_exit_code
 
     sys.exit(gate_exit_code(outcome.result, outcome.exit_code, undecided=undecided))
+
+
+def _profile_request(profile: bool, steps: int, shapes: bool):  # noqa: ANN202
+    from bigtrain.measure.profile_settings import ProfileRequest
+
+    if not profile:
+        if shapes or steps != ProfileRequest().steps:
+            from bigtrain.common.errors import BadInput
+
+            raise BadInput("--profile-steps and --profile-shapes need --profile")
+        return None
+    return ProfileRequest(steps=steps, shapes=shapes)
 
 
 def _print_round(report) -> None:  # noqa: ANN001 - a RoundReport

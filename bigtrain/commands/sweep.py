@@ -68,44 +68,94 @@ def cores_for_devices(devices) -> int:  # noqa: ANN001 - the spec's device tuple
     return 1 if devices and all(str(d).startswith("cuda") for d in devices) else host_cores()
 
 
+def profile_options(command):  # noqa: ANN001, ANN202 - click decorator
+    """`--profile-steps N` and `--profile-shapes`, shared by `sweep --profile` and `profile`."""
+    from bigtrain.measure.profile_settings import DEFAULT_PROFILE_STEPS, MAX_PROFILE_STEPS
+
+    command = click.option(
+        "--profile-shapes", is_flag=True,
+        help="record each op's input shapes in the profile (a bigger trace; the roofline's "
+             "bytes need them)")(command)
+    return click.option(
+        "--profile-steps", type=click.IntRange(1, MAX_PROFILE_STEPS),
+        default=DEFAULT_PROFILE_STEPS, show_default=True,
+        help="steps in each cell's profiled window (run after its timed window)")(command)
+
+
+def sweep_options(command):  # noqa: ANN001, ANN202 - click decorator
+    """Every option of `bigbench sweep` (the matrix, the run folder, the executor), so that a
+    command that runs the matrix too (`bigbench profile`) declares them once, here."""
+    for option in reversed(_SWEEP_OPTIONS):
+        command = option(command)
+    return command
+
+
+_SWEEP_OPTIONS = (
+    click.option("--preset", default="quick", show_default=True, shell_complete=complete_preset,
+                 help="preset name in bench/presets/ or a path to a TOML file"),
+    _axis_options,
+    click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds"),
+    click.option("--duration", type=float, default=None, help="measured window per cell, seconds"),
+    click.option("--min-steps", type=int, default=None, help="at least this many measured steps"),
+    click.option("--repeats", type=int, default=None, help="run each cell N times, interleaved"),
+    click.option("--cell-timeout", type=float, default=None,
+                 help="kill a cell after this many seconds"),
+    click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results"),
+                 show_default=True, help="folder that holds run folders"),
+    click.option("--run-id", default=None,
+                 help="name of the run folder (default: time and host): 1-100 of A-Z a-z 0-9 "
+                      ". _ -, starting with a letter or digit"),
+    click.option("--resume", default=None, metavar="RUN_ID",
+                 help="continue an interrupted run: only cells without a record run"),
+    click.option("--retry-failed", is_flag=True, help="with --resume: rerun failed cells too"),
+    click.option("--force", is_flag=True,
+                 help="with --resume: resume even if spec or machine changed"),
+    click.option("--fresh-workers", is_flag=True,
+                 help="start a new worker process for every cell (slower; for comparison)"),
+    click.option("--executor", default=None, metavar="NAME",
+                 help="where cells run: local (worker processes on this machine), ray (a Ray "
+                      "cluster; the ray extra) or a registered executor [default: local; on "
+                      "--resume, the run's own]"),
+    click.option("--ray-address", default=None, metavar="ADDR",
+                 help="with --executor ray: the head node's host:port [default: RAY_ADDRESS, a "
+                      "cluster started here with `ray start`, else a local one for this sweep]"),
+    click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
+                 show_default=True, help="refuse a matrix of more axis combinations than this"),
+    _quiet_options,
+    click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True,
+                 help="off a terminal: a `still running` line this often while a cell runs "
+                      "(0: none)"),
+    click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing"),
+    click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end"),
+)
+
+
 @click.command()
-@click.option("--preset", default="quick", show_default=True, shell_complete=complete_preset,
-              help="preset name in bench/presets/ or a path to a TOML file")
-@_axis_options
-@click.option("--warmup", type=float, default=None, help="warm-up budget per cell, seconds")
-@click.option("--duration", type=float, default=None, help="measured window per cell, seconds")
-@click.option("--min-steps", type=int, default=None, help="at least this many measured steps")
-@click.option("--repeats", type=int, default=None, help="run each cell N times, interleaved")
-@click.option("--cell-timeout", type=float, default=None, help="kill a cell after this many seconds")
-@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("results"),
-              show_default=True, help="folder that holds run folders")
-@click.option("--run-id", default=None,
-              help="name of the run folder (default: time and host): 1-100 of A-Z a-z 0-9 . _ -, "
-                   "starting with a letter or digit")
-@click.option("--resume", default=None, metavar="RUN_ID",
-              help="continue an interrupted run: only cells without a record run")
-@click.option("--retry-failed", is_flag=True, help="with --resume: rerun failed cells too")
-@click.option("--force", is_flag=True, help="with --resume: resume even if spec or machine changed")
-@click.option("--fresh-workers", is_flag=True,
-              help="start a new worker process for every cell (slower; for comparison)")
-@click.option("--executor", default=None, metavar="NAME",
-              help="where cells run: local (worker processes on this machine), ray (a Ray "
-                   "cluster; the ray extra) or a registered executor [default: local; on "
-                   "--resume, the run's own]")
-@click.option("--ray-address", default=None, metavar="ADDR",
-              help="with --executor ray: the head node's host:port [default: RAY_ADDRESS, a "
-                   "cluster started here with `ray start`, else a local one for this sweep]")
-@click.option("--max-cells", type=click.IntRange(min=1), default=DEFAULT_MAX_CELLS,
-              show_default=True, help="refuse a matrix of more axis combinations than this")
-@_quiet_options
-@click.option("--heartbeat-s", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="off a terminal: a `still running` line this often while a cell runs (0: none)")
-@click.option("--dry-run", is_flag=True, help="print the expanded cells and exit; runs nothing")
-@click.option("--no-report", is_flag=True, help="do not write reports/<run_id> at the end")
-def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id, resume,
-          retry_failed, force, fresh_workers, executor, ray_address, max_cells, require_quiet,
-          quiet_wait_s, heartbeat_s, dry_run, no_report, **axis_values) -> None:
+@sweep_options
+@click.option("--profile", "profile", is_flag=True,
+              help="after each cell's timed window, profile a few steps (torch.profiler): "
+                   "results/<run>/profiles/<cell>/; see `bigbench profile`")
+@profile_options
+def sweep(profile, profile_steps, profile_shapes, **options) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
+    from bigtrain.measure.profile_settings import ProfileRequest
+
+    if not profile and (profile_shapes or profile_steps != ProfileRequest().steps):
+        from bigtrain.common.errors import BadInput
+
+        raise BadInput("--profile-steps and --profile-shapes need --profile "
+                       "(or use `bigbench profile`)")
+    request = ProfileRequest(steps=profile_steps, shapes=profile_shapes) if profile else None
+    outcome = run_matrix(profile=request, **options)
+    if outcome is not None:
+        sys.exit(outcome.exit_code)
+
+
+def run_matrix(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, run_id,
+               resume, retry_failed, force, fresh_workers, executor, ray_address, max_cells,
+               require_quiet, quiet_wait_s, heartbeat_s, dry_run, no_report, profile=None,
+               **axis_values):
+    """Run (or dry-run: None) the matrix the sweep options name; the SweepOutcome."""
     from bigtrain.cells.spec import apply_overrides, spec_from_json, spec_from_preset
     from bigtrain.common.errors import BadInput
     from bigtrain.run.sweep import SweepOptions
@@ -125,7 +175,8 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
                            retry_failed=retry_failed, force=force,
                            reuse_workers=not fresh_workers, executor=executor,
                            executor_options={"address": ray_address} if ray_address else {},
-                           max_cells=max_cells, ignore_signals_after_interrupt=True)
+                           max_cells=max_cells, ignore_signals_after_interrupt=True,
+                           profile=profile)
     if resume:
         from bigtrain.results.store import read_manifest
 
@@ -141,7 +192,7 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
 
             executor_factory(executor)  # an unknown name is exit 2
         _print_cells(spec, max_cells)
-        return
+        return None
 
     check_quiet(require_quiet, quiet_wait_s, cores_for_devices(spec.device))
     from bigtrain.run.console import sweep_progress
@@ -150,13 +201,13 @@ def sweep(preset, warmup, duration, min_steps, repeats, cell_timeout, out_dir, r
     outcome = run_sweep(spec, options, sweep_progress(heartbeat_s))
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
-    sys.exit(outcome.exit_code)
+    return outcome
 
 
 def _write_report(run_dir: Path) -> None:
+    from bigtrain.common.terminal_text import inert
     from bigtrain.report import write_report
     from bigtrain.results.run_ids import check_run_id
-    from bigtrain.common.terminal_text import inert
 
     out = Path("reports") / check_run_id(run_dir.name, "run folder")
     try:
@@ -168,7 +219,7 @@ def _write_report(run_dir: Path) -> None:
     click.echo(inert(f"report: {index}"))
 
 
-def _print_cells(spec, max_cells: int) -> None:  # noqa: ANN001
+def _print_cells(spec, max_cells: int) -> None:
     from rich.console import Console
     from rich.table import Table
 

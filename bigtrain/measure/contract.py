@@ -49,6 +49,8 @@ class Instruments:
 
     memory: PeakMemoryTracker
     sampler: Any  # bigtrain.measure.telemetry.TelemetrySampler
+    #: A profiled window to run after the timed one (bigtrain.measure.profile_settings), or None.
+    profile: Any = None
 
 
 def json_float(value: float) -> float | None:

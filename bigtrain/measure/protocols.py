@@ -72,6 +72,9 @@ class StepTimeResult:
     #: outside its memory and telemetry), or None; `recompute_reason` says why it is missing.
     recompute: WindowResult | None = None
     recompute_reason: str | None = None
+    #: The profiled window's outcome (bigtrain.measure.profile_cell.ProfileOutcome), or None
+    #: where no profile was asked for.
+    profile: Any = None
 
     def recompute_share_pct(self) -> float | None:
         """The share of the checkpointed step spent recomputing forward activations: the rise of
@@ -119,6 +122,7 @@ class StepTimeResult:
             "telemetry_reason": self.telemetry_reason,
             "host_load": self.host_load.to_json() if self.host_load is not None else None,
             "recompute_share_pct": self.recompute_share_pct(),
+            **(self.profile.record_fields() if self.profile is not None else {}),
         }
 
     def extra(self) -> dict[str, Any]:
@@ -191,7 +195,18 @@ class StepTimeProtocol:
         recompute, recompute_reason = recompute_window(built, settings, loop)
         return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
                               telemetry_reason=telemetry_reason, host_load=load.result(),
-                              recompute=recompute, recompute_reason=recompute_reason)
+                              recompute=recompute, recompute_reason=recompute_reason,
+                              profile=profiled_window(built, instruments.profile))
+
+
+def profiled_window(built: BuiltCell, settings: Any, **rank: Any) -> Any:
+    """The profiled window of `built`'s step, after its timed window and companion windows (every
+    figure of the record is read by then): a ProfileOutcome, or None when none was asked for."""
+    if settings is None:
+        return None
+    from bigtrain.measure.profile_cell import profile_built
+
+    return profile_built(built, built.step, settings, cell_id=settings.cell_id, **rank)
 
 
 def recompute_window(built: BuiltCell, settings: StepTimeSettings,

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from bigtrain.common.errors import BadInput
+from bigtrain.common.op_categories import CATEGORIES
 
 SUMMARY_NAME = "summary.json"
 OPS_CSV_NAME = "ops.csv"
@@ -39,11 +40,10 @@ PROFILES_DIR = "profiles"
 SUMMARY_SCHEMA = 1
 
 PHASES = ("forward", "backward", "optimizer", "communication", "other")
-CATEGORIES = ("matmul/conv", "attention", "normalization", "elementwise/activation", "loss",
-              "optimizer", "communication", "copy/memory", "other")
+#: CATEGORIES (imported above) come from the one rule table, bigtrain.common.op_categories.
 OP_COLUMNS = ("op", "phase", "category", "calls_per_step", "self_host_us_per_step",
               "self_device_us_per_step", "flops_per_step", "input_shapes", "share_of_step")
-PROFILE_STATUSES = ("none", "ok", "failed", "unsupported")
+#: PROFILE_STATUSES (imported above) are declared with the record fields.
 #: The record keys of the contract (read from the record, else from its `extra`).
 PROFILE_RECORD_KEYS = ("profile_status", "profile_reason", "profile_path", "profile_summary")
 #: A bigger summary.json or ops table is no profile we wrote (a few MB per cell at most).

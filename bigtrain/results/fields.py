@@ -58,6 +58,8 @@ PROTOCOLS = ("step_time", "converge")
 CONVERGE_PROTOCOL = "converge"
 #: torch.distributed backends a data-parallel cell runs on (NCCL on GPUs, gloo on the CPU).
 DIST_BACKENDS = ("nccl", "gloo")
+#: A cell's profile: not asked, profiled, failed (its timing stands), cannot be profiled here.
+PROFILE_STATUSES = ("none", "ok", "failed", "unsupported")
 
 # -- outputs a field can show up in --------------------------------------------------------------
 FRAME = "frame"
@@ -620,6 +622,24 @@ RECORD_FIELDS: tuple[Field, ...] = (
     _measure("rank_peak_mem_bytes", "Sequence[int] | None", numbers(minimum=0, nullable=True),
              "data-parallel cells: each rank's peak memory (allocated on CUDA, RSS on the CPU), "
              "rank order", unit="bytes"),
+    # -- profiled cells (issue 24: `bigbench profile`, `sweep --profile`); None where not profiled
+    # Filled by bigtrain.measure.profile_cell after the timed window; the artifacts' contract is
+    # bigtrain.profiles.load. Additive keys with None defaults: older records read unchanged (and
+    # a None here sends bigtrain.profiles.load to the record's `extra`, where they once lived).
+    _measure("profile_status", "str | None", choice(PROFILE_STATUSES, nullable=True),
+             "none: not asked; ok: profiled; failed: the profiled window failed (the timing "
+             "stands); unsupported: this cell cannot be profiled", kind=STRING,
+             shows=frozenset({FRAME})),
+    _measure("profile_reason", "str | None", _OPTIONAL_TEXT,
+             "why the cell's profile failed or is unsupported", kind=STRING,
+             shows=frozenset({FRAME})),
+    _measure("profile_path", "str | None", text(nullable=True),
+             "the cell's profile folder, relative to the run folder (profiles/<cell_id>)",
+             kind=STRING, shows=frozenset({FRAME})),
+    _measure("profile_summary", "Mapping[str, Any] | None", mapping(nullable=True),
+             "top ops, shares of op time by category and by phase, launches per step by phase "
+             "(the profile's summary.json, compact)"),
+    # -- end of the profiled-cells block ----------------------------------------------------------
     # -- anything else a workload or a later version wants to say ---------------------------------
     Field(name="extra", annotation="Mapping[str, Any]",
           rule=mapping(value_rule=lambda key: _EXTRA_RULE_BY_KEY.get(key) or ANY_FINITE_JSON,

@@ -57,7 +57,8 @@ def _measure(job: CellJob, started: str) -> CellRecord:
     memory.start()
     built = build_cell(job.cell, device, job.seed)
     result = protocol.run(built, job.settings,
-                          Instruments(memory=memory, sampler=_telemetry_sampler(job)))
+                          Instruments(memory=memory, sampler=_telemetry_sampler(job),
+                                      profile=getattr(job, "profile", None)))
     return build_record(job, built, result, started)
 
 

@@ -244,6 +244,7 @@ def merge_rank_records(records: list[CellRecord | None], *, world_size: int,
     extra.pop("rank", None)
     return dataclasses.replace(
         slowest,
+        **_profile_fields(ranks),
         worker_pid=worker_pid,
         rank_step_time_s=tuple(medians),
         no_sync_step_time_s=no_sync_s,
@@ -257,6 +258,19 @@ def merge_rank_records(records: list[CellRecord | None], *, world_size: int,
         dist_backend=backend,
         extra=extra,
     )
+
+
+def _profile_fields(ranks: list[CellRecord]) -> dict[str, object]:
+    """The cell's profile fields: rank 0's (it writes the summary and names every rank's trace),
+    unless another rank's profile failed, which fails the cell's profile with that rank named."""
+    fields = ("profile_status", "profile_reason", "profile_path", "profile_summary")
+    out = {name: getattr(ranks[0], name, None) for name in fields}
+    for index, record in enumerate(ranks):
+        if getattr(record, "profile_status", None) == "failed":
+            out.update(profile_status="failed", profile_summary=None,
+                       profile_reason=f"rank {index}: {record.profile_reason}")
+            break
+    return out
 
 
 def _rank_peaks(ranks: list[CellRecord]) -> tuple[int, ...] | None:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bigtrain.cells.matrix import Cell
-from bigtrain.measure.protocols import STEP_TIME
 from bigtrain.cells.settings import ConvergeSettings, StepTimeSettings
+from bigtrain.measure.profile_settings import ProfileSettings
+from bigtrain.measure.protocols import STEP_TIME
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,3 +31,5 @@ class CellJob:
     #: Cap the worker's CUDA caching allocator to this share of the device's memory before the
     #: cell is built (`bigbench fit --memory-fraction`); None: no cap.
     cuda_memory_fraction: float | None = None
+    #: Profile the cell after its timed window (`--profile`): a ProfileSettings, or None.
+    profile: ProfileSettings | None = None

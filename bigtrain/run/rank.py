@@ -226,10 +226,19 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
                       loss_first=warm.loss_first,
                       loss_last=float(window.last_loss.detach().float().item()),
                       compile=warm.compile)
+    # The profiled window: the same fixed number of synced steps on every rank (each rank's
+    # collectives must meet), after every timed window; each rank leaves its own trace.
+    profile = None
+    if getattr(job, "profile", None) is not None:
+        from bigtrain.measure.profile_cell import profile_built
+
+        profile = profile_built(built, synced, job.profile, cell_id=job.cell.cell_id, rank=rank,
+                                world_size=world_size)
     result = StepTimeResult(
         loop=loop, peak=peak, telemetry=telemetry, telemetry_reason=telemetry_reason,
         recompute_reason=("not measured for data-parallel cells: their companion window is the "
-                          "no-sync one" if built.notes.get("checkpointing_method") else None))
+                          "no-sync one" if built.notes.get("checkpointing_method") else None),
+        profile=profile)
     # FLOPs are counted on a step without the all-reduce, so no rank waits on another meanwhile.
     record = build_record(job, dataclasses.replace(built, step=unsynced), result, started)
     no_sync_median_s = statistics.median(compute.step_times_s)

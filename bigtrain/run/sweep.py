@@ -32,6 +32,7 @@ from bigtrain.results.store import (
     load_run,
     read_manifest,
 )
+from bigtrain.measure.profile_settings import ProfileRequest, ProfileSettings, profile_settings_for
 from bigtrain.run.job import CellJob
 from bigtrain.run.executor import (
     DEFAULT_EXECUTOR,
@@ -92,6 +93,9 @@ class SweepOptions:
     #: After a SIGINT/SIGTERM, leave both ignored when the sweep returns (the command line, which
     #: only exits then); off, a library caller gets its own handlers back.
     ignore_signals_after_interrupt: bool = False
+    #: `--profile`: each cell's first repeat runs a profiled window after its timed one
+    #: (bigtrain.measure.profile_settings.ProfileRequest), or None.
+    profile: ProfileRequest | None = None
 
     def __post_init__(self) -> None:
         # Both become a folder under out_dir: one safe path component, checked before any write.
@@ -129,8 +133,11 @@ def default_run_id() -> str:
 
 
 def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
-              done: set[tuple[str, int]]) -> list[list[CellJob]]:
+              done: set[tuple[str, int]], *, profile: ProfileRequest | None = None,
+              run_dir: Path | None = None) -> list[list[CellJob]]:
     """Jobs in rounds, one round per repeat (A B C, then A B C again), minus those already done.
+    With `profile`, each cell's repeat 0 also runs a profiled window into `run_dir`/profiles/
+    (one profile per cell; the other repeats stay unprofiled).
 
     A converge repeat is a seed: repeat r trains from seed `measure.seed + r` (convergence varies
     by seed); step-time repeats all build from `measure.seed`, as they always have."""
@@ -142,11 +149,19 @@ def plan_jobs(run_id: str, spec: SweepSpec, cells: Sequence[Cell],
         rounds.append([
             CellJob(run_id=run_id, cell=cell, repeat=repeat, device=cell.device,
                     settings=settings, protocol=spec.protocol,
-                    seed=m.seed + repeat if seeds_per_repeat else m.seed)
+                    seed=m.seed + repeat if seeds_per_repeat else m.seed,
+                    profile=_profile_settings(profile, run_dir, cell, repeat))
             for cell in cells
             if cell.status == PENDING and (cell.cell_id, repeat) not in done
         ])
     return rounds
+
+
+def _profile_settings(profile: ProfileRequest | None, run_dir: Path | None, cell: Cell,
+                      repeat: int) -> ProfileSettings | None:
+    if profile is None or repeat != 0 or run_dir is None:
+        return None
+    return profile_settings_for(profile, str(Path(run_dir).resolve()), cell.cell_id)
 
 
 @contextlib.contextmanager
@@ -403,7 +418,8 @@ def run_sweep(spec: SweepSpec, options: SweepOptions,
     start = _open_run(spec, options, cells, collect_environment())
     run_dir, manifest, recorded_ids = start.run_dir, start.manifest, start.recorded_ids
     make_executor = make_executor or executor_factory(manifest.executor)
-    rounds = plan_jobs(manifest.run_id, spec, cells, start.done)
+    rounds = plan_jobs(manifest.run_id, spec, cells, start.done, profile=options.profile,
+                       run_dir=run_dir)
     records: list[CellRecord] = list(start.previous)
     executor: Executor = make_executor(ExecutorSettings(
         slots=tuple(slots_for(sorted({c.device for c in cells if c.status == PENDING}),
