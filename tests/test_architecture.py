@@ -14,7 +14,10 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.cells.matrix", "bigtrain.measure.step_loop", "bigtrain.measure.memory",
              "bigtrain.measure.telemetry", "bigtrain.measure.flops", "bigtrain.run.cell",
              "bigtrain.run.worker", "bigtrain.run.executor", "bigtrain.run.sweep",
-             "bigtrain.measure.envinfo", "bigtrain.run.console"]
+             "bigtrain.measure.envinfo", "bigtrain.run.console",
+             # issue 25: the optimizer registry's helpers and the memory anatomy
+             "bigtrain.training.muon", "bigtrain.training.optim_packages",
+             "bigtrain.training.state_probe", "bigtrain.measure.anatomy"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
