@@ -223,6 +223,18 @@ def test_adafactor_state_is_far_below_the_parameters_for_matrices():
     assert state / params < 0.01
 
 
+@pytest.mark.skipif(not _installed("torchao"), reason="needs the optimizers extra (torchao)")
+def test_8bit_state_is_counted_from_its_codes_and_scales_not_its_logical_dtype():
+    from torchao.optim.subclass_8bit import OptimState8bit
+
+    moment = OptimState8bit.zeros((512, 512), True, 256, "cpu")
+    assert moment.dtype == torch.float32  # what a naive numel * element_size would count: 1 MiB
+    holder = type("Optimizer", (), {"state": {"p": {"exp_avg": moment, "step": torch.zeros(())}}})
+    by_dtype = optimizer_state_by_dtype(holder)
+    qmap = moment.qmap.numel() * 4
+    assert by_dtype == {"uint8": 512 * 512, "float32": 512 * 512 // 256 * 4 + qmap + 4}
+
+
 @pytest.mark.slow  # torchao compiles its step (about 10 s on a 2-core CPU)
 @pytest.mark.skipif(not _installed("torchao"), reason="needs the optimizers extra (torchao)")
 def test_8bit_adamw_holds_one_byte_per_moment_plus_its_block_scales():
@@ -306,3 +318,39 @@ def test_a_real_sweep_records_package_and_anatomy(tmp_path):
     muon = records["muon"]
     assert muon.muon_params == 10 * 20 and muon.muon_adamw_params == 20 + 20 + 1
     assert records["sgd"].muon_params is None
+
+
+@pytest.mark.skipif(not _installed("schedulefree"), reason="needs the optimizers extra")
+def test_a_schedulefree_converge_cell_steps_again_after_each_evaluation(tmp_path):
+    # Schedule-Free refuses to step in eval mode: a cell that evaluates at steps 1, 2, 3 and
+    # trains on after each only finishes if the loop put it back in training mode every time.
+    preset = tmp_path / "c.toml"
+    preset.write_text(preset_toml(
+        model=["mlp:seed"], optimizer=["schedulefree-adamw"], impl=["foreach"],
+        measure={"repeats": 1, "seed": 5, "cell_timeout_s": 120},
+        converge={"max_steps": 4, "max_time_s": 30, "eval_every": 1}))
+    result = run_cli("converge", "--preset", str(preset), "--out", str(tmp_path), "--run-id", "sf",
+                     "--no-report")
+    assert result.exit_code == 0, result.output
+    [record] = load_run(tmp_path / "sf").records
+    assert record.status in ("ok", "not_reached"), record.reason
+    assert record.curve["step"][:3] == [1.0, 2.0, 3.0]
+    assert record.optimizer_package == "schedulefree"
+    assert record.optimizer_package_version == optim_packages.package_version("schedulefree")
+
+
+@pytest.mark.slow  # probes every optimizer's state once per machine (cached after)
+def test_list_optimizers_shows_impls_package_and_state_per_parameter_byte():
+    result = run_cli("list", "optimizers")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    for name in NEW:
+        [head] = [i for i, line in enumerate(lines) if line.split()[:1] == [name]]
+        detail = lines[head + 1]
+        assert "impls: " in detail and "package: " in detail and "state: " in detail
+    muon = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == ["muon"]) + 1]
+    assert "forloop[cpu]" in muon and f"torch {torch.__version__}" in muon
+    adam = lines[next(i for i, line in enumerate(lines) if line.split()[:1] == ["adam"]) + 1]
+    assert "state: 2.00" in adam
+    if _installed("lion-pytorch"):
+        assert any("lion-pytorch 0.2.5" in line and "native[cpu]" in line for line in lines)
