@@ -15,7 +15,10 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.run.worker", "bigtrain.run.executor", "bigtrain.run.sweep",
              "bigtrain.measure.envinfo", "bigtrain.run.console",
              "bigtrain.measure.profile_capture", "bigtrain.measure.profile_cell",
-             "bigtrain.measure.profile_artifacts", "bigtrain.measure.memory_timeline"]
+             "bigtrain.measure.profile_artifacts", "bigtrain.measure.memory_timeline",
+             # issue 25: the optimizer registry's helpers and the memory anatomy
+             "bigtrain.training.muon", "bigtrain.training.optim_packages",
+             "bigtrain.training.state_probe", "bigtrain.measure.anatomy"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",

@@ -129,7 +129,8 @@ def test_redefined_is_read_from_run_folders_too(tmp_path, redefined_pair):
 def test_every_metric_says_its_field_direction_unit_and_kind():
     for metric in cmp.METRICS:
         assert metric.record_field and metric.unit and metric.kind in (cmp.NOISY, cmp.STEADY)
-    assert {m.name for m in cmp.METRICS if m.steady} == {"peak_mem", "peak_rss", "optimizer_state"}
+    assert {m.name for m in cmp.METRICS if m.steady} == {"peak_mem", "peak_rss", "optimizer_state",
+                                                             "activation_mem"}
     assert cmp.metric_names_text(bigger_is_better=True) == "items_per_s"
 
 

@@ -111,8 +111,8 @@ def test_unknown_top_level_key_is_rejected(tmp_path: Path) -> None:
 
 
 def test_bad_value_in_a_preset_names_its_line(tmp_path: Path) -> None:
-    path = _preset(tmp_path, GOOD_AXES.replace('optimizer = ["sgd"]', 'optimizer = ["sgd", "lion"]'))
-    with pytest.raises(BadInput, match=r"p\.toml:3: unknown optimizer 'lion'; valid choices: sgd"):
+    path = _preset(tmp_path, GOOD_AXES.replace('optimizer = ["sgd"]', 'optimizer = ["sgd", "lamb"]'))
+    with pytest.raises(BadInput, match=r"p\.toml:3: unknown optimizer 'lamb'; valid choices: sgd"):
         spec_from_preset(path)
 
 

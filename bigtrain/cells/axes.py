@@ -165,9 +165,10 @@ def _model_choices() -> list[str]:
 
 
 def _optimizer(value: Any, where: str) -> str:
-    from bigtrain.training.optim import resolve_optimizer
+    from bigtrain.training.optim import canonical_optimizer
 
-    return resolve_optimizer(str(value), where).name
+    # `adamw:weight_decay=0.1`: the optimizer with its own hyper-parameters, written one way.
+    return canonical_optimizer(value, where)
 
 
 def _optimizer_choices() -> list[str]:
@@ -251,9 +252,11 @@ class Axis:
 AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="model", help="models as family[:size], e.g. mlp:seed,cnn:resnet50",
          parse=_model, choices=_model_choices, default=None),
-    Axis(name="optimizer", help="sgd, adam, adamw, rmsprop",
+    Axis(name="optimizer", help="sgd, adam, adamw, rmsprop, adafactor, muon, nadam, radam, lion, "
+                                "schedulefree-adamw, soap, shampoo, adamw8bit; hyper-parameters "
+                                "as name:key=value[:key=value] (`bigbench list optimizers`)",
          parse=_optimizer, choices=_optimizer_choices, default=None),
-    Axis(name="impl", help="forloop, foreach, fused, compiled",
+    Axis(name="impl", help="forloop, foreach, fused, compiled, native (a package's own step)",
          parse=_impl, choices=_impl_choices, default=("foreach",)),
     Axis(name="batch_norm", help="on, off",
          parse=_one_of("batch-norm setting", BATCH_NORM_CHOICES), choices=BATCH_NORM_CHOICES,

@@ -39,19 +39,60 @@ def _models() -> list[str]:
 
 
 def _optimizers() -> list[str]:
+    """One line per optimizer: implementations and where each runs, package (installed or not),
+    optimizer-state bytes per parameter byte, then the hyper-parameters a cell may set."""
     import torch
 
-    from bigtrain.training.optim import IMPLS, OPTIMIZERS, unsupported_reason
+    from bigtrain.training.optim import OPTIMIZERS, spec_impls, unsupported_reason
+    from bigtrain.training.state_probe import PROBE_DESCRIPTION
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     lines = []
     for name, spec in OPTIMIZERS:
         support = []
-        for impl in IMPLS:
+        for impl in spec_impls(spec):
             where = [d for d in devices if unsupported_reason(spec, impl, d) is None]
             support.append(f"{impl}[{','.join(where) or 'unsupported'}]")
-        lines.append(f"{name:<8} {spec.description}; {' '.join(support)}")
+        lines.append(f"{name:<18} {spec.description}")
+        lines.append(f"    impls: {' '.join(support)}; package: {_package_status(spec)}; "
+                     f"state: {_state_text(spec)}")
+        if keys := _hyperparameter_keys(spec):
+            lines.append(f"    hyper-parameters ({name}:key=value): {keys}")
+    lines.append(f"(state: optimizer-state bytes per parameter byte after a step on {PROBE_DESCRIPTION};"
+                 " each cell records its own as optimizer_state_ratio)")
     return lines
+
+
+def _package_status(spec) -> str:
+    from bigtrain.training.optim import optimizer_provenance
+
+    package, version = optimizer_provenance(spec)
+    if reason := spec.available():
+        return f"{package} not installed ({reason.rsplit(': ', 1)[-1]})"
+    return f"{package} {version or '(version unknown)'}"
+
+
+def _state_text(spec) -> str:
+    """The probe's state ratio (`2.000x`), or why there is none."""
+    from bigtrain.training.state_probe import cached_state_ratio
+
+    if spec.available():
+        return "n/a (not installed)"
+    try:
+        return f"{cached_state_ratio(spec):.3f}x"
+    except Exception as exc:  # noqa: BLE001 - a plugin's optimizer that fails on the probe: say so
+        return f"n/a ({type(exc).__name__}: {exc})"
+
+
+def _hyperparameter_keys(spec) -> str:
+    """`lr=0.001 (float), ...`: the keys a cell may set, with the defaults bigbench uses."""
+    if spec.available():
+        return ""
+    shown = []
+    for key, kind in spec.hyperparameter_types().items():
+        default = spec.hyperparams.get(key)
+        shown.append(f"{key} ({kind})" if default is None else f"{key}={default} ({kind})")
+    return ", ".join(shown)
 
 
 def _precisions() -> list[str]:

@@ -21,6 +21,7 @@ from bigtrain.data.loader import TimedBatches, make_loader
 from bigtrain.data.tasks import ConvergeTask, evaluate, task_for
 from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.measure.step_loop import synchronize
+from bigtrain.training.optim import set_train_mode
 
 #: A training or held-out loss this many times the first step's loss has exploded: `diverged`.
 EXPLODING_LOSS_FACTOR = 100.0
@@ -149,9 +150,11 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
         loss_sum.zero_()
         losses_since_eval = 0
         eval_start = time.perf_counter()
+        set_train_mode(built.optimizer, False)  # Schedule-Free: evaluate its averaged weights
         eval_loss, value = evaluate(workload.model, workload.loss_fn, split, task.metric,
                                     device=device, autocast=step.autocast,
                                     channels_last=channels_last)
+        set_train_mode(built.optimizer, True)
         eval_s += time.perf_counter() - eval_start
         evaluations += 1
         if problem := _divergence(train_loss, eval_loss, value, loss_first):

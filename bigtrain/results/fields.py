@@ -640,6 +640,53 @@ RECORD_FIELDS: tuple[Field, ...] = (
              "top ops, shares of op time by category and by phase, launches per step by phase "
              "(the profile's summary.json, compact)"),
     # -- end of the profiled-cells block ----------------------------------------------------------
+    # == optimizers and memory anatomy (issue 25) =================================================
+    # Filled on measured records (bigtrain.run.measured from bigtrain.measure.anatomy and
+    # bigtrain.training.optim). Additive keys with None defaults: older records read unchanged.
+    _measure("optimizer_package", "str | None", _OPTIONAL_TEXT,
+             "the package the optimizer's code comes from (torch, or the optimizers extra's "
+             "schedulefree, lion-pytorch, heavyball, torchao; a plugin's own)", kind=STRING,
+             shows=frozenset({FRAME})),
+    _measure("optimizer_package_version", "str | None", _OPTIONAL_TEXT,
+             "that package's installed version", kind=STRING, shows=frozenset({FRAME})),
+    _measure("param_bytes", "int | None", _COUNT,
+             "bytes of the model's distinct parameter tensors (a tied weight once; a sharded "
+             "rank's own shard)", unit="bytes", direction=LOWER, kind=INT64,
+             shows=frozenset({FRAME, REPORT}), report_label="parameters (MiB)"),
+    _measure("grad_bytes", "int | None", _COUNT,
+             "bytes of the gradients backward allocates: one per trainable parameter, in its "
+             "dtype", unit="bytes", direction=LOWER, kind=INT64,
+             shows=frozenset({FRAME, REPORT}), report_label="gradients (MiB)"),
+    _measure("optimizer_state_dtype_bytes", "Mapping[str, int] | None",
+             mapping(integer(minimum=0), nullable=True),
+             "optimizer_state_bytes by dtype (float32, bfloat16, uint8, ...): tensor subclasses "
+             "(8-bit state) opened to their codes and scales, each storage once", unit="bytes",
+             shows=frozenset({FRAME}), prefix="optimizer_state_bytes_",
+             columns=tuple(Column(key=d, kind=FLOAT64, unit="bytes",
+                                  description=f"optimizer state held in {d}")
+                           for d in ("float32", "bfloat16", "float16", "uint8", "int8"))),
+    _measure("optimizer_state_ratio", "float | None", _AMOUNT,
+             "optimizer_state_bytes / param_bytes: Adam/AdamW 2 (+ step counters), SGD with "
+             "momentum 1, Adafactor far below 1, 8-bit AdamW about 0.5", unit="x",
+             direction=LOWER, kind=FLOAT64, shows=frozenset({FRAME})),
+    _measure("activation_bytes", "int | None", _COUNT,
+             "activation memory, estimated per activation_method: on CUDA the peak allocated "
+             "memory minus parameters, gradients and optimizer state; on the CPU (whose RSS holds "
+             "the interpreter and libraries) the bytes autograd saves for backward in one forward "
+             "of one micro-batch, each storage once, parameters and the batch left out; null for "
+             "a compiled model on the CPU", unit="bytes", direction=LOWER, kind=INT64,
+             shows=frozenset({FRAME, REPORT, COMPARE}), report_label="activations (MiB)",
+             gates=(Gate(name="activation_mem", label="activation memory", direction=LOWER,
+                         unit="bytes", kind=STEADY),)),
+    _measure("activation_method", "str | None", _OPTIONAL_TEXT,
+             "how activation_bytes was estimated", kind=STRING, shows=frozenset({FRAME})),
+    _measure("muon_params", "int | None", _COUNT,
+             "muon cells: parameters (elements) Muon updates: hidden nn.Linear matrices",
+             kind=INT64, shows=frozenset({FRAME})),
+    _measure("muon_adamw_params", "int | None", _COUNT,
+             "muon cells: parameters in its AdamW group: embeddings, head, biases, norms",
+             kind=INT64, shows=frozenset({FRAME})),
+    # == end of issue 25's block ===================================================================
     # -- anything else a workload or a later version wants to say ---------------------------------
     Field(name="extra", annotation="Mapping[str, Any]",
           rule=mapping(value_rule=lambda key: _EXTRA_RULE_BY_KEY.get(key) or ANY_FINITE_JSON,

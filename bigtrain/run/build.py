@@ -63,7 +63,7 @@ def build_cell(cell: Any, device: torch.device, seed: int,
     workload.model.train()
     param_count = sum(p.numel() for p in workload.model.parameters())
     optimizer, optimizer_step = build_optimizer(
-        resolve_optimizer(cell.optimizer), cell.impl, workload.model.parameters()
+        resolve_optimizer(cell.optimizer), cell.impl, workload.model  # Muon splits by module
     )
     lr_used = set_learning_rate(optimizer, getattr(cell, "lr", "default"))
     step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device,

@@ -39,7 +39,19 @@ def build_record(job: CellJob, built: Any, result: Any, started: str) -> CellRec
         extra={**result.extra(), **built.notes, "flops_convention": FLOPS_CONVENTION},
         **result.record_fields(built),
     )
+    record = dataclasses.replace(record, **optimizer_fields(job.cell, built, record))
     return _with_hardware_metrics(with_lever_figures(record), job.device)
+
+
+def optimizer_fields(cell: Cell, built: Any, record: CellRecord) -> dict[str, Any]:
+    """Issue 25's fields: the optimizer's package and version, and the memory anatomy
+    (bigtrain.measure.anatomy), read after the window."""
+    from bigtrain.measure.anatomy import memory_anatomy
+    from bigtrain.training.optim import optimizer_provenance, resolve_optimizer
+
+    package, version = optimizer_provenance(resolve_optimizer(cell.optimizer))
+    return {"optimizer_package": package, "optimizer_package_version": version,
+            **memory_anatomy(built, record.peak_mem_allocated_bytes)}
 
 
 def peak_memory_bytes(record: CellRecord) -> int | None:
