@@ -190,3 +190,17 @@ def test_a_gpu_slot_stops_an_idle_worker_of_another_framework_before_starting_on
     assert alive == ["cuda:0"]  # only the last framework's worker
     assert pool.workers_started == 3  # torch, jax, then a fresh torch: never two at once
     assert len({r.extra["worker_pid_seen"] for r in records}) == 3
+
+
+def test_a_backend_without_a_flop_count_gets_the_torch_twins() -> None:
+    from bigtrain.run.measured import torch_twin_flops
+
+    measurement = FrameworkMeasurement(
+        step_times_s=(0.01, 0.01), warmup_s=0.0, compile_s=None, samples_per_step=64,
+        param_count=241, flops_per_step=None, flops_source="none", peak_memory_bytes=None,
+        losses=(1.0, 0.9))
+    job = _job(model="mlp:seed", batch=64)
+    record = framework_record(job, measurement, "t")
+    assert record.flops_source == "torch-twin"
+    # forward 2*64*(10*20 + 20*1) = 28160 FLOPs; the count covers backward too
+    assert record.flops_per_step == torch_twin_flops(job.cell) and record.flops_per_step > 28160

@@ -144,6 +144,10 @@ def framework_record(job: CellJob, measurement: Any, started: str,
         status, reason = "diverged", f"non-finite loss in the window: {list(losses)[:3]}..."
     versions = dict(measurement.versions)
     on_gpu = job.device.startswith("cuda")
+    flops, flops_source = measurement.flops_per_step, measurement.flops_source
+    if flops is None:  # the framework has no count of its own: the torch twin's arithmetic
+        flops = torch_twin_flops(job.cell, job.seed)
+        flops_source = "torch-twin" if flops is not None else "none"
     record = base_record(
         job,
         status=status,
@@ -157,7 +161,7 @@ def framework_record(job: CellJob, measurement: Any, started: str,
         items_per_step=items,
         param_count=measurement.param_count,
         workload_version=workload_version(job.cell.model),
-        flops_per_step=measurement.flops_per_step,
+        flops_per_step=flops,
         step_time_s=stats,
         step_times_s=times,
         warmup_s=measurement.warmup_s,
@@ -168,13 +172,27 @@ def framework_record(job: CellJob, measurement: Any, started: str,
         loss_last=json_float(losses[-1]) if losses else None,
         framework_version=versions.get(job.cell.framework),
         framework_versions={k: str(v) for k, v in versions.items()},
-        flops_source=measurement.flops_source,
+        flops_source=flops_source,
         framework_threads=dict(measurement.threads),
         compile_s=measurement.compile_s,
-        extra={**notes, "flops_source": measurement.flops_source},
+        extra=notes,
         **given,
     )
     return _with_hardware_metrics(with_lever_figures(record), job.device)
+
+
+def torch_twin_flops(cell: Cell, seed: int = 0) -> float | None:
+    """FLOPs of one training step of `cell`'s torch twin (the same model, so the same arithmetic),
+    counted as torch cells count theirs: the twin is built on the CPU in fp32, since the count
+    depends on the shapes only, and no CUDA state is touched in a framework's worker."""
+    import torch
+
+    from bigtrain.run.build import build_cell
+
+    twin = dataclasses.replace(cell, framework="torch", device="cpu", precision="fp32",
+                               compile="off")
+    built = build_cell(twin, torch.device("cpu"), seed)
+    return _count_flops(built.step, twin)
 
 
 def _cpu_name() -> str:
