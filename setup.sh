@@ -5,7 +5,8 @@
 #   bash setup.sh --test    # also the test tools (pytest, pytest-benchmark), the models extra
 #                           # (torchvision, transformers: the tv:/hf: families), the docs extra
 #                           # (MkDocs Material), the optimizers extra (Schedule-Free, Lion,
-#                           # SOAP/Shampoo, 8-bit AdamW) and headless chromium
+#                           # SOAP/Shampoo, 8-bit AdamW), the jax and tensorflow extras (CPU
+#                           # builds: the framework axis's cells) and headless chromium
 # Environment: PYTHON (default python3), TORCH_SPEC (default: torch==2.13.0 on a box without an
 # NVIDIA GPU, which keeps CI and laptops on the small CPU build; plain `torch` where nvidia-smi
 # answers, which brings a CUDA build), PIP_NO_INDEX=1 to force the offline path.
@@ -109,10 +110,10 @@ elif (( online )); then
     # The `models` extra (tv:/hf: families) pins torchvision to torch 2.13's release: installed
     # beside that torch only, so it never swaps the venv's torch for another (CUDA) build.
     if [[ $(.venv/bin/python -c "import torch; print(torch.__version__)" 2>/dev/null) == 2.13.* ]]; then
-      "${pip[@]}" -e '.[test,models,converge,ray,docs,optimizers]'
-      did+=("installed the models extra")
+      "${pip[@]}" -e '.[test,models,converge,ray,docs,optimizers,jax,tensorflow]'
+      did+=("installed the models, optimizers, jax and tensorflow extras")
     else
-      "${pip[@]}" -e '.[test,converge,ray,docs,optimizers]'
+      "${pip[@]}" -e '.[test,converge,ray,docs,optimizers,jax,tensorflow]'
       did+=("models extra not installed (pinned to torch 2.13): tv:/hf: tests skip")
     fi
     # The report's browser test renders index.html in Debian's chromium; install it when we can.

@@ -18,14 +18,18 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.measure.profile_artifacts", "bigtrain.measure.memory_timeline",
              # issue 25: the optimizer registry's helpers and the memory anatomy
              "bigtrain.training.muon", "bigtrain.training.optim_packages",
-             "bigtrain.training.state_probe", "bigtrain.measure.anatomy"]
+             "bigtrain.training.state_probe", "bigtrain.measure.anatomy",
+             # issue 28: the framework dispatch and the JAX backend
+             "bigtrain.frameworks",
+             "bigtrain.frameworks.jax_backend", "bigtrain.run.framework_cell"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
              "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
              "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
              "bigtrain.commands.profile_diff", "bigtrain.commands.profile",
-             "bigtrain.common.op_categories"]
+             "bigtrain.common.op_categories",
+             "bigtrain.commands.profile_diff", "bigtrain.report.frameworks"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:
@@ -43,7 +47,14 @@ def test_measuring_side_never_loads_pandas_or_seaborn(module: str) -> None:
 
 @pytest.mark.parametrize("module", ANALYSING)
 def test_analysing_side_never_loads_torch_or_pynvml(module: str) -> None:
-    assert _loaded_after_import(module, ["torch", "pynvml"]) == []
+    assert _loaded_after_import(module, ["torch", "pynvml", "jax", "tensorflow"]) == []
+
+
+@pytest.mark.parametrize("module", ["bigtrain.frameworks", "bigtrain.frameworks.jax_backend",
+                                    "bigtrain.cells.matrix", "bigtrain.run.worker"])
+def test_no_framework_is_imported_until_a_cell_of_it_runs(module: str) -> None:
+    # `bigbench list`, the matrix and the worker's start-up ask backends only cheap questions.
+    assert _loaded_after_import(module, ["jax", "flax", "optax", "tensorflow", "keras"]) == []
 
 
 def test_exactly_one_module_imports_pynvml() -> None:

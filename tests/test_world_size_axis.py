@@ -119,7 +119,7 @@ def _job(cell, device: str) -> CellJob:  # noqa: ANN001
 def _pool(monkeypatch: pytest.MonkeyPatch, slots: list[str]) -> LocalPoolExecutor:
     pool = LocalPoolExecutor(slots, cell_timeout_s=77)
 
-    def start(slot: str) -> _Worker:
+    def start(slot: str, framework: str = "torch") -> _Worker:
         worker = _Worker(slot=slot, process=_FakeProcess(), conn=None, log_path="")  # type: ignore[arg-type]
         pool._workers[slot] = worker
         return worker

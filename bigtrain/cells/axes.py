@@ -47,6 +47,10 @@ GRAD_ACCUM_CHOICES = ("1", "N > 1 dividing the batch size")
 #: Offload is a value rather than a flag of its own because it only means something with fsdp: a
 #: flag would put a dead `ddp x offload` combination into every matrix that names both.
 PARALLEL_CHOICES = ("ddp", "fsdp", "fsdp-offload")
+#: The framework a cell trains in (issue 28): bigtrain's own torch machinery, or a backend of
+#: `bigtrain.frameworks` (kept in step with its BACKENDS by a test; pure text here, so parsing
+#: imports no framework).
+FRAMEWORK_CHOICES = ("torch", "jax", "tensorflow")
 
 
 # -- how values are labelled ---------------------------------------------------------------------
@@ -302,6 +306,12 @@ AXIS_TABLE: tuple[Axis, ...] = (
                                "fsdp-offload",
          parse=_one_of("parallel strategy", PARALLEL_CHOICES), choices=PARALLEL_CHOICES,
          default=("ddp",), label=keyed("", "", hidden=("ddp",)), column="par",
+         required_in_preset=False),
+    # -- the framework (issue 28): optional, and at its default (torch, what every cell was
+    # before it) out of ids and labels, so earlier cells keep both.
+    Axis(name="framework", help="the framework a cell trains in: torch, jax, tensorflow",
+         parse=_one_of("framework", FRAMEWORK_CHOICES), choices=FRAMEWORK_CHOICES,
+         default=("torch",), label=keyed("", "", hidden=("torch",)), column="fw",
          required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.

@@ -269,6 +269,9 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", device_reason
         elif precision_reason := skip_reason(recipe, device_type, _bf16(device, inventory)):
             status, reason = "skipped", precision_reason
+        elif axes["framework"] != "torch":  # its backend decides; torch's own rules do not apply
+            if framework_reason := framework_skip(axes, cell_id, spec.converge is not None):
+                status, reason = "unsupported", framework_reason
         elif graphs_reason := cuda_graphs_skip(axes["cuda_graphs"], device_type):
             status, reason = "skipped", graphs_reason
         elif ws_reason := world_size_skip(axes["world_size"], device, axes["cuda_graphs"],
@@ -284,6 +287,17 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
     return _mark_incapable(cells)
 
 
+def framework_skip(axes: dict[str, Any], cell_id: str, converge: bool) -> str | None:
+    """Why a cell of a non-torch framework cannot run (its package missing, with the install
+    line; a family, size or axis value its backend has no counterpart for), or None."""
+    from bigtrain.frameworks import framework_cell_reason
+
+    if converge:
+        return (f"converge cells train on torch data loaders; {axes['framework']} cells are "
+                f"measured by the step-time protocol only")
+    return framework_cell_reason(Cell(cell_id=cell_id, **axes))
+
+
 def _mark_incapable(cells: list[Cell]) -> list[Cell]:
     """Mark `unsupported` the pending CPU cells whose model this torch cannot train in their
     precision on this CPU (`bigtrain.workloads.capability`: probed once per machine, cached)."""
@@ -291,7 +305,7 @@ def _mark_incapable(cells: list[Cell]) -> list[Cell]:
     from bigtrain.workloads.capability import ProbeKey, unsupported_reasons
 
     def key(cell: Cell) -> ProbeKey | None:
-        if (cell.status != PENDING or cell.device != "cpu"
+        if (cell.status != PENDING or cell.device != "cpu" or cell.framework != "torch"
                 or resolve_precision(cell.precision).autocast_dtype is None):
             return None
         return ProbeKey(cell.model, cell.batch_norm == "on", cell.precision)

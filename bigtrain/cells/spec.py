@@ -18,6 +18,7 @@ A preset names the axes of the matrix and the measurement settings:
     checkpointing = ["off"]   # optional: activation checkpointing per block
     grad_accum = [1]          # optional: micro-batches per optimizer step
     parallel = ["ddp"]        # optional: ddp, fsdp or fsdp-offload for world_size > 1 cells
+    framework = ["torch"]     # optional: torch, jax, tensorflow (bigtrain.frameworks)
     [measure]
     warmup_s = 0.25
     duration_s = 1.0

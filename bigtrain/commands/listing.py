@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import click
 
-TOPICS = ("models", "optimizers", "precisions", "devices", "presets")
+TOPICS = ("models", "optimizers", "precisions", "devices", "presets", "frameworks")
 
 
 @click.command(name="list")
 @click.argument("topic", type=click.Choice(TOPICS), required=False)
 def list_command(topic: str | None) -> None:
-    """List models, optimizers, precisions, devices or presets (all of them by default)."""
+    """List models, optimizers, precisions, devices, presets or frameworks (all of them by
+    default; `list frameworks` also asks each installed framework for its devices)."""
     from bigtrain.common.terminal_text import inert
 
     for name in [topic] if topic else TOPICS:
         click.echo(f"{name}:")
-        for line in _LISTERS[name]():
+        lines = _frameworks(probe=topic == "frameworks") if name == "frameworks" else _LISTERS[name]()
+        for line in lines:
             # Plugins and preset files supply these names and descriptions.
             click.echo(inert(f"  {line}"))
 
@@ -124,6 +126,36 @@ def _presets() -> list[str]:
         _, data, _ = load_preset(name)
         lines.append(f"{name:<8} {data.get('description', '')}")
     lines.append(f"(from {presets_dir()})")
+    return lines
+
+
+def _frameworks(probe: bool) -> list[str]:
+    """Each value of the framework axis: installed or not (with the install line), its package
+    versions and, with `probe`, its backend and devices, asked in a fresh interpreter so that
+    this process imports no framework."""
+    from bigtrain import frameworks
+
+    lines = []
+    for name in frameworks.FRAMEWORKS:
+        versions = frameworks.installed_versions(name)
+        shown = ", ".join(f"{package} {version}" for package, version in versions.items())
+        if reason := frameworks.missing_reason(name):
+            lines.append(f"{name:<11} not available: {reason}")
+            continue
+        lines.append(f"{name:<11} installed: {shown}")
+        if not probe:
+            continue
+        if name == frameworks.TORCH:
+            lines.append("    devices: see `bigbench list devices`")
+            continue
+        info = frameworks.probe_version_info(name)
+        if isinstance(info, str):
+            lines.append(f"    devices: unknown ({info})")
+        else:
+            lines.append(f"    backend {info.get('backend', '?')}; devices: "
+                         f"{info.get('devices', '?')}")
+    if not probe:
+        lines.append("(devices: bigbench list frameworks)")
     return lines
 
 

@@ -96,11 +96,19 @@ def collect_environment() -> dict[str, Any]:
         "cpu_cores_physical": psutil.cpu_count(logical=False),
         "ram_bytes": psutil.virtual_memory().total,
         "torch_num_threads": torch.get_num_threads(),
+        # the framework axis's other frameworks (issue 28), from package metadata: not imported
+        "framework_versions": _framework_versions(),
         "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
         "git_commit": commit,
         "git_dirty": dirty,
         "git_commit_time": git_commit_time() if commit else None,
     }
+
+
+def _framework_versions() -> dict[str, dict[str, str]]:
+    from bigtrain.frameworks import BACKENDS, installed_versions
+
+    return {name: installed_versions(name) for name in BACKENDS}
 
 
 def hardware_fingerprint(environment: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,6 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from bigtrain.frameworks.base import FLOPS_SOURCES
 from bigtrain.results.validation import (
     ANY_FINITE_JSON,
     Rule,
@@ -687,6 +688,23 @@ RECORD_FIELDS: tuple[Field, ...] = (
              "muon cells: parameters in its AdamW group: embeddings, head, biases, norms",
              kind=INT64, shows=frozenset({FRAME})),
     # == end of issue 25's block ===================================================================
+    # -- frameworks (issue 28: jax, tensorflow cells; bigtrain.run.measured.framework_record) -----
+    # The `framework` axis itself is a record field through the axis table. None on torch cells,
+    # whose versions are in the manifest's environment and whose FLOPs are torch's own count.
+    _measure("framework_version", "str | None", _OPTIONAL_TEXT,
+             "the version of the framework that ran the cell (jax 0.10.2, tensorflow 2.21.0)",
+             kind=STRING, shows=frozenset({FRAME})),
+    _measure("framework_versions", "Mapping[str, str] | None", mapping(text(), nullable=True),
+             "the framework's packages, backend and device kind (jaxlib, flax, optax, keras)"),
+    _measure("flops_source", "str | None", choice(FLOPS_SOURCES, nullable=True),
+             "where flops_per_step came from: the framework's compiled cost analysis, or the "
+             "torch twin's count", kind=STRING, shows=frozenset({FRAME})),
+    _measure("framework_threads", "Mapping[str, Any] | None", mapping(nullable=True),
+             "the thread settings in force in the framework's worker (XLA flags, TF intra/inter "
+             "op threads)"),
+    _measure("compile_s", "float | None", _SPAN_S,
+             "seconds the framework spent compiling the step (jax.jit, tf.function), outside "
+             "the timed window", unit="s", kind=FLOAT64, shows=frozenset({FRAME})),
     # -- anything else a workload or a later version wants to say ---------------------------------
     Field(name="extra", annotation="Mapping[str, Any]",
           rule=mapping(value_rule=lambda key: _EXTRA_RULE_BY_KEY.get(key) or ANY_FINITE_JSON,

@@ -25,6 +25,10 @@ def run_cell(job: CellJob) -> CellRecord:
     sweep."""
     started = now_iso()
     try:
+        if getattr(job.cell, "framework", "torch") != "torch":  # jax, tensorflow: its backend
+            from bigtrain.run.framework_cell import run_framework_cell
+
+            return json_clean(job, run_framework_cell(job, started), started)
         if job.cell.world_size > 1:  # N DDP ranks, spawned and watched from here
             from bigtrain.run.distributed import run_distributed_cell
 

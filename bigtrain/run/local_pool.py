@@ -14,6 +14,10 @@ Scheduling rules:
   workers between rounds with `retire_idle_workers`;
 - a worker that must go (timeout, death, interrupt) is killed with its whole process tree
   (`bigtrain.run.process_tree`), helpers that left its session included;
+- a worker runs the cells of one framework (the `framework` axis: torch, jax, tensorflow; two
+  in one process fight over threads and device memory): a slot keeps one worker per framework
+  and runs one cell at a time over them; on a GPU slot an idle worker of another framework is
+  stopped before a new one starts, so two frameworks never hold one GPU's memory;
 - worker stderr logs go to a temporary folder made when the first worker starts and removed by
   `shutdown` (unless the caller chose the folder): a record keeps the tail it needs, never a path.
 """
@@ -43,7 +47,7 @@ from bigtrain.run.executor import (
 )
 from bigtrain.run.process_tree import kill_tree
 from bigtrain.run.records import death_record, executor_error_record, timeout_record
-from bigtrain.run.worker import worker_main
+from bigtrain.run.worker import FRAMEWORK_ENV, worker_main
 
 STDERR_TAIL_CHARS = 4000
 #: A worker gets this long to start (import torch, initialize CUDA) before it counts as hung.
@@ -73,6 +77,16 @@ def _exclusive(job: CellJob) -> bool:
     return job.cell.device == "cpu" or job.cell.world_size > 1
 
 
+def _framework(job: CellJob) -> str:
+    return getattr(job.cell, "framework", "torch")
+
+
+def _worker_key(slot: str, framework: str) -> str:
+    """Where the pool files a worker: its slot for torch (as before frameworks), else slot and
+    framework."""
+    return slot if framework == "torch" else f"{slot}/{framework}"
+
+
 @dataclass
 class _Worker:
     slot: str
@@ -89,6 +103,12 @@ class _Worker:
     exclusive: bool = False
     deadline: float = 0.0
     started_at: float = field(default_factory=time.monotonic)
+    #: The framework whose cells it runs (one per process).
+    framework: str = "torch"
+
+    @property
+    def key(self) -> str:
+        return _worker_key(self.slot, self.framework)
 
     @property
     def busy(self) -> bool:
@@ -134,11 +154,17 @@ class LocalPoolExecutor:
         return self._temp_log_dir
 
     # -- worker lifecycle ------------------------------------------------------------------
-    def _start_worker(self, slot: str) -> _Worker:
+    def _start_worker(self, slot: str, framework: str = "torch") -> _Worker:
+        if slot.startswith("cuda"):  # one framework's memory on a GPU at a time
+            for other in [w for w in self._workers.values()
+                          if w.slot == slot and w.framework != framework and not w.busy]:
+                self._stop_gracefully(other)
         parent_conn, child_conn = self._context.Pipe()
-        log_path = str(self.log_dir / f"worker-{slot.replace(':', '')}-{self.workers_started}.log")
-        saved = {k: os.environ.get(k) for k in self.worker_env}
-        os.environ.update(self.worker_env)
+        name = slot.replace(":", "") + ("" if framework == "torch" else f"-{framework}")
+        log_path = str(self.log_dir / f"worker-{name}-{self.workers_started}.log")
+        env = {**self.worker_env, FRAMEWORK_ENV: framework}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
         try:
             process = self._context.Process(
                 target=self.worker_target, args=(child_conn, log_path, os.getpid()),
@@ -155,9 +181,9 @@ class LocalPoolExecutor:
         child_conn.close()
         self.workers_started += 1
         worker = _Worker(slot=slot, process=process, conn=parent_conn, log_path=log_path,
-                         handle=_handle(process.pid))
+                         handle=_handle(process.pid), framework=framework)
         worker.deadline = time.monotonic() + WORKER_START_TIMEOUT_S
-        self._workers[slot] = worker
+        self._workers[worker.key] = worker
         return worker
 
     def _kill(self, worker: _Worker) -> None:
@@ -171,7 +197,7 @@ class LocalPoolExecutor:
             pass
         worker.process.join(timeout=10)
         worker.conn.close()
-        self._workers.pop(worker.slot, None)
+        self._workers.pop(worker.key, None)
 
     def _stop_gracefully(self, worker: _Worker) -> None:
         try:
@@ -183,7 +209,7 @@ class LocalPoolExecutor:
             self._kill(worker)
         else:
             worker.conn.close()
-            self._workers.pop(worker.slot, None)
+            self._workers.pop(worker.key, None)
 
     def retire_idle_workers(self) -> None:
         """Stop every idle worker so the next cells start in fresh processes."""
@@ -215,8 +241,7 @@ class LocalPoolExecutor:
 
     def _dispatch(self, pending: list[CellJob], on_start: StartCallback | None) -> None:
         for slot in self.slots:
-            worker = self._workers.get(slot)
-            if worker is not None and worker.busy:
+            if any(w.busy for w in self._workers.values() if w.slot == slot):
                 continue
             if self._cpu_occupied():
                 return
@@ -229,7 +254,9 @@ class LocalPoolExecutor:
             if any(_exclusive(j) for j in pending[:index]):
                 continue  # keep the given order: an earlier CPU or data-parallel cell goes first
             pending.pop(index)
-            worker = worker or self._start_worker(slot)
+            framework = _framework(job)
+            worker = (self._workers.get(_worker_key(slot, framework))
+                      or self._start_worker(slot, framework))
             # `cuda` becomes the GPU that runs it; the limit lets a data-parallel cell stop its
             # ranks in time to name the one at fault.
             job = dataclasses.replace(job, device=slot, timeout_s=self.cell_timeout_s)

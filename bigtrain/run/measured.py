@@ -118,3 +118,98 @@ def _with_hardware_metrics(record: CellRecord, device: str) -> CellRecord:
     fields = {k: v for k, v in metrics.items() if k in known}
     extra = {**record.extra, **{k: v for k, v in metrics.items() if k not in known}}
     return dataclasses.replace(record, extra=extra, **fields)
+
+
+# -- framework cells (jax, tensorflow; issue 28) --------------------------------------------------
+def framework_items(model: str, samples_per_step: int) -> tuple[str, int]:
+    """(item unit, items per step) of a framework cell, as its torch twin counts them: a
+    sequence model's items are tokens (samples x sequence length), others' are samples."""
+    from bigtrain.workloads import resolve_model
+
+    ref = resolve_model(model)
+    seq_len = getattr(ref.size, "seq_len", None)
+    if ref.family.item_unit == "tokens" and seq_len:
+        return "tokens", samples_per_step * seq_len
+    return ref.family.item_unit, samples_per_step
+
+
+def framework_record(job: CellJob, measurement: Any, started: str,
+                     instruments: dict[str, Any] | None = None) -> CellRecord:
+    """The record of a non-torch cell from its backend's `FrameworkMeasurement`, with the same
+    fields a torch cell's has (step-time statistics, throughput, memory, FLOPs and the derived
+    hardware metrics), so compare, ab, report and telemetry read both alike. `instruments` holds
+    what the worker measured around the backend (peak RSS, telemetry, host load, notes)."""
+    import math
+
+    from bigtrain.measure.contract import json_float
+    from bigtrain.results.schema import StepTimeStats
+    from bigtrain.workloads import workload_version
+
+    given = dict(instruments or {})
+    notes = given.pop("extra", {})
+    times = tuple(float(t) for t in measurement.step_times_s)
+    stats = StepTimeStats.from_samples(times)
+    unit, items = framework_items(job.cell.model, measurement.samples_per_step)
+    losses = tuple(measurement.losses)
+    status, reason = "ok", None
+    if any(not math.isfinite(loss) for loss in losses):
+        status, reason = "diverged", f"non-finite loss in the window: {list(losses)[:3]}..."
+    versions = dict(measurement.versions)
+    on_gpu = job.device.startswith("cuda")
+    flops, flops_source = measurement.flops_per_step, measurement.flops_source
+    if flops is None:  # the framework has no count of its own: the torch twin's arithmetic
+        flops = torch_twin_flops(job.cell, job.seed)
+        flops_source = "torch-twin" if flops is not None else "none"
+    record = base_record(
+        job,
+        status=status,
+        reason=reason,
+        started_at=started,
+        ended_at=now_iso(),
+        # A CPU reads as the torch cells' CPU does, so both find the same peaks and calibration.
+        device_name=(versions.get("device_name") if on_gpu else None) or _cpu_name(),
+        worker_pid=os.getpid(),
+        item_unit=unit,
+        items_per_step=items,
+        param_count=measurement.param_count,
+        workload_version=workload_version(job.cell.model),
+        flops_per_step=flops,
+        step_time_s=stats,
+        step_times_s=times,
+        warmup_s=measurement.warmup_s,
+        window_s=sum(times),
+        items_per_s=items / stats.median,
+        peak_mem_allocated_bytes=measurement.peak_memory_bytes if on_gpu else None,
+        loss_first=json_float(losses[0]) if losses else None,
+        loss_last=json_float(losses[-1]) if losses else None,
+        framework_version=versions.get(job.cell.framework),
+        framework_versions={k: str(v) for k, v in versions.items()},
+        flops_source=flops_source,
+        framework_threads=dict(measurement.threads),
+        compile_s=measurement.compile_s,
+        extra=notes,
+        **given,
+    )
+    return _with_hardware_metrics(with_lever_figures(record), job.device)
+
+
+def torch_twin_flops(cell: Cell, seed: int = 0) -> float | None:
+    """FLOPs of one training step of `cell`'s torch twin (the same model, so the same arithmetic),
+    counted as torch cells count theirs: the twin is built on the CPU in fp32, since the count
+    depends on the shapes only, and no CUDA state is touched in a framework's worker."""
+    import torch
+
+    from bigtrain.run.build import build_cell
+
+    twin = dataclasses.replace(cell, framework="torch", device="cpu", precision="fp32",
+                               compile="off")
+    built = build_cell(twin, torch.device("cpu"), seed)
+    return _count_flops(built.step, twin)
+
+
+def _cpu_name() -> str:
+    import platform
+
+    from bigtrain.measure.envinfo import cpu_model
+
+    return cpu_model() or platform.processor() or "CPU"

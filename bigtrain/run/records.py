@@ -23,6 +23,7 @@ import datetime as _dt
 import os
 import signal
 import socket
+import sys
 import traceback
 from typing import TYPE_CHECKING, Any
 
@@ -60,12 +61,15 @@ def base_record(job: CellJob, **fields: Any) -> CellRecord:
 
 def classify_exception(exc: BaseException) -> str:
     """`oom` for CUDA or host out-of-memory, else `error`."""
-    import torch
-
-    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+    # torch only where the process has it already: a jax or tensorflow worker never imports it
+    # for this (their out-of-memory errors are told by the message).
+    torch = sys.modules.get("torch")
+    torch_oom = (torch.OutOfMemoryError,) if torch is not None else ()
+    if isinstance(exc, (MemoryError, *torch_oom)):
         return "oom"
     text = str(exc).lower()
-    markers = ("out of memory", "can't allocate memory", "cannot allocate memory")
+    markers = ("out of memory", "can't allocate memory", "cannot allocate memory",
+               "resource_exhausted", "resource exhausted")
     return "oom" if any(marker in text for marker in markers) else "error"
 
 

@@ -13,6 +13,10 @@ one per `send_bytes`): `ready` once started; `record` after each cell; and after
 in Python (error, oom, diverged), `health`, sent after the result so that a health probe that
 hangs or kills the process never costs the record. The parent keeps a healthy worker and replaces
 an unhealthy one, and records anything off-protocol as the cell's error.
+
+A worker runs the cells of one framework (`BIGTRAIN_WORKER_FRAMEWORK`: torch, jax, tensorflow),
+since two frameworks in one process fight over threads and device memory: only a torch worker
+imports torch up front, and a jax or tensorflow worker never touches torch's CUDA state.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from bigtrain.run import worker_protocol as protocol
 from bigtrain.run.process_tree import mark_as_subreaper
 
 _PR_SET_PDEATHSIG = 1
+#: The framework whose cells this worker runs (the pool sets it; one framework per process).
+FRAMEWORK_ENV = "BIGTRAIN_WORKER_FRAMEWORK"
 
 
 def _die_with_parent() -> None:
@@ -60,9 +66,11 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
 
     from bigtrain.common.registry import load_plugins
     from bigtrain.run.cell import run_cell
-    from bigtrain.run.health import check_health
+    from bigtrain.run.health import WorkerHealth, check_health
 
-    import torch  # noqa: F401  (paid once per worker, before the first cell's clock starts)
+    framework = os.environ.get(FRAMEWORK_ENV, "torch")
+    if framework == "torch":
+        import torch  # noqa: F401  (paid once per worker, before the first cell's clock starts)
 
     load_plugins()
     # Everything imported so far lives as long as the worker: keep it out of the collector's
@@ -81,7 +89,9 @@ def worker_main(conn: Connection, log_path: str, parent_pid: int) -> None:
         try:
             conn.send_bytes(protocol.encode(protocol.record_message(record)))
             if record.failed:
-                health = check_health(job.device)
+                # A framework's device state is its own: its worker is never reused after a failure.
+                health = check_health(job.device) if framework == "torch" else WorkerHealth(
+                    healthy=False, reason=f"a {framework} worker is replaced after a failed cell")
                 conn.send_bytes(protocol.encode(protocol.health_message(health.healthy,
                                                                         health.reason)))
         except (BrokenPipeError, OSError):
