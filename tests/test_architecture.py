@@ -14,13 +14,15 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.cells.matrix", "bigtrain.measure.step_loop", "bigtrain.measure.memory",
              "bigtrain.measure.telemetry", "bigtrain.measure.flops", "bigtrain.run.cell",
              "bigtrain.run.worker", "bigtrain.run.executor", "bigtrain.run.sweep",
-             "bigtrain.measure.envinfo", "bigtrain.run.console"]
+             "bigtrain.measure.envinfo", "bigtrain.run.console", "bigtrain.run.tune",
+             "bigtrain.run.tune_search"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
              "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
              "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
-             "bigtrain.commands.profile_diff"]
+             "bigtrain.commands.profile_diff", "bigtrain.report.leaderboard",
+             "bigtrain.results.tuning", "bigtrain.run.tune_limits"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

@@ -105,6 +105,16 @@ class _PhaseClock:
         return tuple(f + b + o for f, b, o in zip(self.forward_s, self.backward_s, self.optimizer_s))
 
 
+def set_optimizer_mode(optimizer: Any, training: bool) -> None:
+    """Put an optimizer that keeps separate training and evaluation weights (Schedule-Free AdamW
+    evaluates at an average of its iterates, and must be told) into training or evaluation mode;
+    for every other optimizer, nothing. The converge loop's one place for the switch, so that the
+    optimizer registry's own `set_train_mode`, where it has one, can be routed here."""
+    switch = getattr(optimizer, "train" if training else "eval", None)
+    if callable(switch):
+        switch()
+
+
 def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
     """Train `built` (a `bigtrain.measure.contract.BuiltCell`) on its task until the target, a budget or
     divergence; see the module docstring for the clocks."""
@@ -127,6 +137,8 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
     loss_sum = torch.zeros((), device=device)
     losses_since_eval = 0
     status, reason = "not_reached", None
+    optimizer = getattr(built, "optimizer", None)
+    set_optimizer_mode(optimizer, training=True)
     segment_start = time.perf_counter()
     while True:
         workload.inputs, workload.targets = batches.next()
@@ -149,9 +161,11 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
         loss_sum.zero_()
         losses_since_eval = 0
         eval_start = time.perf_counter()
+        set_optimizer_mode(optimizer, training=False)
         eval_loss, value = evaluate(workload.model, workload.loss_fn, split, task.metric,
                                     device=device, autocast=step.autocast,
                                     channels_last=channels_last)
+        set_optimizer_mode(optimizer, training=True)
         eval_s += time.perf_counter() - eval_start
         evaluations += 1
         if problem := _divergence(train_loss, eval_loss, value, loss_first):
