@@ -21,15 +21,19 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.training.state_probe", "bigtrain.measure.anatomy",
              # issue 28: the framework dispatch and the JAX backend
              "bigtrain.frameworks",
-             "bigtrain.frameworks.jax_backend", "bigtrain.run.framework_cell"]
+             "bigtrain.frameworks.jax_backend", "bigtrain.run.framework_cell",
+             # issue 25: converge's learning-rate tuning
+             "bigtrain.run.tune",
+             "bigtrain.run.tune_search"]
 ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.compare.stats",
              "bigtrain.compare.exports", "bigtrain.history.gate",
              "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
              "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
              "bigtrain.commands.profile_diff", "bigtrain.commands.profile",
-             "bigtrain.common.op_categories",
-             "bigtrain.commands.profile_diff", "bigtrain.report.frameworks"]
+             "bigtrain.common.op_categories", "bigtrain.report.frameworks",
+             "bigtrain.report.leaderboard",
+             "bigtrain.results.tuning", "bigtrain.run.tune_limits"]
 
 
 def _loaded_after_import(module: str, watched: list[str]) -> list[str]:

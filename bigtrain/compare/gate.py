@@ -32,6 +32,7 @@ from bigtrain.measure.envinfo import fingerprint_differences
 from bigtrain.common.errors import BadInput
 from bigtrain.results.schema import NOT_REACHED, STATUS_OK, CellRecord
 from bigtrain.results.store import LoadedRun, load_run
+from bigtrain.results.tuning import is_tuning_trial
 from bigtrain.compare.stats import (
     DEFAULT_ALPHA,
     IMPROVED,
@@ -187,8 +188,9 @@ def compare_records(
     would pass the gate while comparing nothing.
     """
     thresholds = dict(thresholds_pct or parse_thresholds(None))
-    base_cells = group_repeats(baseline)
-    cand_cells = group_repeats(candidate)
+    # An lr search's trials are kept in the run but are not results (bigtrain.results.tuning).
+    base_cells = group_repeats(r for r in baseline if not is_tuning_trial(r))
+    cand_cells = group_repeats(r for r in candidate if not is_tuning_trial(r))
     if base_cells and cand_cells and not set(base_cells) & set(cand_cells):
         raise BadInput(
             f"no cell of {candidate_path or candidate_run} matches a cell of "

@@ -128,6 +128,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
     loss_sum = torch.zeros((), device=device)
     losses_since_eval = 0
     status, reason = "not_reached", None
+    set_train_mode(built.optimizer, True)  # Schedule-Free refuses a step in evaluation mode
     segment_start = time.perf_counter()
     while True:
         workload.inputs, workload.targets = batches.next()

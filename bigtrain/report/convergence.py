@@ -30,6 +30,7 @@ from bigtrain.report.tables import RATIO_MARK, Table
 from bigtrain.results.curves import curve_frame
 from bigtrain.results.frame import CONVERGE_PROTOCOL
 from bigtrain.results.schema import AXES, STATUS_OK
+from bigtrain.results.tuning import ROLE_TRIAL
 
 #: What makes one converge setting: a cell (its axes, matched across runs) at one learning rate,
 #: on one machine. Its seeds are the repeats.
@@ -103,6 +104,8 @@ def converge_records(data: ReportData) -> pd.DataFrame:
     if frame.empty or "protocol" not in frame:
         return frame.iloc[0:0].assign(setting_config=pd.Series(dtype="str"))
     rows = frame[frame["protocol"] == CONVERGE_PROTOCOL]
+    if "tune_role" in rows:  # an lr search's trials are not results (bigtrain.results.tuning)
+        rows = rows[rows["tune_role"] != ROLE_TRIAL]
     # A field null in every record of the runs (no seed reached: steps_to_target) comes out of
     # the frame as object; numbers it is, so medians and ratios work on it.
     numeric = {c: pd.to_numeric(rows[c], errors="coerce") for c in NUMERIC_FIELDS if c in rows}

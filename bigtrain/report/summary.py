@@ -437,6 +437,7 @@ def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
     """The summary block of index.html and report.md, from the data and its `summary` table."""
     from bigtrain.report.comparability import differences, warning_line
     from bigtrain.report.convergence import headline_lines
+    from bigtrain.report.leaderboard import headline_lines as leaderboard_lines
 
     found = differences(data)
     note = None
@@ -458,7 +459,7 @@ def overview(data: ReportData, tables: Sequence[Table]) -> Overview:
         differences=tuple(d.sentence() for d in found),
         note=note,
         table=next((t for t in tables if t.name == "summary"), None),
-        convergence=tuple(headline_lines(data)),
+        convergence=(*leaderboard_lines(data), *headline_lines(data)),
     )
 
 

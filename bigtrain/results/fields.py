@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bigtrain.frameworks.base import FLOPS_SOURCES
+from bigtrain.results.tuning import TUNE_ROLES
 from bigtrain.results.validation import (
     ANY_FINITE_JSON,
     Rule,
@@ -598,6 +599,42 @@ RECORD_FIELDS: tuple[Field, ...] = (
     _measure("fit_stop", "str | None", _OPTIONAL_TEXT,
              "on the max record: why the search ended (boundary, batch_max, probe_limit, "
              "probe_failed)", kind=STRING, shows=frozenset({FRAME})),
+    # -- learning-rate tuning (`bigbench converge --tune-lr N`, issue 25); None on other records --
+    # Each trial is an ordinary converge record (repeat 0, the spec's seed) at one lr of its
+    # group's search; the lr chosen is trained again from fresh seeds (repeats 1.., role `final`).
+    # Trials are kept in the run and the frame but left out of gates and tables of results.
+    _measure("tune_role", "str | None", choice(TUNE_ROLES, nullable=True),
+             "trial: one lr of the search (excluded from gates and leaderboards); final: the lr "
+             "chosen, trained again from a fresh seed", kind=STRING, shows=frozenset({FRAME}),
+             protocol=CONVERGE_PROTOCOL),
+    _measure("tune_group", "str | None", _OPTIONAL_TEXT,
+             "the lr search the record belongs to: its cell's axes less the lr", kind=STRING,
+             shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
+    _measure("tune_trial_index", "int | None", _COUNT,
+             "the trial's place in its search, from 0 (run order)", kind=INT64,
+             shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
+    _measure("tuned_lr", "float | None", number(above=0, nullable=True),
+             "on final records: the lr the search chose", kind=FLOAT64, shows=frozenset({FRAME}),
+             protocol=CONVERGE_PROTOCOL),
+    _measure("tuning_cost_s", "float | None", _SPAN_S,
+             "on final records: training plus evaluation seconds of every trial of the search",
+             unit="s", direction=LOWER, kind=FLOAT64, shows=frozenset({FRAME}),
+             protocol=CONVERGE_PROTOCOL),
+    _measure("tuning_cost_j", "float | None", _AMOUNT,
+             "on final records: GPU energy of every trial (NVML); null where a trial has none",
+             unit="J", direction=LOWER, kind=FLOAT64, shows=frozenset({FRAME}),
+             protocol=CONVERGE_PROTOCOL),
+    _measure("tune_trials", "int | None", _COUNT,
+             "on final records: trials the search ran (of tune_trials_planned)", kind=INT64,
+             shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
+    _measure("tune_trials_planned", "int | None", _COUNT, "on final records: --tune-lr N",
+             kind=INT64, shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
+    _measure("tune_budget_s", "float | None", number(above=0, nullable=True),
+             "the search's --tune-budget-s (null: none)", unit="s", kind=FLOAT64,
+             shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
+    _measure("tune_stop", "str | None", choice(("all_trials", "budget"), nullable=True),
+             "on final records: why the search ended (all_trials ran, or the budget was spent)",
+             kind=STRING, shows=frozenset({FRAME}), protocol=CONVERGE_PROTOCOL),
     # -- memory levers (issue 26: checkpointing, grad_accum, parallel); None where not measured ---
     # Filled on step-time records (bigtrain.run.measured, bigtrain.run.distributed). Additive keys
     # with None defaults: records written before them read unchanged (no schema bump).

@@ -1,0 +1,179 @@
+"""The tuned leaderboard in `bigbench report`: synthetic tuned converge runs (written through the
+real store from a real fixture record, with seeded, known times) become a ranking whose numbers
+are recomputed here by hand; a winner is named only beyond the noise; trials are kept apart."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import statistics
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+from bigtrain.compare.gate import compare_run_dirs
+from bigtrain.report.data import load_report_data
+from bigtrain.report.leaderboard import NO_WINNER, WINNER, leaderboard_frames
+from bigtrain.results.schema import Manifest, StepTimeStats
+from bigtrain.results.store import RunWriter, load_run
+
+FIXTURE = Path(__file__).parent / "fixtures" / "runs" / "cpu-2threads"
+PARAM_BYTES = 40_000
+#: optimizer -> (tuned lr, step seconds, state bytes, per final seed: seconds to target or None)
+CLEAR = {
+    "adam": (3.16e-3, 0.010, 2 * PARAM_BYTES, [1.00, 1.02, 0.98]),
+    "adamw": (1e-3, 0.012, 2 * PARAM_BYTES, [2.00, 2.05, 1.95]),
+    "sgd": (0.0316, 0.008, PARAM_BYTES, [None, 3.0, None]),
+}
+CLOSE = {
+    "adam": (3.16e-3, 0.010, 2 * PARAM_BYTES, [1.00, 1.10, 0.90]),
+    "adamw": (1e-3, 0.012, 2 * PARAM_BYTES, [1.02, 0.95, 1.12]),
+}
+TRIAL_COST_S = (3.0, 4.0, 5.0)  # training + evaluation of each group's three trials
+TARGET = 0.95
+
+
+def write_tuned_run(root: Path, run_id: str, groups: dict, *, state: bool = True) -> Path:
+    """A tuned run: per optimizer three trials (repeat 0, seed 0) and three finals (seeds 1-3)."""
+    fixture = load_run(FIXTURE)
+    template = next(r for r in fixture.records if r.status == "ok" and len(r.step_times_s) >= 5)
+    manifest = Manifest(**{**dataclasses.asdict(fixture.manifest), "run_id": run_id,
+                           "state": "complete"})
+    path = root / run_id
+    with RunWriter(path) as writer:
+        writer.write_manifest(manifest)
+        for optimizer, (lr, step_s, state_bytes, seconds) in groups.items():
+            group = f"group-{optimizer}"
+            common = dict(run_id=run_id, model="mlp:digits", optimizer=optimizer,  # noqa: C408
+                          batch_norm="off", precision="fp32", device="cpu", batch_size=64,
+                          protocol="converge", target_metric="accuracy", target_value=TARGET,
+                          target_direction="max", tune_group=group,
+                          step_time_s=StepTimeStats.from_samples([step_s] * 5),
+                          step_times_s=(step_s,) * 5,
+                          optimizer_state_bytes=state_bytes if state else None)
+            trial_lrs = (lr, lr / 3.16, lr * 3.16)
+            for index, (trial_lr, cost) in enumerate(zip(trial_lrs, TRIAL_COST_S, strict=True)):
+                reached = index == 0
+                writer.append(dataclasses.replace(
+                    template, **common, cell_id=f"{optimizer}-t{index}", repeat=0, seed=0,
+                    lr=repr(trial_lr), lr_used=trial_lr,
+                    status="ok" if reached else "not_reached",
+                    reason=None if reached else "best accuracy 0.9 < 0.95",
+                    steps_to_target=40 if reached else None,
+                    time_to_target_s=cost - 1.0 if reached else None, window_s=cost - 1.0,
+                    eval_time_s=1.0, best_value=0.96 if reached else 0.9,
+                    tune_role="trial", tune_trial_index=index, tune_trials_planned=3))
+            for repeat, time_s in enumerate(seconds, start=1):
+                reached = time_s is not None
+                writer.append(dataclasses.replace(
+                    template, **common, cell_id=f"{optimizer}-t0", repeat=repeat, seed=repeat,
+                    lr=repr(lr), lr_used=lr, status="ok" if reached else "not_reached",
+                    reason=None if reached else "best accuracy 0.9 < 0.95",
+                    steps_to_target=round(time_s / step_s) if reached else None,
+                    time_to_target_s=time_s, window_s=time_s or 5.0, eval_time_s=0.5,
+                    best_value=0.96 if reached else 0.9, tune_role="final", tuned_lr=lr,
+                    tuning_cost_s=sum(TRIAL_COST_S), tuning_cost_j=None, tune_trials=3,
+                    tune_trials_planned=3, tune_stop="all_trials"))
+    return path
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.DictReader(fh))
+
+
+@pytest.fixture(scope="module")
+def clear_report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("tuned")
+    run = write_tuned_run(root, "tuned-clear", CLEAR)
+    result = run_cli("report", str(run), "-o", str(root / "report"))
+    assert result.exit_code == 0, result.output
+    return run, root / "report"
+
+
+def test_the_leaderboard_ranks_by_median_time_to_target_at_the_tuned_lr(clear_report) -> None:
+    _, report = clear_report
+    rows = read_csv(report / "tables" / "leaderboard.csv")
+    assert [r["optimizer"] for r in rows] == ["adam", "adamw", "sgd"]  # not reached: last, shown
+    adam, adamw, sgd = rows
+    assert float(adam["tuned lr"]) == 3.16e-3
+    assert float(adam["time to target (s, median)"]) == pytest.approx(1.00)
+    assert float(adam["time (s, min)"]) == pytest.approx(0.98)
+    assert float(adam["time (s, max)"]) == pytest.approx(1.02)
+    assert adam["seeds reached"] == "3/3" and sgd["seeds reached"] == "1/3"
+    assert sgd["time to target (s, median)"] == ""  # one seed of three: never, as a median
+    assert float(sgd["time (s, min)"]) == 3.0
+    assert float(adamw["steps to target (median)"]) == statistics.median(
+        round(t / 0.012) for t in CLEAR["adamw"][3])
+    # step cost and state memory against AdamW's
+    assert float(adam["step cost vs adamw ×"]) == pytest.approx(0.010 / 0.012)
+    assert float(sgd["state vs adamw ×"]) == pytest.approx(0.5)
+    assert float(adamw["state vs adamw ×"]) == pytest.approx(1.0)
+    assert float(adam["tuning cost (s)"]) == pytest.approx(sum(TRIAL_COST_S))
+    assert adam["trials"] == "3 of 3"
+
+
+def test_a_winner_is_named_when_the_runner_up_is_slower_beyond_the_noise(clear_report) -> None:
+    run, report = clear_report
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == WINNER and why.startswith("adam:") and "beyond the noise" in why
+    assert "welch" in why
+    assert "winner adam" in (report / "report.md").read_text(encoding="utf-8")
+
+
+def test_no_winner_is_named_inside_the_noise(tmp_path: Path) -> None:
+    run = write_tuned_run(tmp_path, "tuned-close", CLOSE)
+    [(_, ranked, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == NO_WINNER and "inside the noise" in why
+    assert list(ranked["opt_label"]) == ["adam", "adamw"]  # still ranked, by the medians
+
+
+def test_one_seed_never_names_a_winner(tmp_path: Path) -> None:
+    groups = {name: (lr, s, b, times[:1]) for name, (lr, s, b, times) in CLEAR.items()}
+    run = write_tuned_run(tmp_path, "tuned-one-seed", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == NO_WINNER and "noise" in why
+
+
+def test_a_leader_missing_the_target_in_a_seed_is_not_named(tmp_path: Path) -> None:
+    groups = {"adam": (1e-3, 0.01, 1, [1.0, None, 1.1]), "adamw": (1e-3, 0.01, 1, [None] * 3)}
+    run = write_tuned_run(tmp_path, "tuned-missed", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == NO_WINNER and "2 of 3 seeds" in why
+
+
+def test_trials_are_listed_apart_and_left_out_of_time_to_target(clear_report) -> None:
+    _, report = clear_report
+    trials = read_csv(report / "tables" / "tuning_trials.csv")
+    assert len(trials) == 9
+    assert [t["trial"] for t in trials if t["optimizer"] == "adam"] == ["0", "1", "2"]
+    assert [float(t["training + evaluation (s)"]) for t in trials
+            if t["optimizer"] == "adam"] == list(TRIAL_COST_S)
+    converge = read_csv(report / "tables" / "converge.csv")
+    # the trial at the chosen lr shares its cell with the finals: it is not a fourth seed
+    assert {row["seeds reached"].split("/")[1] for row in converge if row["lr"] != ""} == {"3"}
+
+
+def test_the_compare_gate_leaves_the_trials_out(clear_report) -> None:
+    run, _ = clear_report
+    comparison = compare_run_dirs(run, run)
+    compared = {cell.cell_id for cell in comparison.cells}
+    assert compared == {"adam-t0", "adamw-t0", "sgd-t0"}  # the finals' cells only
+    adam = next(c for c in comparison.cells if c.cell_id == "adam-t0")
+    assert adam.baseline_repeats == 3  # the three final seeds, not the trial beside them
+
+
+def test_the_leaderboard_tolerates_records_without_optimizer_state(tmp_path: Path) -> None:
+    run = write_tuned_run(tmp_path, "tuned-no-state", CLEAR, state=False)
+    result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    header = read_csv(tmp_path / "report" / "tables" / "leaderboard.csv")[0].keys()
+    assert not any("state" in column for column in header)
+
+
+def test_an_untuned_converge_report_has_no_leaderboard(tmp_path: Path) -> None:
+    from converge_runs import write_converge_run
+
+    run = write_converge_run(tmp_path)
+    assert leaderboard_frames(load_report_data([run])) == []
