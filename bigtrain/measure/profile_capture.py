@@ -136,19 +136,25 @@ def capture_window(step: Any, device: Any, settings: ProfileSettings, *,
     run = PhaseRanges(step)
     times: list[float] = []
     memory = _MemoryHistory(folder) if cuda else None
-    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
-                 on_trace_ready=ready, record_shapes=settings.request.shapes, with_flops=True,
-                 profile_memory=True, acc_events=True) as prof:
-        for index in range(steps + 1):
-            if index == 1 and memory is not None:
-                memory.start()
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            if index:  # the first is the profiler's warm-up step, not traced
-                times.append(time.perf_counter() - start)
-            prof.step()
-    snapshot = memory.stop() if memory is not None else None
+    snapshot = None
+    try:
+        with profile(activities=activities,
+                     schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
+                     on_trace_ready=ready, record_shapes=settings.request.shapes,
+                     with_flops=True, profile_memory=True, acc_events=True) as prof:
+            for index in range(steps + 1):
+                if index == 1 and memory is not None:
+                    memory.start()
+                start = time.perf_counter()
+                run()
+                synchronize(device)
+                if index:  # the first is the profiler's warm-up step, not traced
+                    times.append(time.perf_counter() - start)
+                prof.step()
+    finally:
+        # Even when a step fails: a reused worker's next cells must not record allocator history.
+        if memory is not None and memory.started:
+            snapshot = memory.stop()
     events = kept.get("events")
     if events is None:
         raise RuntimeError("torch.profiler handed back no events for the profiled window")
@@ -165,9 +171,12 @@ class _MemoryHistory:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "memory_snapshot.pickle"
+        self.started = False
 
     def start(self) -> None:
         import torch
+
+        self.started = True
 
         # Python stacks only and a bounded history: the snapshot (and the page that embeds it)
         # stays a few MB, within what a GPU validation brings back.
