@@ -209,7 +209,9 @@ def test_fit_takes_the_sweep_flags_but_not_the_batch_size(tmp_path: Path) -> Non
 
     fit = main.commands["fit"]
     names = {p.name for p in fit.params}
-    assert {p.name for p in sweep.params} - names == {"batch_size", "repeats"}
+    # (a fit probe is not profiled: the profile flags stay sweep's and profile's)
+    assert {p.name for p in sweep.params} - names == {"batch_size", "repeats", "profile",
+                                                      "profile_steps", "profile_shapes"}
     # the very declarations, not copies of them
     assert next(p for p in fit.params if p.name == "optimizer") is next(
         p for p in sweep.params if p.name == "optimizer")

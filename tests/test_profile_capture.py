@@ -311,3 +311,26 @@ def test_with_shapes_the_ops_table_holds_shapes_the_roofline_reads(tmp_path: Pat
     addmm = [r for r in rows if r["op"] == "aten::addmm"]
     assert addmm and all(shape_elements(r["input_shapes"]) > 0 for r in addmm)
     assert all(r["flops_per_step"] for r in addmm)
+
+
+def test_the_ab_job_message_carries_the_profile_and_an_unprofiled_job_none(tmp_path: Path) -> None:
+    import json as _json
+
+    from bigtrain.ab.protocol import job_from_message, job_message
+
+    job = _job(tmp_path, steps=3)
+    message = _json.loads(_json.dumps(job_message(job)))["job"]
+    assert message["profile"] == {"steps": 3, "shapes": False, "run_dir": str(tmp_path)}
+    again = job_from_message(message)
+    assert again.profile == job.profile
+    plain = CellJob(run_id="r", cell=_cell(), repeat=0, device="cpu", settings=SETTINGS)
+    assert "profile" not in job_message(plain)["job"]
+    assert job_from_message(job_message(plain)["job"]).profile is None
+
+
+def test_a_slow_cells_profile_takes_about_one_timed_window() -> None:
+    from bigtrain.measure.profile_cell import profile_steps_within
+
+    assert profile_steps_within(window_s=1.0, step_s=0.3) == 3
+    assert profile_steps_within(window_s=1.0, step_s=1.5) == 1  # never none
+    assert profile_steps_within(window_s=1.0, step_s=0.0) == 1

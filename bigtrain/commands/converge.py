@@ -18,7 +18,8 @@ from bigtrain.commands.sweep import sweep
 from bigtrain.run.tune_limits import MAX_TRIALS
 
 #: The sweep's flags that measure step time, which a converge cell does not use.
-_STEP_TIME_ONLY = ("warmup", "duration", "min_steps", "repeats", "preset")
+_STEP_TIME_ONLY = ("warmup", "duration", "min_steps", "repeats", "preset",
+                   "profile", "profile_steps", "profile_shapes")  # profiling: step-time cells
 
 
 def _sweep_options() -> list[click.Parameter]:

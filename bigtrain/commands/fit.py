@@ -22,7 +22,7 @@ from bigtrain.run.fit_search import (
 )
 
 #: The sweep's flags a fit run does not take: the search sets the batch size, probes run once.
-_NOT_FOR_FIT = ("batch_size", "repeats")
+_NOT_FOR_FIT = ("batch_size", "repeats", "profile", "profile_steps", "profile_shapes")
 
 
 def _sweep_options() -> list[click.Parameter]:

@@ -136,11 +136,14 @@ _SWEEP_OPTIONS = (
               help="after each cell's timed window, profile a few steps (torch.profiler): "
                    "results/<run>/profiles/<cell>/; see `bigbench profile`")
 @profile_options
-def sweep(profile, profile_steps, profile_shapes, **options) -> None:
+def sweep(profile=False, profile_steps=None, profile_shapes=False,  # noqa: ANN001
+          **options) -> None:
     """Run the benchmark matrix and record every cell in OUT/RUN_ID/."""
-    from bigtrain.measure.profile_settings import ProfileRequest
+    from bigtrain.measure.profile_settings import DEFAULT_PROFILE_STEPS, ProfileRequest
 
-    if not profile and (profile_shapes or profile_steps != ProfileRequest().steps):
+    # `converge` invokes this callback without the profile flags (its cells time no steps).
+    profile_steps = DEFAULT_PROFILE_STEPS if profile_steps is None else profile_steps
+    if not profile and (profile_shapes or profile_steps != DEFAULT_PROFILE_STEPS):
         from bigtrain.common.errors import BadInput
 
         raise BadInput("--profile-steps and --profile-shapes need --profile "

@@ -33,6 +33,8 @@ KERNEL_LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", 
 #: autograd engine, an optimizer), not the ops an ATen op calls inside itself: the number a
 #: for-loop optimizer multiplies by its parameters and a fused one cuts to one.
 LAUNCH_UNIT = "top-level aten ops dispatched"
+#: Allocator events kept in a CUDA memory snapshot (the newest, when more happen).
+MEMORY_ENTRIES = 20_000
 
 
 class PhaseRanges:
@@ -111,9 +113,10 @@ class ProfileCapture:
 
 
 def capture_window(step: Any, device: Any, settings: ProfileSettings, *,
-                   trace_name: str = "trace.json") -> ProfileCapture:
-    """Profile `settings.request.steps` steps of `step` (plus one untraced profiler warm-up step)
-    on `device`; the Chrome trace is exported to the cell's folder as `trace_name`."""
+                   trace_name: str = "trace.json", max_steps: int | None = None) -> ProfileCapture:
+    """Profile `settings.request.steps` steps of `step` (at most `max_steps`, plus one untraced
+    profiler warm-up step) on `device`; the Chrome trace is exported to the cell's folder as
+    `trace_name`."""
     from torch.profiler import ProfilerActivity, profile, schedule
 
     from bigtrain.measure.step_loop import synchronize
@@ -121,7 +124,7 @@ def capture_window(step: Any, device: Any, settings: ProfileSettings, *,
     cuda = device.type == "cuda"
     folder = Path(settings.folder)
     folder.mkdir(parents=True, exist_ok=True)
-    steps = settings.request.steps
+    steps = min(settings.request.steps, max_steps or settings.request.steps)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     kept: dict[str, Any] = {}
     trace_path = folder / trace_name
@@ -133,19 +136,25 @@ def capture_window(step: Any, device: Any, settings: ProfileSettings, *,
     run = PhaseRanges(step)
     times: list[float] = []
     memory = _MemoryHistory(folder) if cuda else None
-    with profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
-                 on_trace_ready=ready, record_shapes=settings.request.shapes, with_flops=True,
-                 profile_memory=True, acc_events=True) as prof:
-        for index in range(steps + 1):
-            if index == 1 and memory is not None:
-                memory.start()
-            start = time.perf_counter()
-            run()
-            synchronize(device)
-            if index:  # the first is the profiler's warm-up step, not traced
-                times.append(time.perf_counter() - start)
-            prof.step()
-    snapshot = memory.stop() if memory is not None else None
+    snapshot = None
+    try:
+        with profile(activities=activities,
+                     schedule=schedule(wait=0, warmup=1, active=steps, repeat=1),
+                     on_trace_ready=ready, record_shapes=settings.request.shapes,
+                     with_flops=True, profile_memory=True, acc_events=True) as prof:
+            for index in range(steps + 1):
+                if index == 1 and memory is not None:
+                    memory.start()
+                start = time.perf_counter()
+                run()
+                synchronize(device)
+                if index:  # the first is the profiler's warm-up step, not traced
+                    times.append(time.perf_counter() - start)
+                prof.step()
+    finally:
+        # Even when a step fails: a reused worker's next cells must not record allocator history.
+        if memory is not None and memory.started:
+            snapshot = memory.stop()
     events = kept.get("events")
     if events is None:
         raise RuntimeError("torch.profiler handed back no events for the profiled window")
@@ -162,11 +171,16 @@ class _MemoryHistory:
 
     def __init__(self, folder: Path) -> None:
         self.path = folder / "memory_snapshot.pickle"
+        self.started = False
 
     def start(self) -> None:
         import torch
 
-        torch.cuda.memory._record_memory_history(max_entries=100_000)
+        self.started = True
+
+        # Python stacks only and a bounded history: the snapshot (and the page that embeds it)
+        # stays a few MB, within what a GPU validation brings back.
+        torch.cuda.memory._record_memory_history(stacks="python", max_entries=MEMORY_ENTRIES)
 
     def stop(self) -> Path | None:
         import torch

@@ -196,17 +196,20 @@ class StepTimeProtocol:
         return StepTimeResult(loop=loop, peak=peak, telemetry=telemetry,
                               telemetry_reason=telemetry_reason, host_load=load.result(),
                               recompute=recompute, recompute_reason=recompute_reason,
-                              profile=profiled_window(built, instruments.profile))
+                              profile=profiled_window(built, instruments.profile, loop))
 
 
-def profiled_window(built: BuiltCell, settings: Any, **rank: Any) -> Any:
+def profiled_window(built: BuiltCell, settings: Any, loop: LoopResult) -> Any:
     """The profiled window of `built`'s step, after its timed window and companion windows (every
-    figure of the record is read by then): a ProfileOutcome, or None when none was asked for."""
+    figure of the record is read by then), no longer than about that window: a ProfileOutcome,
+    or None when none was asked for."""
     if settings is None:
         return None
-    from bigtrain.measure.profile_cell import profile_built
+    from bigtrain.measure.profile_cell import profile_built, profile_steps_within
 
-    return profile_built(built, built.step, settings, cell_id=settings.cell_id, **rank)
+    window = loop.window
+    most = profile_steps_within(window.window_s, statistics.median(window.step_times_s))
+    return profile_built(built, built.step, settings, cell_id=settings.cell_id, max_steps=most)
 
 
 def recompute_window(built: BuiltCell, settings: StepTimeSettings,

@@ -233,7 +233,7 @@ def measure_rank(job: Any, rank: int, local_rank: int, world_size: int,
         from bigtrain.measure.profile_cell import profile_built
 
         profile = profile_built(built, synced, job.profile, cell_id=job.cell.cell_id, rank=rank,
-                                world_size=world_size)
+                                world_size=world_size, max_steps=steps)
     result = StepTimeResult(
         loop=loop, peak=peak, telemetry=telemetry, telemetry_reason=telemetry_reason,
         recompute_reason=("not measured for data-parallel cells: their companion window is the "
