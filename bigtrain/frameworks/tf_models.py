@@ -32,7 +32,10 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from bigtrain.frameworks.tf_backend import family_unsupported_reason
+from bigtrain.frameworks.tf_backend import (
+    family_unsupported_reason,
+    size_unsupported_reason,
+)
 
 if keras.backend.backend() != "tensorflow":  # Keras was imported earlier with another backend
     raise ImportError(f"Keras in this process runs on {keras.backend.backend()}, not TensorFlow: "
@@ -73,12 +76,13 @@ def build(family: str, config: Any, *, batch_size: int, batch_norm: bool, seed: 
     `dtype_policy` is a Keras dtype policy name: "float32", or "mixed_bfloat16" (bf16 compute,
     fp32 variables, fp32 loss). Deterministic for a given seed.
     """
-    reason = family_unsupported_reason(family)
+    reason = family_unsupported_reason(family) or size_unsupported_reason(family, config)
     if reason:
         raise ValueError(reason)
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    builder = {"mlp": _build_mlp, "cnn": _build_cnn, "transformer": _build_transformer}[family]
+    builder = {"mlp": _build_mlp, "cnn": _build_cnn, "rnn": _build_rnn,
+               "transformer": _build_transformer}[family]
     return builder(config, batch_size=batch_size, batch_norm=batch_norm and config.has_batch_norm,
                    rng=rng, policy=keras.DTypePolicy(dtype_policy))
 
@@ -203,6 +207,30 @@ def _build_cnn(config: Any, *, batch_size: int, batch_norm: bool, rng: np.random
     return KerasWorkload(model=model, inputs=images, targets=labels,
                          loss_fn=_float_loss(_cross_entropy), items_per_step=batch_size,
                          item_unit="images")
+
+
+# -- rnn ---------------------------------------------------------------------------------------
+def _build_rnn(config: Any, *, batch_size: int, batch_norm: bool, rng: np.random.Generator,
+               policy: Any) -> KerasWorkload:
+    # torch initialises every GRU matrix and bias uniform +-1/sqrt(hidden), its embedding N(0, 1).
+    gru_init = keras.initializers.RandomUniform(-1 / math.sqrt(config.hidden),
+                                                1 / math.sqrt(config.hidden))
+    inputs = keras.Input(shape=(config.seq_len,), dtype="int32")
+    x = layers.Embedding(config.vocab, config.embed,
+                         embeddings_initializer=keras.initializers.RandomNormal(0.0, 1.0),
+                         dtype=policy)(inputs)
+    for _ in range(config.layers):
+        # reset_after=True is torch's GRU (the reset gate scales W_hn h + b_hn) with its two
+        # bias vectors, and the form cuDNN runs fused on a GPU.
+        x = layers.GRU(config.hidden, return_sequences=True, reset_after=True,
+                       kernel_initializer=gru_init, recurrent_initializer=gru_init,
+                       bias_initializer=gru_init, dtype=policy)(x)
+    outputs = _dense(config.vocab, config.hidden, policy)(x)
+    model = keras.Model(inputs, outputs, name=f"rnn_{config.name}")
+    stream = rng.integers(0, config.vocab, (batch_size, config.seq_len + 1), dtype=np.int32)
+    return KerasWorkload(model=model, inputs=stream[:, :-1].copy(), targets=stream[:, 1:].copy(),
+                         loss_fn=_float_loss(_cross_entropy),
+                         items_per_step=batch_size * config.seq_len, item_unit="tokens")
 
 
 # -- transformer ---------------------------------------------------------------------------------
