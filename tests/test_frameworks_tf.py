@@ -281,3 +281,18 @@ def test_each_family_measures_and_learns_its_fixed_batch(tf, tmp_path, monkeypat
     assert result.losses[-1] < result.losses[0]
     assert ("XLA" in result.versions["train_step"]) == (cell.compile == "on")
     assert result.flops_per_step and result.flops_per_step > 0
+
+
+def test_bf16_twins_compute_in_bf16_and_keep_fp32_weights_and_loss(tf, tf_models):
+    """The bf16 precision is Keras's mixed_bfloat16 policy: bf16 compute, fp32 variables, and the
+    loss taken on fp32 logits."""
+    from bigtrain.workloads import resolve_model
+
+    ref = resolve_model("mlp:small")
+    twin = tf_models.build("mlp", ref.size, batch_size=8, batch_norm=True, seed=0,
+                           dtype_policy="mixed_bfloat16")
+    outputs = twin.model(tf.constant(twin.inputs), training=True)
+    assert outputs.dtype == tf.bfloat16
+    assert {v.dtype for v in twin.model.trainable_weights} == {"float32"}
+    loss = twin.loss_fn(outputs, tf.constant(twin.targets))
+    assert loss.dtype == tf.float32 and math.isfinite(float(loss))
