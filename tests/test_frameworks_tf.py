@@ -31,7 +31,7 @@ from bigtrain.workloads import FAMILIES as TORCH_FAMILIES
 #: A few steps, no warm-up budget: plumbing, not timing.
 SHORT = StepTimeSettings(warmup_s=0.0, duration_s=0.01, min_steps=12)
 #: Sizes whose twins take 15 s or more (and a gigabyte or more) to build: the slow test.
-LARGE = {"mlp:large", "transformer:gpt2-small", "transformer:gpt2-medium"}
+LARGE = {"mlp:large", "rnn:lstm-medium", "transformer:gpt2-small", "transformer:gpt2-medium"}
 
 
 @pytest.fixture(scope="module")
@@ -90,9 +90,6 @@ def test_the_backend_names_its_axis_value_and_install_line():
 def test_unsupported_reasons_name_what_tensorflow_runs(tmp_path):
     base = one_cell(tmp_path, "mlp:small", optimizer=("adam",))
     assert BACKEND.unsupported_reason(base) is None
-    rnn = one_cell(tmp_path, "rnn:lstm-tiny")
-    assert "b_ih and b_hh" in BACKEND.unsupported_reason(rnn)
-    assert BACKEND.unsupported_reason(dataclasses.replace(rnn, model="rnn:gru-small")) is None
     for change, words in (
         ({"impl": "fused"}, "impl foreach"),
         ({"impl": "forloop"}, "one optimizer implementation"),
@@ -108,7 +105,7 @@ def test_unsupported_reasons_name_what_tensorflow_runs(tmp_path):
     for family in TORCH_FAMILIES.names():
         model = f"{family}:{TORCH_FAMILIES.get(family).default_size}"
         reason = BACKEND.unsupported_reason(dataclasses.replace(base, model=model))
-        assert (reason is None) == (family in FAMILIES and family != "rnn"), (model, reason)
+        assert (reason is None) == (family in FAMILIES), (model, reason)
 
 
 def test_a_gpu_cell_needs_the_cuda_build(tmp_path, monkeypatch):
@@ -187,8 +184,6 @@ def _twin_models():
     out = []
     for family in FAMILIES:
         for size, config in TORCH_FAMILIES.get(family).sizes.items():
-            if family == "rnn" and config.cell != "gru":
-                continue
             for bn in ((True, False) if config.has_batch_norm else (False,)):
                 out.append((f"{family}:{size}", bn))
     return out
@@ -264,6 +259,7 @@ def test_a_measured_cell_fills_the_contract_and_its_loss_falls(tf, tmp_path):
     ("cnn:tiny", "rmsprop", {"batch_norm": ["off"]}),
     ("transformer:tiny", "adam", {}),
     ("rnn:gru-tiny", "sgd", {}),
+    ("rnn:lstm-tiny", "adam", {"batch_size": [4]}),
 ])
 def test_each_family_measures_and_learns_its_fixed_batch(tf, tmp_path, monkeypatch, model,
                                                          optimizer, axes):
@@ -296,3 +292,23 @@ def test_bf16_twins_compute_in_bf16_and_keep_fp32_weights_and_loss(tf, tf_models
     assert {v.dtype for v in twin.model.trainable_weights} == {"float32"}
     loss = twin.loss_fn(outputs, tf.constant(twin.targets))
     assert loss.dtype == tf.float32 and math.isfinite(float(loss))
+
+
+def test_the_torch_form_lstm_cell_computes_torchs_lstm(tf, tf_models):
+    """With torch's weights copied in (W_ih, W_hh transposed; b_ih, b_hh), the Keras cell under
+    Keras's RNN loop gives torch's LSTM outputs: same gates, same order, both biases."""
+    import keras
+
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(5, 7, batch_first=True)
+    x = torch.randn(3, 4, 5)
+    expected, _ = lstm(x)
+    cell = tf_models.TorchFormLSTMCell(7, unit_forget_bias=False)
+    layer = keras.layers.RNN(cell, return_sequences=True)
+    layer.build((3, 4, 5))
+    cell.kernel.assign(lstm.weight_ih_l0.detach().numpy().T)
+    cell.recurrent_kernel.assign(lstm.weight_hh_l0.detach().numpy().T)
+    cell.bias.assign(lstm.bias_ih_l0.detach().numpy())
+    cell.recurrent_bias.assign(lstm.bias_hh_l0.detach().numpy())
+    got = layer(tf.constant(x.numpy()))
+    np.testing.assert_allclose(np.asarray(got), expected.detach().numpy(), rtol=1e-5, atol=1e-6)

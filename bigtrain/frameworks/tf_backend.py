@@ -60,12 +60,8 @@ KERAS_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 #: The distributions that provide TensorFlow; tensorflow-cpu has no CUDA kernels.
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu")
 CPU_ONLY_DISTRIBUTION = "tensorflow-cpu"
-#: Families with a Keras twin (`bigtrain.frameworks.tf_models`); every size of each is built,
-#: but for rnn only its GRU sizes (`size_unsupported_reason`).
+#: Families with a Keras twin (`bigtrain.frameworks.tf_models`); every size of each is built.
 FAMILIES = ("mlp", "cnn", "rnn", "transformer")
-LSTM_REASON = ("Keras's LSTM keeps one bias vector per gate where torch's keeps two (b_ih and b_hh), "
-               "so its parameter count cannot equal the torch twin's without a custom cell, which "
-               "would lose the fused cuDNN kernel; TensorFlow runs the rnn family's GRU sizes")
 
 
 def family_unsupported_reason(family: str) -> str | None:
@@ -73,13 +69,6 @@ def family_unsupported_reason(family: str) -> str | None:
     if family in FAMILIES:
         return None
     return f"the {family} family has no Keras twin; TensorFlow cells run {', '.join(FAMILIES)}"
-
-
-def size_unsupported_reason(family: str, config: Any) -> str | None:
-    """Why one size of a twinned family has no Keras twin (an LSTM), or None."""
-    if family == "rnn" and getattr(config, "cell", None) != "gru":
-        return LSTM_REASON
-    return None
 
 
 class TensorFlowBackend:
@@ -120,11 +109,6 @@ class TensorFlowBackend:
         family = str(cell.model).partition(":")[0]
         if reason := family_unsupported_reason(family):
             return reason
-        if family == "rnn":  # only here is the size needed (the registry imports torch)
-            from bigtrain.workloads import resolve_model
-
-            if reason := size_unsupported_reason(family, resolve_model(cell.model).size):
-                return reason
         if cell.optimizer not in KERAS_OPTIMIZERS:
             return (f"optimizer {cell.optimizer} has no Keras counterpart here; TensorFlow cells "
                     f"run {', '.join(KERAS_OPTIMIZERS)}")
@@ -237,7 +221,8 @@ def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         flops_per_step=torch_twin_flops(cell.model, int(cell.batch_size), cell.batch_norm, seed),
         flops_source="torch-twin",
         peak_memory_bytes=peak, losses=losses, threads=threads,
-        versions=_measured_versions(tf, device, jit, DTYPE_POLICIES[cell.precision]))
+        versions={**_measured_versions(tf, device, jit, DTYPE_POLICIES[cell.precision]),
+                  **({"model_note": workload.note} if workload.note else {})})
 
 
 def _set_threads() -> dict[str, Any]:
