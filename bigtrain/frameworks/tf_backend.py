@@ -24,10 +24,11 @@ that both frameworks' cells get the same cores. TensorFlow fixes them when its r
 worker that already ran TensorFlow keeps its first cell's counts, and `threads` says which were in
 force.
 
-FLOPs are the torch twin's count (`flops_source` "torch-twin"): TensorFlow's graph profiler counts
-element-wise ops too and has no count for some gradient kernels, a different convention from
-bigtrain's matmul/conv/attention count (`bigtrain.measure.flops.FLOPS_CONVENTION`), so its MFU would
-not compare with the torch cell's. The twin has the same layers and shapes, so the same arithmetic.
+FLOPs are the torch twin's count (`flops_source` "torch-twin"): TensorFlow's graph profiler (the
+tf.compat.v1 one; TensorFlow has no public compiled cost analysis) counts element-wise ops as FLOPs
+too, a different convention from bigtrain's matmul/conv/attention count
+(`bigtrain.measure.flops.FLOPS_CONVENTION`), so its MFU would not compare with the torch cell's.
+The twin has the same layers and shapes, so the same arithmetic.
 
 Importing this module imports neither TensorFlow nor torch: `missing_reason`, `version_info` and
 `unsupported_reason` read package metadata and the cell's axis values only.
@@ -60,18 +61,14 @@ KERAS_OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 TF_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu")
 CPU_ONLY_DISTRIBUTION = "tensorflow-cpu"
 #: Families with a Keras twin (`bigtrain.frameworks.tf_models`); every size of each is built.
-FAMILIES = ("mlp", "cnn", "transformer")
+FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 
 
 def family_unsupported_reason(family: str) -> str | None:
     """Why a model family has no Keras twin, or None."""
     if family in FAMILIES:
         return None
-    if family == "rnn":
-        return ("the rnn family has no Keras twin yet: Keras's LSTM keeps one bias vector per gate "
-                "where torch keeps two (b_ih and b_hh), so its parameter count cannot equal the "
-                f"torch twin's without a custom cell; TensorFlow runs {', '.join(FAMILIES)}")
-    return (f"the {family} family has no Keras twin; TensorFlow cells run {', '.join(FAMILIES)}")
+    return f"the {family} family has no Keras twin; TensorFlow cells run {', '.join(FAMILIES)}"
 
 
 class TensorFlowBackend:
@@ -201,7 +198,7 @@ def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         targets = tf.constant(workload.targets)
         loss_fn = workload.loss_fn
 
-        @tf.function(jit_compile=jit, reduce_retracing=False)
+        @tf.function(jit_compile=jit)
         def train_step(x: Any, y: Any) -> Any:
             with tf.GradientTape() as tape:
                 loss = loss_fn(model(x, training=True), y)
@@ -224,7 +221,8 @@ def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         flops_per_step=torch_twin_flops(cell.model, int(cell.batch_size), cell.batch_norm, seed),
         flops_source="torch-twin",
         peak_memory_bytes=peak, losses=losses, threads=threads,
-        versions=_measured_versions(tf, device, jit, DTYPE_POLICIES[cell.precision]))
+        versions={**_measured_versions(tf, device, jit, DTYPE_POLICIES[cell.precision]),
+                  **({"model_note": workload.note} if workload.note else {})})
 
 
 def _set_threads() -> dict[str, Any]:

@@ -58,6 +58,8 @@ class KerasWorkload:
     loss_fn: Callable[[Any, Any], Any]
     items_per_step: int
     item_unit: str
+    #: How the twin runs where that differs from the plain Keras layer (the record's versions).
+    note: str = ""
 
 
 def trainable_param_count(model: keras.Model) -> int:
@@ -78,7 +80,8 @@ def build(family: str, config: Any, *, batch_size: int, batch_norm: bool, seed: 
         raise ValueError(reason)
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    builder = {"mlp": _build_mlp, "cnn": _build_cnn, "transformer": _build_transformer}[family]
+    builder = {"mlp": _build_mlp, "cnn": _build_cnn, "rnn": _build_rnn,
+               "transformer": _build_transformer}[family]
     return builder(config, batch_size=batch_size, batch_norm=batch_norm and config.has_batch_norm,
                    rng=rng, policy=keras.DTypePolicy(dtype_policy))
 
@@ -203,6 +206,68 @@ def _build_cnn(config: Any, *, batch_size: int, batch_norm: bool, rng: np.random
     return KerasWorkload(model=model, inputs=images, targets=labels,
                          loss_fn=_float_loss(_cross_entropy), items_per_step=batch_size,
                          item_unit="images")
+
+
+# -- rnn ---------------------------------------------------------------------------------------
+class TorchFormLSTMCell(layers.LSTMCell):
+    """Keras's LSTM cell with torch's two bias vectors (b_ih in `bias`, b_hh in
+    `recurrent_bias`): the same gates (input, forget, cell, output, in torch's order) and the same
+    parameter count as torch's LSTM layer. Being a custom cell, it runs Keras's generic RNN loop,
+    as Keras's own LSTM does on a CPU; on a GPU it forgoes the fused cuDNN kernel."""
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self.recurrent_bias = self.add_weight(shape=(4 * self.units,), name="recurrent_bias",
+                                              initializer=self.bias_initializer)
+
+    def call(self, inputs: Any, states: Any, training: bool = False) -> Any:
+        h_prev, c_prev = states[0], states[1]
+        z = (ops.matmul(inputs, self.kernel) + ops.matmul(h_prev, self.recurrent_kernel)
+             + self.bias + self.recurrent_bias)
+        i, f, g, o = ops.split(z, 4, axis=-1)
+        c = ops.sigmoid(f) * c_prev + ops.sigmoid(i) * ops.tanh(g)
+        h = ops.sigmoid(o) * ops.tanh(c)
+        return h, [h, c]
+
+
+def _recurrent_layer(config: Any, policy: Any) -> layers.Layer:
+    # torch initialises every LSTM/GRU matrix and bias uniform +-1/sqrt(hidden).
+    init = keras.initializers.RandomUniform(-1 / math.sqrt(config.hidden),
+                                            1 / math.sqrt(config.hidden))
+    if config.cell == "gru":
+        # reset_after=True is torch's GRU (the reset gate scales W_hn h + b_hn) with its two
+        # bias vectors, and the form cuDNN runs fused on a GPU.
+        return layers.GRU(config.hidden, return_sequences=True, reset_after=True,
+                          kernel_initializer=init, recurrent_initializer=init,
+                          bias_initializer=init, dtype=policy)
+    cell = TorchFormLSTMCell(config.hidden, kernel_initializer=init, recurrent_initializer=init,
+                             bias_initializer=init, unit_forget_bias=False, dtype=policy)
+    return layers.RNN(cell, return_sequences=True, dtype=policy)
+
+
+def _build_rnn(config: Any, *, batch_size: int, batch_norm: bool, rng: np.random.Generator,
+               policy: Any) -> KerasWorkload:
+    inputs = keras.Input(shape=(config.seq_len,), dtype="int32")
+    x = layers.Embedding(config.vocab, config.embed,  # torch's embedding init is N(0, 1)
+                         embeddings_initializer=keras.initializers.RandomNormal(0.0, 1.0),
+                         dtype=policy)(inputs)
+    for _ in range(config.layers):
+        x = _recurrent_layer(config, policy)(x)
+    outputs = _dense(config.vocab, config.hidden, policy)(x)
+    model = keras.Model(inputs, outputs, name=f"rnn_{config.name}")
+    stream = rng.integers(0, config.vocab, (batch_size, config.seq_len + 1), dtype=np.int32)
+    return KerasWorkload(model=model, inputs=stream[:, :-1].copy(), targets=stream[:, 1:].copy(),
+                         loss_fn=_float_loss(_cross_entropy),
+                         items_per_step=batch_size * config.seq_len, item_unit="tokens",
+                         note=RNN_NOTES[config.cell])
+
+
+#: What a record should say about how each recurrent twin runs.
+RNN_NOTES = {
+    "gru": "keras GRU(reset_after=True): torch's GRU; cuDNN-fused on a GPU",
+    "lstm": ("keras RNN over a torch-form LSTM cell (torch's two biases): Keras's generic loop, "
+             "as its own LSTM runs on a CPU; no fused cuDNN kernel on a GPU"),
+}
 
 
 # -- transformer ---------------------------------------------------------------------------------
