@@ -14,7 +14,8 @@ Read once, after the timed window, from the built cell itself:
   on the CPU, where the process's RSS holds the interpreter and libraries too, the bytes of the
   tensors autograd saves for backward in one forward pass of one micro-batch (counted by
   `torch.autograd.graph.saved_tensors_hooks`, each storage once, parameters and the batch left
-  out).
+  out); not on the CPU ranks of a data-parallel cell, where an extra forward would start
+  collectives no backward finishes.
 """
 
 from __future__ import annotations
@@ -132,6 +133,10 @@ def memory_anatomy(built: Any, peak_allocated_bytes: int | None) -> dict[str, An
         activation: int | None = max(0, peak_allocated_bytes - param_bytes - grad_bytes
                                      - state_bytes)
         method: str | None = PEAK_MINUS_REST
+    elif torch.distributed.is_available() and torch.distributed.is_initialized():
+        # A data-parallel rank's extra forward would start a reduction (DDP) or gathers (FSDP)
+        # that no backward finishes: left unmeasured there.
+        activation, method = None, None
     else:
         step = getattr(built.step, "eager_step", built.step)
         activation = saved_activation_bytes(step)

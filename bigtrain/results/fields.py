@@ -712,7 +712,8 @@ RECORD_FIELDS: tuple[Field, ...] = (
              "memory minus parameters, gradients and optimizer state; on the CPU (whose RSS holds "
              "the interpreter and libraries) the bytes autograd saves for backward in one forward "
              "of one micro-batch, each storage once, parameters and the batch left out; null for "
-             "a compiled model on the CPU", unit="bytes", direction=LOWER, kind=INT64,
+             "a compiled model or a data-parallel rank on the CPU", unit="bytes",
+             direction=LOWER, kind=INT64,
              shows=frozenset({FRAME, REPORT, COMPARE}), report_label="activations (MiB)",
              gates=(Gate(name="activation_mem", label="activation memory", direction=LOWER,
                          unit="bytes", kind=STEADY),)),

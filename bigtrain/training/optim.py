@@ -73,6 +73,8 @@ class OptimizerSpec:
     #: impl -> the constructor keywords that choose it, for a package whose switches are named
     #: otherwise (heavyball's `multi_tensor` and its own compilation); None: foreach/fused.
     configure: Callable[[str], Mapping[str, Any]] | None = None
+    #: The package compiles its own step whatever the impl (torchao): it needs torch.compile.
+    compiles_itself: bool = False
 
     def __post_init__(self) -> None:
         if (self.cls is None) == (not self.package):
@@ -196,6 +198,7 @@ for _spec in (
                                                         "factors, KL-corrected)"),
     OptimizerSpec(name="adamw8bit", package="torchao", class_name="optim.AdamW8bit",
                   impls=(NATIVE,), impl_note="torchao compiles its own 8-bit step",
+                  compiles_itself=True,
                   hyperparams={"lr": 1e-3, "weight_decay": 0.01},
                   description="AdamW with 8-bit block-quantised moments (torchao)"),
 ):
@@ -335,7 +338,7 @@ def unsupported_reason(spec: OptimizerSpec, impl: str, device_type: str) -> str 
             return f"torch {torch.__version__} has no fused {spec.optimizer_class().__name__}"
         if device_type not in _fused_devices():
             return f"torch {torch.__version__} has no fused kernels on {device_type}"
-    if impl == "compiled":
+    if impl == "compiled" or spec.compiles_itself:
         from torch import _dynamo
 
         if not _dynamo.is_dynamo_supported():
