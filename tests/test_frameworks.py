@@ -204,3 +204,37 @@ def test_a_backend_without_a_flop_count_gets_the_torch_twins() -> None:
     assert record.flops_source == "torch-twin"
     # forward 2*64*(10*20 + 20*1) = 28160 FLOPs; the count covers backward too
     assert record.flops_per_step == torch_twin_flops(job.cell) and record.flops_per_step > 28160
+
+
+def test_the_worker_side_hands_the_backend_its_concrete_device_and_the_window_hooks(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from bigtrain.run.framework_cell import run_framework_cell
+
+    seen: dict = {}
+
+    class Recording:
+        name = "jax"
+        install_line = "pip install -e '.[jax]'"
+
+        def missing_reason(self) -> None:
+            return None
+
+        def measure(self, cell, settings, seed, *, on_window_open, on_window_close):
+            seen.update(device=cell.device, seed=seed, window=settings.duration_s)
+            on_window_open()
+            seen["opened"] = True
+            on_window_close()
+            return FrameworkMeasurement(
+                step_times_s=(0.01, 0.02), warmup_s=0.1, compile_s=0.5, samples_per_step=64,
+                param_count=241, flops_per_step=1e6, flops_source="framework-cost-analysis",
+                peak_memory_bytes=None, losses=(1.0, 0.5))
+
+    monkeypatch.setattr(frameworks, "_loaded", {"jax": Recording()})
+    job = dataclasses.replace(_job(model="mlp:seed", batch=64), seed=7)
+    job = dataclasses.replace(job, cell=dataclasses.replace(job.cell, device="cuda"),
+                              device="cpu")  # as if the pool gave a `cuda` cell this slot
+    record = run_framework_cell(job, "t")
+    assert seen == {"device": "cpu", "seed": 7, "window": 0.01, "opened": True}
+    assert record.status == "ok" and record.extra["window_hooks"] == "backend"
+    assert record.peak_rss_bytes and record.host_load is not None
+    assert record.device == "cuda"  # the record keeps the cell's own axes

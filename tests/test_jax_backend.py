@@ -203,3 +203,11 @@ def test_a_one_thread_torch_setting_gives_the_jax_worker_one_core_before_jax_sta
     assert threads["torch_intra_op_threads"] == 1 and threads["mask"] == 1
     assert threads["cpu_affinity"] == 1 and threads["matched_by"] == "affinity mask"
     assert "intra_op_parallelism_threads=1" in threads["xla_flags"]
+
+
+def test_a_batch_norm_cell_trains_its_statistics_inside_the_jitted_step() -> None:
+    settings = StepTimeSettings(warmup_s=0.0, duration_s=0.01, min_steps=3)
+    cell = _cell(model="mlp:digits", batch_norm="on", batch_size=16)
+    measurement = BACKEND.measure(cell, settings, 0)
+    assert measurement.param_count == _torch_param_count("mlp", "digits", True)
+    assert all(np.isfinite(measurement.losses)) and len(measurement.losses) >= 3

@@ -199,14 +199,12 @@ def _jitted_step(twin: Any, tx: Any) -> tuple[Any, tuple]:
     loss_of = twin.loss_fn
 
     def step(params: Any, rest: Any, opt_state: Any, inputs: Any, targets: Any) -> tuple:
-        def loss_fn(params: Any) -> tuple:
-            model = nnx.merge(graphdef, params, rest)
-            loss = loss_of(model(inputs), targets)
-            return loss, nnx.state(model, nnx.Not(nnx.Param))  # BatchNorm's updated statistics
-
-        (loss, new_rest), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        model = nnx.merge(graphdef, params, rest)
+        # nnx's own grad: it carries BatchNorm's statistics updates out of the gradient's trace
+        loss, grads = nnx.value_and_grad(lambda m: loss_of(m(inputs), targets))(model)
+        _, params, rest = nnx.split(model, nnx.Param, ...)
         updates, opt_state = tx.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), new_rest, opt_state, loss
+        return optax.apply_updates(params, updates), rest, opt_state, loss
 
     return jax.jit(step, donate_argnums=(0, 1, 2)), (params, rest, opt_state)
 

@@ -14,6 +14,7 @@ from bigtrain.report.profiles import SECTION_ANCHOR as PROFILE_ANCHOR
 from bigtrain.report.profiles import profile_view
 from bigtrain.report.fit import fit_table, tradeoff_figures
 from bigtrain.report.leaderboard import leaderboard_tables
+from bigtrain.report.frameworks import frameworks_table
 from bigtrain.report.render import (
     build_sections,
     write_csvs,
@@ -49,7 +50,7 @@ def all_tables(data: ReportData) -> list[Table]:
     builders = (
         summary_table, runs_table, spec_table, throughput_table, speedup_table, batch_norm_table,
         precision_table, memory_table, fit_table, efficiency_table, price_table, scaling_table,
-        phases_table,
+        frameworks_table, phases_table,
         step_time_table, telemetry_table, telemetry_missing_table, failures_table,
     )
     return [t for t in (b(data) for b in builders) if t is not None]

@@ -12,6 +12,7 @@ record says (`extra.window_hooks`). The measurement becomes a record in
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from typing import Any
 
@@ -54,13 +55,15 @@ def run_framework_cell(job: CellJob, started: str) -> CellRecord:
         sampler.stop()
 
     hooked = _takes_window_hooks(backend)
+    # The backend sees the device this worker was given (`cuda` -> the pool's `cuda:N`).
+    cell = dataclasses.replace(job.cell, device=job.device)
     memory.start()
     if hooked:
-        measurement = backend.measure(job.cell, settings, job.seed,
+        measurement = backend.measure(cell, settings, job.seed,
                                       on_window_open=window_open, on_window_close=window_close)
     else:
         window_open()
-        measurement = backend.measure(job.cell, settings, job.seed)
+        measurement = backend.measure(cell, settings, job.seed)
         window_close()
     peak = memory.stop()
     steps = len(measurement.step_times_s)
