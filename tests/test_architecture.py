@@ -22,6 +22,7 @@ ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.history.dashboard", "bigtrain.commands.history", "bigtrain.cli",
              "bigtrain.profiles.gate", "bigtrain.profiles.roofline", "bigtrain.profiles.hta",
              "bigtrain.commands.profile_diff", "bigtrain.report.leaderboard",
+             "bigtrain.report.leaderboard_figures",
              "bigtrain.results.tuning", "bigtrain.run.tune_limits"]
 
 

@@ -97,7 +97,7 @@ def test_the_leaderboard_ranks_by_median_time_to_target_at_the_tuned_lr(clear_re
     rows = read_csv(report / "tables" / "leaderboard.csv")
     assert [r["optimizer"] for r in rows] == ["adam", "adamw", "sgd"]  # not reached: last, shown
     adam, adamw, sgd = rows
-    assert float(adam["tuned lr"]) == 3.16e-3
+    assert adam["tuned lr"] == "0.00316"  # trials at 0.00316, /3.16 and x3.16: inside the grid
     assert float(adam["time to target (s, median)"]) == pytest.approx(1.00)
     assert float(adam["time (s, min)"]) == pytest.approx(0.98)
     assert float(adam["time (s, max)"]) == pytest.approx(1.02)
@@ -114,6 +114,15 @@ def test_the_leaderboard_ranks_by_median_time_to_target_at_the_tuned_lr(clear_re
     assert adam["trials"] == "3 of 3"
 
 
+def test_an_lr_chosen_at_the_end_of_its_grid_is_marked() -> None:
+    from bigtrain.report.leaderboard import grid_edge
+
+    assert grid_edge(0.01, (0.001, 0.00316, 0.01)) == "highest tried"
+    assert grid_edge(0.001, (0.001, 0.00316, 0.01)) == "lowest tried"
+    assert grid_edge(0.00316, (0.001, 0.00316, 0.01)) == ""
+    assert grid_edge(0.001, (0.001,)) == ""  # one trial: no grid to be at the end of
+
+
 def test_a_winner_is_named_when_the_runner_up_is_slower_beyond_the_noise(clear_report) -> None:
     run, report = clear_report
     [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
@@ -122,11 +131,31 @@ def test_a_winner_is_named_when_the_runner_up_is_slower_beyond_the_noise(clear_r
     assert "winner adam" in (report / "report.md").read_text(encoding="utf-8")
 
 
+def test_the_html_report_opens_with_the_leaderboard_and_its_figure(clear_report) -> None:
+    _, report = clear_report
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert html.index("Tuned leaderboard") < html.index("Time to target")
+    assert "Learning-rate trials" in html
+    figure = report / "figures" / "leaderboard-time-vs-state.png"
+    assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_no_winner_is_named_inside_the_noise(tmp_path: Path) -> None:
     run = write_tuned_run(tmp_path, "tuned-close", CLOSE)
     [(_, ranked, (outcome, why))] = leaderboard_frames(load_report_data([run]))
     assert outcome == NO_WINNER and "inside the noise" in why
     assert list(ranked["opt_label"]) == ["adam", "adamw"]  # still ranked, by the medians
+
+
+def test_a_runner_up_that_reached_in_some_seeds_is_not_beaten_by_counting(tmp_path: Path) -> None:
+    groups = {"adam": (1e-3, 0.01, 1, [1.0, 1.1, 0.9]), "adamw": (1e-3, 0.01, 1, [2.0, None, None])}
+    run = write_tuned_run(tmp_path, "tuned-partial", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == NO_WINNER and "1 of 3 seeds" in why
+    groups["adamw"] = (1e-3, 0.01, 1, [None, None, None])  # none reached: behind, whatever noise
+    run = write_tuned_run(tmp_path, "tuned-none", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == WINNER and "none of its 3 seeds" in why
 
 
 def test_one_seed_never_names_a_winner(tmp_path: Path) -> None:
