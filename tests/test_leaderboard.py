@@ -193,6 +193,17 @@ def test_the_compare_gate_leaves_the_trials_out(clear_report) -> None:
     assert adam.baseline_repeats == 3  # the three final seeds, not the trial beside them
 
 
+def test_the_exports_leave_the_trials_out(clear_report) -> None:
+    from bigtrain.compare.exports import github_action_benchmark
+
+    run, _ = clear_report
+    entries = github_action_benchmark(load_run(run))
+    assert entries and all("cell_id=" in e["extra"] for e in entries)
+    exported = {e["extra"].split("cell_id=")[1].split(";")[0] for e in entries}
+    assert exported == {"adam-t0", "adamw-t0", "sgd-t0"}  # no cell only a trial ran
+    assert not any("repeats=4" in e["extra"] for e in entries)  # the trial is not a 4th seed
+
+
 def test_the_leaderboard_tolerates_records_without_optimizer_state(tmp_path: Path) -> None:
     run = write_tuned_run(tmp_path, "tuned-no-state", CLEAR, state=False)
     result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
