@@ -217,3 +217,16 @@ def test_an_untuned_converge_report_has_no_leaderboard(tmp_path: Path) -> None:
 
     run = write_converge_run(tmp_path)
     assert leaderboard_frames(load_report_data([run])) == []
+
+
+def test_hostile_optimizer_names_stay_text_in_every_output(tmp_path: Path) -> None:
+    from converge_runs import HOSTILE
+
+    groups = {HOSTILE: CLEAR["adam"], "adamw": CLEAR["adamw"]}
+    run = write_tuned_run(tmp_path, "tuned-hostile", groups)
+    result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in markdown
