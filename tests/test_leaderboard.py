@@ -230,3 +230,15 @@ def test_hostile_optimizer_names_stay_text_in_every_output(tmp_path: Path) -> No
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
     markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
     assert "<script>" not in markdown
+
+
+def test_two_tuned_runs_get_a_board_each_in_one_report(clear_report, tmp_path: Path) -> None:
+    run, _ = clear_report
+    other = write_tuned_run(tmp_path, "tuned-close-2", CLOSE)
+    boards = leaderboard_frames(load_report_data([run, other]))
+    assert len(boards) == 2
+    assert {len(ranked) for _, ranked, _ in boards} == {3, 2}
+    result = run_cli("report", str(run), str(other), "-o", str(tmp_path / "both"))
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "both" / "tables" / "leaderboard.csv")
+    assert len({r["source"] for r in rows}) == 2
