@@ -33,6 +33,7 @@ ANALYSING = ["bigtrain.results.frame", "bigtrain.report", "bigtrain.compare",
              "bigtrain.commands.profile_diff", "bigtrain.commands.profile",
              "bigtrain.common.op_categories", "bigtrain.report.frameworks",
              "bigtrain.report.leaderboard",
+             "bigtrain.report.leaderboard_figures",
              "bigtrain.results.tuning", "bigtrain.run.tune_limits"]
 
 

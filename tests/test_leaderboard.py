@@ -97,7 +97,7 @@ def test_the_leaderboard_ranks_by_median_time_to_target_at_the_tuned_lr(clear_re
     rows = read_csv(report / "tables" / "leaderboard.csv")
     assert [r["optimizer"] for r in rows] == ["adam", "adamw", "sgd"]  # not reached: last, shown
     adam, adamw, sgd = rows
-    assert float(adam["tuned lr"]) == 3.16e-3
+    assert adam["tuned lr"] == "0.00316"  # trials at 0.00316, /3.16 and x3.16: inside the grid
     assert float(adam["time to target (s, median)"]) == pytest.approx(1.00)
     assert float(adam["time (s, min)"]) == pytest.approx(0.98)
     assert float(adam["time (s, max)"]) == pytest.approx(1.02)
@@ -114,6 +114,15 @@ def test_the_leaderboard_ranks_by_median_time_to_target_at_the_tuned_lr(clear_re
     assert adam["trials"] == "3 of 3"
 
 
+def test_an_lr_chosen_at_the_end_of_its_grid_is_marked() -> None:
+    from bigtrain.report.leaderboard import grid_edge
+
+    assert grid_edge(0.01, (0.001, 0.00316, 0.01)) == "highest tried"
+    assert grid_edge(0.001, (0.001, 0.00316, 0.01)) == "lowest tried"
+    assert grid_edge(0.00316, (0.001, 0.00316, 0.01)) == ""
+    assert grid_edge(0.001, (0.001,)) == ""  # one trial: no grid to be at the end of
+
+
 def test_a_winner_is_named_when_the_runner_up_is_slower_beyond_the_noise(clear_report) -> None:
     run, report = clear_report
     [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
@@ -122,11 +131,31 @@ def test_a_winner_is_named_when_the_runner_up_is_slower_beyond_the_noise(clear_r
     assert "winner adam" in (report / "report.md").read_text(encoding="utf-8")
 
 
+def test_the_html_report_opens_with_the_leaderboard_and_its_figure(clear_report) -> None:
+    _, report = clear_report
+    html = (report / "index.html").read_text(encoding="utf-8")
+    assert html.index("Tuned leaderboard") < html.index("Time to target")
+    assert "Learning-rate trials" in html
+    figure = report / "figures" / "leaderboard-time-vs-state.png"
+    assert figure.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
 def test_no_winner_is_named_inside_the_noise(tmp_path: Path) -> None:
     run = write_tuned_run(tmp_path, "tuned-close", CLOSE)
     [(_, ranked, (outcome, why))] = leaderboard_frames(load_report_data([run]))
     assert outcome == NO_WINNER and "inside the noise" in why
     assert list(ranked["opt_label"]) == ["adam", "adamw"]  # still ranked, by the medians
+
+
+def test_a_runner_up_that_reached_in_some_seeds_is_not_beaten_by_counting(tmp_path: Path) -> None:
+    groups = {"adam": (1e-3, 0.01, 1, [1.0, 1.1, 0.9]), "adamw": (1e-3, 0.01, 1, [2.0, None, None])}
+    run = write_tuned_run(tmp_path, "tuned-partial", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == NO_WINNER and "1 of 3 seeds" in why
+    groups["adamw"] = (1e-3, 0.01, 1, [None, None, None])  # none reached: behind, whatever noise
+    run = write_tuned_run(tmp_path, "tuned-none", groups)
+    [(_, _, (outcome, why))] = leaderboard_frames(load_report_data([run]))
+    assert outcome == WINNER and "none of its 3 seeds" in why
 
 
 def test_one_seed_never_names_a_winner(tmp_path: Path) -> None:
@@ -164,6 +193,17 @@ def test_the_compare_gate_leaves_the_trials_out(clear_report) -> None:
     assert adam.baseline_repeats == 3  # the three final seeds, not the trial beside them
 
 
+def test_the_exports_leave_the_trials_out(clear_report) -> None:
+    from bigtrain.compare.exports import github_action_benchmark
+
+    run, _ = clear_report
+    entries = github_action_benchmark(load_run(run))
+    assert entries and all("cell_id=" in e["extra"] for e in entries)
+    exported = {e["extra"].split("cell_id=")[1].split(";")[0] for e in entries}
+    assert exported == {"adam-t0", "adamw-t0", "sgd-t0"}  # no cell only a trial ran
+    assert not any("repeats=4" in e["extra"] for e in entries)  # the trial is not a 4th seed
+
+
 def test_the_leaderboard_tolerates_records_without_optimizer_state(tmp_path: Path) -> None:
     run = write_tuned_run(tmp_path, "tuned-no-state", CLEAR, state=False)
     result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
@@ -177,3 +217,28 @@ def test_an_untuned_converge_report_has_no_leaderboard(tmp_path: Path) -> None:
 
     run = write_converge_run(tmp_path)
     assert leaderboard_frames(load_report_data([run])) == []
+
+
+def test_hostile_optimizer_names_stay_text_in_every_output(tmp_path: Path) -> None:
+    from converge_runs import HOSTILE
+
+    groups = {HOSTILE: CLEAR["adam"], "adamw": CLEAR["adamw"]}
+    run = write_tuned_run(tmp_path, "tuned-hostile", groups)
+    result = run_cli("report", str(run), "-o", str(tmp_path / "report"))
+    assert result.exit_code == 0, result.output
+    html = (tmp_path / "report" / "index.html").read_text(encoding="utf-8")
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;" in html
+    markdown = (tmp_path / "report" / "report.md").read_text(encoding="utf-8")
+    assert "<script>" not in markdown
+
+
+def test_two_tuned_runs_get_a_board_each_in_one_report(clear_report, tmp_path: Path) -> None:
+    run, _ = clear_report
+    other = write_tuned_run(tmp_path, "tuned-close-2", CLOSE)
+    boards = leaderboard_frames(load_report_data([run, other]))
+    assert len(boards) == 2
+    assert {len(ranked) for _, ranked, _ in boards} == {3, 2}
+    result = run_cli("report", str(run), str(other), "-o", str(tmp_path / "both"))
+    assert result.exit_code == 0, result.output
+    rows = read_csv(tmp_path / "both" / "tables" / "leaderboard.csv")
+    assert len({r["source"] for r in rows}) == 2

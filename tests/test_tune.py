@@ -142,6 +142,20 @@ def test_a_plain_run_is_not_resumed_as_a_tuned_one_nor_a_tuned_one_as_a_sweep(
     assert sweep.exit_code == 2 and "tune:" in sweep.output
 
 
+def test_a_trials_cost_is_its_clocks_its_energy_what_nvml_measured(tuned_run) -> None:
+    import dataclasses
+
+    run_dir, _ = tuned_run
+    trial = next(r for r in load_run(run_dir).records if r.tune_role == "trial")
+    on_gpu = dataclasses.replace(trial, telemetry={"energy_j": 12.5})
+    assert trial_from_record(on_gpu).cost_j == 12.5
+    assert trial_from_record(trial).cost_j is None  # the CPU: no energy counter
+    failed = dataclasses.replace(trial, status="crashed", window_s=None, eval_time_s=None,
+                                 started_at="2026-12-07T10:00:00+00:00",
+                                 ended_at="2026-12-07T10:00:07.5+00:00")
+    assert record_cost_s(failed) == 7.5  # it ran no clock: its wall seconds count
+
+
 class _ScheduleFreeLike:
     """The boundary: an optimizer with its own train/eval switch (as schedulefree's have)."""
 

@@ -52,9 +52,14 @@ def hardware_differences(
 
 
 def group_repeats(records: Iterable[CellRecord]) -> dict[str, list[CellRecord]]:
-    """Records by cell_id, one per repeat (a later line for the same repeat replaces an earlier)."""
+    """Records by cell_id, one per repeat (a later line for the same repeat replaces an earlier).
+
+    An lr search's trials are left out: kept in the run, they are not results
+    (`bigtrain.results.tuning`), so no gate, pool or export counts them."""
     by_cell: dict[str, dict[int, CellRecord]] = {}
     for record in records:
+        if is_tuning_trial(record):
+            continue
         by_cell.setdefault(record.cell_id, {})[record.repeat] = record
     return {cell: [reps[k] for k in sorted(reps)] for cell, reps in by_cell.items()}
 
@@ -188,9 +193,8 @@ def compare_records(
     would pass the gate while comparing nothing.
     """
     thresholds = dict(thresholds_pct or parse_thresholds(None))
-    # An lr search's trials are kept in the run but are not results (bigtrain.results.tuning).
-    base_cells = group_repeats(r for r in baseline if not is_tuning_trial(r))
-    cand_cells = group_repeats(r for r in candidate if not is_tuning_trial(r))
+    base_cells = group_repeats(baseline)
+    cand_cells = group_repeats(candidate)
     if base_cells and cand_cells and not set(base_cells) & set(cand_cells):
         raise BadInput(
             f"no cell of {candidate_path or candidate_run} matches a cell of "

@@ -15,6 +15,7 @@ from bigtrain.report.profiles import profile_view
 from bigtrain.report.fit import fit_table, tradeoff_figures
 from bigtrain.report.leaderboard import leaderboard_tables
 from bigtrain.report.frameworks import frameworks_table
+from bigtrain.report.leaderboard_figures import leaderboard_figures
 from bigtrain.report.render import (
     build_sections,
     write_csvs,
@@ -85,7 +86,8 @@ def write_report(
     # the answer; a step-time-only report has none, and renders as before.
     # A tuned converge run's leaderboard leads them (it is the tuned answer; the trials follow it).
     tables = after_runs(all_tables(data), [*leaderboard_tables(data), *convergence_tables(data)])
-    figures = [*convergence_figures(data), *all_figures(data), *tradeoff_figures(data)]
+    figures = [*leaderboard_figures(data), *convergence_figures(data), *all_figures(data),
+               *tradeoff_figures(data)]
     links: tuple[tuple[str, str], ...] = ()
     view = profile_view(data, out_dir)
     if view is not None:

@@ -13,10 +13,11 @@ records (fresh seeds at the lr chosen; the trials are only in the tuning table):
   whether the budget stopped the search.
 
 Ranked by that median (not reached last, never left out). A winner is named only when the
-leader reached the target from every seed and the runner-up is behind beyond the noise: it missed
-the target in most seeds, or `bigtrain.compare.stats.decide` (the test `bigbench compare` gates
-time to target with, same threshold and alpha) finds it slower. Otherwise the table says there is
-no winner and why. Analysing side: pandas, never torch.
+leader reached the target from every seed and the runner-up is behind beyond the noise: it
+reached the target from none of its seeds (two or more a side), or
+`bigtrain.compare.stats.decide` (the test `bigbench compare` gates time to target with, same
+threshold and alpha) finds it slower. Otherwise the table says there is no winner and why.
+Analysing side: pandas, never torch.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def search_frame(data: ReportData) -> pd.DataFrame:
     finals = final_records(data)
     if finals.empty:
         return pd.DataFrame()
+    tried = _lrs_tried(data)
     out = []
     for _, seeds in finals.groupby(["source", "tune_group"], sort=False, observed=True):
         first = seeds.iloc[0]
@@ -76,6 +78,8 @@ def search_frame(data: ReportData) -> pd.DataFrame:
         row = {key: first[key] for key in (*BOARD_KEYS, "tune_group", "optimizer", "opt_label")}
         row.update(seeds=len(seeds), reached=len(reached), tuned_lr=_number(first, "tuned_lr"),
                    seed_times_s=tuple(float(v) for v in reached["time_to_target_s"]))
+        row["grid_edge"] = grid_edge(row["tuned_lr"],
+                                     tried.get((first["source"], first["tune_group"]), ()))
         for name, column in (("seconds", "time_to_target_s"), ("steps", "steps_to_target"),
                              ("joules", "energy_to_target_j")):
             values = pd.to_numeric(reached[column], errors="coerce").dropna().tolist()
@@ -96,6 +100,29 @@ def search_frame(data: ReportData) -> pd.DataFrame:
         row["tune_stop"] = first.get("tune_stop")
         out.append(row)
     return _relative_to_reference(pd.DataFrame(out))
+
+
+def _lrs_tried(data: ReportData) -> dict[tuple[str, str], tuple[float, ...]]:
+    """(source, tune group) -> the lrs its trials ran at."""
+    frame = data.frame
+    if frame.empty or "tune_role" not in frame:
+        return {}
+    trials = frame[frame["tune_role"] == ROLE_TRIAL]
+    lrs = pd.to_numeric(trials["lr_used"], errors="coerce")
+    return {key: tuple(float(v) for v in values.dropna())
+            for key, values in lrs.groupby([trials["source"], trials["tune_group"]], sort=False)}
+
+
+def grid_edge(tuned_lr: float, tried: Sequence[float]) -> str:
+    """`highest tried` / `lowest tried` when the lr chosen sits at an end of the lrs its search
+    tried (the best lr may lie beyond it: more trials would tell), else empty."""
+    if len(tried) < 2 or not math.isfinite(tuned_lr):
+        return ""
+    if tuned_lr >= max(tried):
+        return "highest tried"
+    if tuned_lr <= min(tried):
+        return "lowest tried"
+    return ""
 
 
 def _relative_to_reference(frame: pd.DataFrame) -> pd.DataFrame:
@@ -133,9 +160,9 @@ def winner_verdict(leader: pd.Series, runner_up: pd.Series | None) -> tuple[str,
                            f"{leader['reached']} of {leader['seeds']} seeds")
     if runner_up is None:
         return NO_WINNER, "only one optimizer was tuned here"
-    if not math.isfinite(runner_up["seconds_median"]):
-        return WINNER, (f"{leader['opt_label']}: the next, {runner_up['opt_label']}, did not "
-                        f"reach the target in most seeds")
+    if runner_up["reached"] == 0 and leader["seeds"] >= 2 and runner_up["seeds"] >= 2:
+        return WINNER, (f"{leader['opt_label']}: the next, {runner_up['opt_label']}, reached the "
+                        f"target from none of its {runner_up['seeds']} seeds")
     if runner_up["reached"] < runner_up["seeds"]:
         return NO_WINNER, (f"{runner_up['opt_label']} reached the target from "
                            f"{runner_up['reached']} of {runner_up['seeds']} seeds: its seeds' "
@@ -194,7 +221,9 @@ def leaderboard_table(data: ReportData) -> Table | None:
             frame["configuration"] = ranked["setting_config"]
         frame["target"] = ranked["target"]
         frame["optimizer"] = ranked["opt_label"]
-        frame["tuned lr"] = [_fmt_lr(v) for v in ranked["tuned_lr"]]
+        frame["tuned lr"] = [_fmt_lr(v) + (f" ({edge})" if edge else "")
+                             for v, edge in zip(ranked["tuned_lr"], ranked["grid_edge"],
+                                                strict=True)]
         frame["seeds reached"] = [f"{r}/{n}" for r, n in zip(ranked["reached"], ranked["seeds"],
                                                               strict=True)]
         frame["time to target (s, median)"] = ranked["seconds_median"]
@@ -224,7 +253,9 @@ def leaderboard_table(data: ReportData) -> Table | None:
     notes.append("Each optimizer at the lr its own search chose (trials from the spec's seed), "
                  "trained again from fresh seeds; a seed that did not reach the target counts as "
                  "never, so the median is blank unless most seeds reached it; min and max are over "
-                 "the seeds that did. The tuning cost is every trial's training plus evaluation.")
+                 "the seeds that did. The tuning cost is every trial's training plus evaluation. "
+                 "An lr marked highest or lowest tried is at the end of its search's grid: the "
+                 "best lr may lie beyond it (more --tune-lr trials would tell).")
     return Table(
         "leaderboard",
         "Leaderboard: tuned time to target",

@@ -79,6 +79,10 @@ SECTION_PLAN = (
 CONVERGE_SECTION = ("converge", "Time to target", ("converge", "converge_effects", "not_reached"),
                     ("converge-",), "")
 
+#: The tuned leaderboard (bigtrain/report/leaderboard.py), first after the runs when there is one.
+LEADERBOARD_SECTION = ("leaderboard", "Tuned leaderboard", ("leaderboard", "tuning_trials"),
+                       ("leaderboard-",), "")
+
 
 def build_sections(tables: Sequence[Table], figures: Sequence[Figure]) -> list[Section]:
     """Group the tables and figures under their headings, in reading order."""
@@ -87,6 +91,8 @@ def build_sections(tables: Sequence[Table], figures: Sequence[Figure]) -> list[S
     plan = list(SECTION_PLAN)
     if "converge" in by_name:
         plan.insert(1, CONVERGE_SECTION)
+    if "leaderboard" in by_name:  # a tuned run's answer: before the time-to-target detail
+        plan.insert(1, LEADERBOARD_SECTION)
     for anchor, title, table_names, prefixes, note in plan:
         chosen = tuple(by_name[n] for n in table_names if n in by_name)
         figs = tuple(f for f in figures if any(f.name.startswith(p) for p in prefixes))

@@ -63,6 +63,8 @@ from bigtrain.run.tune_search import (
 #: The key of a tuned run's settings in its manifest's `spec`.
 TUNE_SPEC_KEY = "tune"
 TRIAL_REPEAT = 0
+#: What a final record that could not run copies from its search's trials: the target it is for.
+TARGET_FIELDS = ("target_metric", "target_value", "target_direction")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +184,22 @@ def record_cost_s(record: CellRecord) -> float:
     return max(0.0, (ended - started).total_seconds())
 
 
+def is_failure(record: CellRecord) -> bool:
+    """A record that failed the run (exit 1) and that `--retry-failed` runs again: as in a
+    sweep, except a diverged trial, which is an answer of the search (that lr is too high)."""
+    if record.status == "diverged" and record.tune_role == ROLE_TRIAL:
+        return False
+    return record.status in FAILED_STATUSES
+
+
+class TuneOutcome(SweepOutcome):
+    """How a tuned run ended; a diverged trial does not make the exit code 1 (`is_failure`)."""
+
+    @property
+    def failed(self) -> list[CellRecord]:
+        return [r for r in self.records if is_failure(r)]
+
+
 @dataclass
 class _Search:
     """One group's search while the run goes on."""
@@ -194,6 +212,8 @@ class _Search:
     over: bool = False
     chosen: Trial | None = None
     finals_done: set[int] = field(default_factory=set)
+    #: The target its trials trained to (copied onto finals that could not run).
+    target: dict[str, Any] = field(default_factory=dict)
 
     def next_trial(self) -> float | None:
         lr = next_trial(self.grid, self.trials, self.budget_s)
@@ -225,7 +245,7 @@ class SearchResult:
 
 
 def run_tune(spec: SweepSpec, settings: TuneSettings, options: SweepOptions,
-             progress: SweepProgress | None = None) -> tuple[SweepOutcome, list[SearchResult]]:
+             progress: SweepProgress | None = None) -> tuple[TuneOutcome, list[SearchResult]]:
     """Run (or resume) the lr searches of `spec`'s groups and their finals; bad input raises
     BadInput before any write; a diverged trial is a record; an interrupt ends the run cleanly
     (resume goes on from the records)."""
@@ -244,7 +264,7 @@ def run_tune(spec: SweepSpec, settings: TuneSettings, options: SweepOptions,
         compared="the spec, the tuning settings", check_resumable=_check_is_tune_run)
     make_executor = make_executor or executor_factory(manifest.executor)
     known = {(r.cell_id, r.repeat): r for r in latest_records(previous)
-             if not (options.retry_failed and r.status in FAILED_STATUSES)}
+             if not (options.retry_failed and is_failure(r))}
     recorded_ids = {r.cell_id for r in previous}
     slots = slots_for(sorted({g.device for g in pending}), inventory.cuda_count) or ["cpu"]
     executor = make_executor(ExecutorSettings(
@@ -285,6 +305,8 @@ def run_tune(spec: SweepSpec, settings: TuneSettings, options: SweepOptions,
         search, role = by_job[(record.cell_id, record.repeat)]
         if role == ROLE_TRIAL:
             search.trials.append(trial_from_record(record))
+            if record.target_metric is not None:
+                search.target = {k: getattr(record, k) for k in TARGET_FIELDS}
         else:
             search.finals_done.add(record.repeat)
 
@@ -299,7 +321,8 @@ def run_tune(spec: SweepSpec, settings: TuneSettings, options: SweepOptions,
                                                            reason=reason), repeat,
                                   status="skipped", reason=reason[:500], started_at=now_iso(),
                                   ended_at=now_iso(), protocol=spec.protocol,
-                                  seed=base_seed + repeat, **search.final_fields())
+                                  seed=base_seed + repeat, **search.target,
+                                  **search.final_fields())
             progress.cell_finished(run.store(skipped))
         search.finals_done.update(range(1, seeds + 1))
 
@@ -364,7 +387,7 @@ def run_tune(spec: SweepSpec, settings: TuneSettings, options: SweepOptions,
     run = drive_run(run_dir, manifest, options=options, executor=executor, progress=progress,
                     records=records, begin=lambda: progress.begin(run_dir, groups, cells_total),
                     body=run_searches)
-    outcome = SweepOutcome(run_dir=run_dir, records=tuple(latest_records(records)),
+    outcome = TuneOutcome(run_dir=run_dir, records=tuple(latest_records(records)),
                            interrupted=run.interrupted, error=run.error,
                            workers_started=executor.workers_started)
     progress.end(outcome)
