@@ -152,7 +152,7 @@ HEAVYBALL_COMPILE_MODE = "max-autotune-no-cudagraphs"
 _HEAVYBALL_NOTE = "heavyball's multi_tensor switch and its own compiled kernels; no fused kernel"
 
 OPTIMIZERS: Registry[OptimizerSpec] = Registry("optimizer")
-_TORCH_NO_FUSED = "torch has no foreach or fused Muon"
+_MUON_IMPL_NOTE = "torch has no foreach or fused Muon"
 for _spec in (
     OptimizerSpec(name="sgd", cls=torch.optim.SGD, hyperparams={"lr": 0.01, "momentum": 0.9},
                   description="SGD with momentum 0.9"),
@@ -166,7 +166,7 @@ for _spec in (
     OptimizerSpec(name="adafactor", cls=torch.optim.Adafactor, hyperparams={"lr": 1e-2},
                   description="Adafactor (factored second moment, no first moment; torch)"),
     OptimizerSpec(name="muon", cls=MuonWithAdamW, takes_model=True, impls=("forloop",),
-                  impl_note=_TORCH_NO_FUSED,
+                  impl_note=_MUON_IMPL_NOTE,
                   hyperparams={"lr": 1e-3, "weight_decay": 0.01},
                   description="Muon on hidden matrices + AdamW on embeddings/head/biases/norms "
                               "(torch; RMS-matched lr)"),
