@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from bigtrain.cells.axes import AXIS_NAMES, cell_label
+from bigtrain.cells.axes import AXIS_BY_NAME, AXIS_NAMES, cell_label
 from bigtrain.cells.matrix import Cell
 from bigtrain.results.schema import CellRecord
 from bigtrain.run.job import CellJob
@@ -379,12 +379,23 @@ class LineProgress:
         _print_ending(outcome, self.console)
 
 
+#: The axes the summary table always shows (in its first columns).
+_SUMMARY_AXES = frozenset({"model", "optimizer", "impl", "precision", "batch_norm", "batch_size",
+                           "device"})
+
+
 def summary_table(records: Sequence[CellRecord]) -> Table:
     """Throughput, step time, memory and status per cell; failed cells in red. Every value is
     a Text: a reason holding `[/x]` is shown, not parsed."""
     table = Table(title="bigbench sweep", show_lines=False)
+    # Every other axis gets a column where its value differs between the rows: without one, a
+    # framework (or compile, world size, ...) sweep shows rows that read the same.
+    varying = [name for name in AXIS_NAMES if name not in _SUMMARY_AXES
+               and len({str(getattr(r, name, None)) for r in records}) > 1]
     for name, justify in (("model", "left"), ("optimizer/impl", "left"), ("prec", "left"),
-                          ("bn", "left"), ("bs", "right"), ("device", "left"), ("rep", "right"),
+                          ("bn", "left"), ("bs", "right"), ("device", "left"),
+                          *((AXIS_BY_NAME[n].column or n, "left") for n in varying),
+                          ("rep", "right"),
                           ("throughput", "right"), ("step median", "right"),
                           ("p10–p90", "right"), ("peak mem", "right"), ("status", "left")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
@@ -395,7 +406,7 @@ def summary_table(records: Sequence[CellRecord]) -> Table:
         status = r.status if r.status == "ok" else f"{r.status}: {one_line((r.reason or '')[:60])}"
         values = (
             r.model, f"{r.optimizer}/{r.impl}", r.precision, r.batch_norm, str(r.batch_size),
-            r.device, str(r.repeat),
+            r.device, *(str(getattr(r, n, "")) for n in varying), str(r.repeat),
             f"{r.items_per_s:,.0f} {r.item_unit}/s" if r.items_per_s else "-",
             human_seconds(stats.median if stats else None),
             f"{human_seconds(stats.p10)}–{human_seconds(stats.p90)}" if stats else "-",
