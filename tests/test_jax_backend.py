@@ -211,3 +211,13 @@ def test_a_batch_norm_cell_trains_its_statistics_inside_the_jitted_step() -> Non
     measurement = BACKEND.measure(cell, settings, 0)
     assert measurement.param_count == _torch_param_count("mlp", "digits", True)
     assert all(np.isfinite(measurement.losses)) and len(measurement.losses) >= 3
+
+
+def test_bigbench_list_frameworks_shows_jaxs_versions_and_devices() -> None:
+    from conftest import run_cli
+
+    result = run_cli("list", "frameworks")
+    assert result.exit_code == 0, result.output
+    [jax_line] = [line for line in result.output.splitlines() if line.strip().startswith("jax ")]
+    assert "installed: jax 0.10.2" in jax_line and "flax 0.12.8" in jax_line
+    assert "backend cpu; devices: cpu:0" in result.output  # asked in a fresh interpreter
