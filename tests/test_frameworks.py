@@ -238,3 +238,23 @@ def test_the_worker_side_hands_the_backend_its_concrete_device_and_the_window_ho
     assert record.status == "ok" and record.extra["window_hooks"] == "backend"
     assert record.peak_rss_bytes and record.host_load is not None
     assert record.device == "cuda"  # the record keeps the cell's own axes
+
+
+def test_bigbench_list_frameworks_says_what_is_missing_and_how_to_install_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    class Missing:
+        name = "jax"
+        install_line = "pip install -e '.[jax]'"
+
+        def missing_reason(self) -> str:
+            return "the jax framework needs jax, not installed"
+
+    monkeypatch.setattr(frameworks, "_loaded", {"jax": Missing()})
+    monkeypatch.setattr(frameworks, "_import_errors", {"tensorflow": "ModuleNotFoundError: x"})
+    result = run_cli("list", "frameworks")
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.split()[:2] == ["torch", "installed:"] for line in lines)
+    assert any("jax" in line and "not available" in line and "pip install -e '.[jax]'" in line
+               for line in lines)
+    assert any("tensorflow" in line and "cannot be loaded" in line for line in lines)

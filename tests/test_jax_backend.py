@@ -67,6 +67,20 @@ def test_every_twin_has_its_torch_models_parameter_count(family: str, size: str,
         _torch_param_count(family, size, batch_norm)
 
 
+def test_the_backend_names_exactly_the_families_the_models_module_builds() -> None:
+    from flax import nnx
+
+    from bigtrain.frameworks.jax_models import make_model
+
+    for family in TWIN_FAMILIES:
+        size = FAMILIES.get(family).sizes[FAMILIES.get(family).default_size]
+        assert isinstance(nnx.eval_shape(lambda f=family, s=size: make_model(
+            f, s, batch_norm=False, dtype=None, rngs=nnx.Rngs(0))), nnx.Module)
+    with pytest.raises(ValueError, match="no Flax twin of family 'rnn'; valid: mlp, cnn, "
+                                         "transformer"):
+        make_model("rnn", None, batch_norm=False, dtype=None, rngs=nnx.Rngs(0))
+
+
 def test_the_seed_net_and_the_large_mlp_count_as_torch_does() -> None:
     seed = FAMILIES.get("mlp").sizes["seed"]
     assert abstract_param_count("mlp", seed, batch_norm=False) == 10 * 20 + 20 + 20 + 1 == 241
@@ -211,3 +225,13 @@ def test_a_batch_norm_cell_trains_its_statistics_inside_the_jitted_step() -> Non
     measurement = BACKEND.measure(cell, settings, 0)
     assert measurement.param_count == _torch_param_count("mlp", "digits", True)
     assert all(np.isfinite(measurement.losses)) and len(measurement.losses) >= 3
+
+
+def test_bigbench_list_frameworks_shows_jaxs_versions_and_devices() -> None:
+    from conftest import run_cli
+
+    result = run_cli("list", "frameworks")
+    assert result.exit_code == 0, result.output
+    [jax_line] = [line for line in result.output.splitlines() if line.strip().startswith("jax ")]
+    assert "installed: jax 0.10.2" in jax_line and "flax 0.12.8" in jax_line
+    assert "backend cpu; devices: cpu:0" in result.output  # asked in a fresh interpreter
