@@ -77,3 +77,27 @@ def test_geometric_mean_of_speedups() -> None:
     assert geometric_mean([4.0]) == pytest.approx(4.0)
     with pytest.raises(ValueError, match="positive ratios"):
         geometric_mean([1.0, 0.0])
+
+
+def test_a_speedup_is_called_faster_or_slower_only_beyond_the_noise(tmp_path) -> None:
+    records = []
+    # torch's two repeats far apart (a loaded box): a 1.33x median speedup that the repeats cannot
+    # tell from noise; beside it a clear 2x, and an equal cell whose repeats agree
+    for repeat, torch_s, jax_s in ((0, 0.010, 0.008), (1, 0.030, 0.022)):
+        records += [_record("n-torch", "mlp:small", "torch", torch_s, repeat),
+                    _record("n-jax", "mlp:small", "jax", jax_s, repeat)]
+    for repeat in (0, 1, 2):
+        records += [_record("c-torch", "cnn:tiny", "torch", 0.020, repeat),
+                    _record("c-jax", "cnn:tiny", "jax", 0.010, repeat),
+                    _record("t-torch", "transformer:tiny", "torch", 0.020, repeat),
+                    _record("t-jax", "transformer:tiny", "jax", 0.0201, repeat)]
+    table = frameworks_table(load_report_data([write_run(tmp_path, "noisy", records)]))
+    verdicts = {(cell.split()[0], fw): v for cell, fw, v in
+                table.frame[["cell", "framework", "vs torch"]].itertuples(index=False)}
+    assert verdicts[("mlp:small", "jax")] == "inside the noise"
+    assert verdicts[("cnn:tiny", "jax")] == "faster"
+    assert verdicts[("transformer:tiny", "jax")] == "within 5%"
+    assert verdicts[("mlp:small", "torch")] == ""
+    notes = " ".join(table.notes)
+    assert "on mlp cells: 1.33× (0 of 1 cells faster or slower beyond the noise)" in notes
+    assert "on cnn cells: 2.00× (1 of 1 cells" in notes

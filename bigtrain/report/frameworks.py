@@ -3,8 +3,11 @@
 
 Per row: the median step time over the cell's repeats, its spread (p10 to p90 of the pooled step
 times, relative to the median), the speedup over the torch twin (torch median / this median: above
-1 is faster than torch), the compile seconds kept out of the window, and where the FLOPs came from.
-Under the table, the geometric mean of the speedups per framework and model family. Shown only when
+1 is faster than torch), the verdict of compare's own test on the two cells' step times (faster or
+slower only beyond the threshold and the noise, so a speedup read off a loaded box is not called a
+win), the compile seconds kept out of the window, and where the FLOPs came from. Under the table,
+the geometric mean of the speedups per framework and model family, with how many of its cells are
+beyond the noise. Shown only when
 some run has an ok cell of a framework other than torch. Never imports torch, jax or tensorflow:
 it reads records.
 """
@@ -19,13 +22,19 @@ from typing import Any
 import pandas as pd
 
 from bigtrain.cells.axes import PROGRESS_STYLE, cell_label
+from bigtrain.compare.stats import IMPROVED, REGRESSED, UNCHANGED, MetricSamples, decide
+from bigtrain.compare.thresholds import DEFAULT_THRESHOLD_PCT
 from bigtrain.report.data import ReportData
 from bigtrain.report.tables import RATIO_MARK, Table
 
 TORCH = "torch"
 FRAMEWORK_COLUMNS = ("source", "cell", "framework", "repeats", "step median (ms)",
-                     "spread p10-p90 (%)", f"speedup vs torch {RATIO_MARK}", "compile (s)",
-                     "params", "FLOPs from")
+                     "spread p10-p90 (%)", f"speedup vs torch {RATIO_MARK}", "vs torch",
+                     "compile (s)", "params", "FLOPs from")
+#: How a verdict on step time (lower is better) reads against the torch twin.
+VERDICT_WORDS = {IMPROVED: "faster", REGRESSED: "slower",
+                 UNCHANGED: f"within {DEFAULT_THRESHOLD_PCT:g}%"}
+INSIDE_NOISE = "inside the noise"
 
 
 def _twin_label(record: Any) -> str:
@@ -48,6 +57,19 @@ def _spread_pct(records: Sequence[Any]) -> float:
         return math.nan
     low, high = times[int(0.1 * (len(times) - 1))], times[math.ceil(0.9 * (len(times) - 1))]
     return 100 * (high - low) / statistics.median(times)
+
+
+def _samples(records: Sequence[Any]) -> MetricSamples:
+    return MetricSamples(per_repeat=tuple(r.step_time_s.median for r in records),
+                         within=tuple(t for r in records for t in (r.step_times_s or ())))
+
+
+def versus_torch(records: Sequence[Any], twin: Sequence[Any]) -> str:
+    """`faster`, `slower`, `within 5%` or `inside the noise`: compare's `decide` on step time,
+    the torch twin as the baseline, at compare's default threshold."""
+    verdict = decide(_samples(twin), _samples(records), higher_is_better=False,
+                     threshold_pct=DEFAULT_THRESHOLD_PCT)
+    return VERDICT_WORDS.get(verdict.outcome, INSIDE_NOISE)
 
 
 def framework_frame(data: ReportData) -> pd.DataFrame:
@@ -80,12 +102,21 @@ def framework_frame(data: ReportData) -> pd.DataFrame:
             "step median (ms)": 1e3 * median_s,
             "spread p10-p90 (%)": _spread_pct(records),
             f"speedup vs torch {RATIO_MARK}": torch_s / median_s if torch_s else math.nan,
+            "vs torch": ("" if framework == TORCH or not twin else versus_torch(records, twin)),
             "compile (s)": statistics.median(compiles) if compiles else math.nan,
             "params": records[0].param_count,
             "FLOPs from": (getattr(records[0], "flops_source", None)
                            or ("torch counter" if framework == TORCH else "none")),
         })
     return pd.DataFrame(rows, columns=list(FRAMEWORK_COLUMNS))
+
+
+def _beyond_noise(frame: pd.DataFrame, framework: str, family: str) -> str:
+    rows = frame[(frame["framework"] == framework)
+                 & frame["cell"].astype(str).str.startswith(f"{family}:")
+                 & (frame["vs torch"] != "")]
+    decided = int(rows["vs torch"].isin([VERDICT_WORDS[IMPROVED], VERDICT_WORDS[REGRESSED]]).sum())
+    return f"{decided} of {len(rows)} cells faster or slower beyond the noise"
 
 
 def family_geomeans(frame: pd.DataFrame) -> dict[tuple[str, str], float]:
@@ -106,7 +137,8 @@ def frameworks_table(data: ReportData) -> Table | None:
         return None
     means = family_geomeans(frame)
     notes = tuple(f"Geometric mean speedup of {framework} over torch on {family} cells: "
-                  f"{value:.2f}{RATIO_MARK}" for (framework, family), value in means.items())
+                  f"{value:.2f}{RATIO_MARK} ({_beyond_noise(frame, framework, family)})"
+                  for (framework, family), value in means.items())
     if frame[f"speedup vs torch {RATIO_MARK}"].isna().any():
         notes += ("A row without a speedup has no ok torch twin in its source.",)
     return Table(
@@ -114,7 +146,9 @@ def frameworks_table(data: ReportData) -> Table | None:
         "Frameworks compared",
         "Each jax or tensorflow cell against its torch twin (every other axis equal, same "
         f"machine and run): median step time, p10-p90 spread of the step times, speedup = torch "
-        f"median / this median (above 1{RATIO_MARK}: faster than torch), the seconds spent "
+        f"median / this median (above 1{RATIO_MARK}: faster than torch), compare's verdict on the "
+        f"step times (faster or slower only beyond {DEFAULT_THRESHOLD_PCT:g}% and the noise), the "
+        "seconds spent "
         "compiling before the window, parameters (equal to the twin's by construction) and where "
         "the FLOPs came from.",
         frame,
