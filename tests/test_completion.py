@@ -30,7 +30,9 @@ def _axis(name: str) -> tuple[str, ...]:
 @pytest.mark.parametrize("command", ["sweep", "ab", "converge"])
 def test_every_named_option_completes_from_its_registry(command: str) -> None:
     assert _complete([command, "--optimizer"], "") == list(_axis("optimizer"))
-    assert _complete([command, "--optimizer"], "ad") == ["adam", "adamw"]
+    starting_ad = [o for o in _axis("optimizer") if o.startswith("ad")]
+    assert {"adam", "adamw"} <= set(starting_ad) and "sgd" not in starting_ad
+    assert _complete([command, "--optimizer"], "ad") == starting_ad
     assert _complete([command, "--precision"], "") == list(_axis("precision"))
     assert _complete([command, "--device"], "") == ["auto", "cpu", "cuda"]  # no `cuda:N`
     models = _complete([command, "--model"], "mlp:")
@@ -40,7 +42,8 @@ def test_every_named_option_completes_from_its_registry(command: str) -> None:
 
 
 def test_a_list_completes_its_last_element_and_skips_values_already_given():
-    assert _complete(["sweep", "--optimizer"], "sgd,ad") == ["sgd,adam", "sgd,adamw"]
+    starting_ad = [o for o in _axis("optimizer") if o.startswith("ad")]
+    assert _complete(["sweep", "--optimizer"], "sgd,ad") == [f"sgd,{o}" for o in starting_ad]
     def values(items):  # noqa: ANN001, ANN202
         return [item.value for item in items]
 
