@@ -139,6 +139,21 @@ def test_without_profiled_step_times_the_shares_are_of_the_op_time():
                            "in optimizer (optimizer)")
 
 
+def test_a_share_never_passes_all_of_it_when_other_categories_got_faster():
+    base = _profile("a", [_row("bn", "backward", "normalization", 10.0),
+                          _row("relu", "forward", "elementwise/activation", 100.0)],
+                    step_s=0.0010, profiled_s=200e-6, axes={"batch_norm": "off"})
+    cand = _profile("b", [_row("bn", "backward", "normalization", 110.0),
+                          _row("relu", "forward", "elementwise/activation", 40.0)],
+                    step_s=0.0011, profiled_s=220e-6, axes={"batch_norm": "on"})
+    answer = why(base, cand, "batch_norm")
+    # +20 µs of profiled step, +100 in normalization, -60 elsewhere: all of the added op time,
+    # not 500% of the step's difference
+    assert answer.parts == (("normalization", "backward", 100.0, 1.0),)
+    assert answer.line == ("batch norm on vs off: +10% step time, 100% of it in normalization "
+                           "(backward)")
+
+
 def test_pairs_differ_in_exactly_one_axis_and_the_slower_cell_is_the_candidate():
     axes = {"model": "cnn:tiny", "optimizer": "adam", "batch_norm": "off", "device": "cpu"}
     fast = _profile("fast", [], step_s=0.001, axes=axes)

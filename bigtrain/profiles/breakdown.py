@@ -74,7 +74,9 @@ def why(baseline: CellProfile, candidate: CellProfile, axis: str) -> Why:
 
     The shares are of the profiled step-time difference where both summaries give one and it
     has the sign of the op-time difference (the rest is time outside any op: Python, idle);
-    otherwise of the op-time difference itself."""
+    otherwise of the op-time difference itself; and where the parts that moved the same way add
+    up to more than that (others moved the other way), of those parts' sum, so that no share
+    passes 100%."""
     base, cand = time_by_category_phase(baseline), time_by_category_phase(candidate)
     deltas = {key: cand.get(key, 0.0) - base.get(key, 0.0) for key in {*base, *cand}}
     op_delta = sum(deltas.values())
@@ -87,8 +89,13 @@ def why(baseline: CellProfile, candidate: CellProfile, axis: str) -> Why:
     parts = []
     if delta != 0:
         same_way = [(k, v) for k, v in deltas.items() if v != 0 and (v > 0) == (delta > 0)]
+        # When other categories moved the other way (or the profiled step moved less than its
+        # ops: noise, overlap), the same-way parts add up to more than the step's difference;
+        # shares of the larger of the two never pass 100% ("591% of it" reads as a bug).
+        gross = sum(v for _, v in same_way)
+        of = delta if abs(delta) >= abs(gross) else gross
         for (category, phase), value in sorted(same_way, key=lambda kv: (-abs(kv[1]), kv[0])):
-            parts.append((category, phase, value, value / delta))
+            parts.append((category, phase, value, value / of))
     if baseline.step_time_s and candidate.step_time_s:
         change = (candidate.step_time_s / baseline.step_time_s - 1) * 100
     elif b_step and c_step:
