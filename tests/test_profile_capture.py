@@ -263,19 +263,44 @@ def test_the_memory_timeline_inlines_a_local_viewer_and_opens_offline(
     assert "function add_local_files(files, kind)" in text and "snapshot.pickle" in text
 
 
-def test_without_a_local_viewer_the_page_is_torchs_own_and_says_it_needs_the_network(
+def test_without_a_local_viewer_the_timeline_is_bigtrains_own_offline_page(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from bigtrain.measure import memory_timeline
 
     monkeypatch.setattr(memory_timeline, "viewer_script", lambda: None)
     html = memory_timeline.write_memory_timeline(_snapshot(tmp_path / "s.pickle"),
                                                  tmp_path / "t.html")
-    assert not memory_timeline.is_offline(html.read_text())
+    # torch's own page, which fetches its viewer, is kept beside bigtrain's offline one
+    assert not memory_timeline.is_offline((tmp_path / "t.torch.html").read_text())
+    text = html.read_text()
+    assert memory_timeline.is_offline(text) and "<script" not in text
+    assert "<svg" in text and "peak 0.0 MiB" in text  # 3 x 4 KiB
     empty = tmp_path / "e.pickle"
     import pickle
 
     empty.write_bytes(pickle.dumps({"segments": [], "device_traces": []}))
     assert memory_timeline.write_memory_timeline(empty, tmp_path / "e.html") is None
+
+
+def test_the_offline_timeline_follows_allocs_and_frees_and_escapes_what_the_snapshot_says():
+    from bigtrain.measure.memory_timeline import allocation_timeline, offline_timeline_html
+
+    mib = 2**20
+    hostile = [{"filename": "/site/torch/nn/x.py", "line": 1, "name": "inner"},
+               {"filename": "/home/u/<script>alert(1)</script>.py", "line": 7, "name": "train"}]
+    events = [{"action": "alloc", "addr": 1, "size": 3 * mib, "time_us": 0, "frames": hostile},
+              {"action": "alloc", "addr": 2, "size": 5 * mib, "time_us": 1000, "frames": []},
+              {"action": "segment_alloc", "addr": 9, "size": 64 * mib, "time_us": 1500},
+              {"action": "free_completed", "addr": 2, "size": 5 * mib, "time_us": 2000},
+              {"action": "alloc", "addr": 3, "size": 1 * mib, "time_us": 3000, "frames": []}]
+    points, peak, peak_time, at_peak = allocation_timeline(events)
+    assert [b // mib for _, b in points] == [3, 8, 3, 4]    # segments are not allocations
+    assert (peak // mib, peak_time) == (8, 1000.0)
+    assert [size // mib for size, _ in at_peak] == [5, 3]
+    assert at_peak[1][1].endswith(".py:7 train")          # the caller, not torch's own frame
+    page = offline_timeline_html([events])
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    assert "peak 8.0 MiB allocated, at 1.0 ms of 3.0 ms" in page
 
 
 # -- planning: which jobs profile ----------------------------------------------------------------
