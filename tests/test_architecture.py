@@ -18,7 +18,7 @@ MEASURING = ["bigtrain.workloads", "bigtrain.training.optim", "bigtrain.training
              "bigtrain.measure.profile_artifacts", "bigtrain.measure.memory_timeline",
              # issue 25: the optimizer registry's helpers and the memory anatomy
              "bigtrain.training.muon", "bigtrain.training.optim_packages",
-             "bigtrain.training.state_probe", "bigtrain.measure.anatomy",
+             "bigtrain.measure.state_probe", "bigtrain.measure.anatomy",
              # issue 28: the framework dispatch and the JAX backend
              "bigtrain.frameworks",
              "bigtrain.frameworks.jax_backend", "bigtrain.run.framework_cell",

@@ -25,7 +25,7 @@ from bigtrain.frameworks.tf_backend import (
     INSTALL_LINE,
     keras_optimizer_kwargs,
 )
-from bigtrain.measure.protocols import CellSkipped
+from bigtrain.common.errors import CellSkipped
 from bigtrain.workloads import FAMILIES as TORCH_FAMILIES
 
 #: A few steps, no warm-up budget: plumbing, not timing.
@@ -244,9 +244,12 @@ def test_a_measured_cell_fills_the_contract_and_its_loss_falls(tf, tmp_path):
     assert result.losses[-1] < 0.5 * result.losses[0]
     # The torch twin's count: forward 2*B*(10*20 + 20*1); backward the weight gradients of both
     # layers and the input gradient of the second (the batch needs none).
+    # (TensorFlow's own count is another convention: the backend leaves it to the run side)
+    from bigtrain.run.measured import torch_twin_flops
+
     batch = cell.batch_size
-    assert result.flops_source == "torch-twin"
-    assert result.flops_per_step == 2 * (2 * batch * (10 * 20 + 20)) + 2 * batch * 20
+    assert result.flops_per_step is None and result.flops_source == "none"
+    assert torch_twin_flops(cell) == 2 * (2 * batch * (10 * 20 + 20)) + 2 * batch * 20
     assert "graph executor" in result.versions["train_step"]
     torch_threads = result.threads["torch_intra_op"]
     if result.threads["note"].startswith("set"):
@@ -276,7 +279,6 @@ def test_each_family_measures_and_learns_its_fixed_batch(tf, tmp_path, monkeypat
     assert result.param_count == _torch_params(model, cell.batch_norm == "on")
     assert result.losses[-1] < result.losses[0]
     assert ("XLA" in result.versions["train_step"]) == (cell.compile == "on")
-    assert result.flops_per_step and result.flops_per_step > 0
 
 
 def test_bf16_twins_compute_in_bf16_and_keep_fp32_weights_and_loss(tf, tf_models):

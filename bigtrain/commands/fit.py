@@ -41,7 +41,6 @@ def _fit(ctx: click.Context, memory_budget: str | None, memory_fraction: float |
     from bigtrain.common.errors import BadInput
     from bigtrain.run.fit import FIT_SPEC_KEY, FitSettings
     from bigtrain.run.fit_memory import parse_memory_size
-    from bigtrain.run.fit_search import FitBounds
     from bigtrain.run.sweep import SweepOptions
 
     v = sweep_values

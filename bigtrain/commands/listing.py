@@ -46,7 +46,7 @@ def _optimizers() -> list[str]:
     import torch
 
     from bigtrain.training.optim import OPTIMIZERS, spec_impls, unsupported_reason
-    from bigtrain.training.state_probe import PROBE_DESCRIPTION
+    from bigtrain.measure.state_probe import PROBE_DESCRIPTION
 
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     lines = []
@@ -76,7 +76,7 @@ def _package_status(spec) -> str:
 
 def _state_text(spec) -> str:
     """The probe's state ratio (`2.000x`), or why there is none."""
-    from bigtrain.training.state_probe import cached_state_ratio
+    from bigtrain.measure.state_probe import cached_state_ratio
 
     if spec.available():
         return "n/a (not installed)"

@@ -18,3 +18,9 @@ def unknown_choice(what: str, value: object, choices: Iterable[object], where: s
     prefix = f"{where}: " if where else ""
     listed = ", ".join(str(c) for c in choices)
     return BadInput(f"{prefix}unknown {what} {value!r}; valid choices: {listed}")
+
+
+class CellSkipped(Exception):
+    """A cell that cannot be measured here, found out only when building it (a CUDA graph that
+    cannot be captured, a framework that sees no GPU); the worker records it as `skipped` with
+    this message as the reason."""

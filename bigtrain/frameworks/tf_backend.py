@@ -139,7 +139,7 @@ class TensorFlowBackend:
     def measure(self, cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         """Build the cell's Keras twin and optimizer, compile its step, warm up, time the window."""
         if reason := self.missing_reason():
-            from bigtrain.measure.protocols import CellSkipped
+            from bigtrain.common.errors import CellSkipped
 
             raise CellSkipped(reason)
         return _measure(cell, settings, seed)
@@ -170,7 +170,7 @@ def _tf_distribution() -> str | None:
 
 # -- measuring (TensorFlow imported from here on) ------------------------------------------------
 def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
-    from bigtrain.measure.protocols import CellSkipped
+    from bigtrain.common.errors import CellSkipped
     from bigtrain.workloads import resolve_model
 
     threads = _set_threads()  # before anything starts TensorFlow's runtime
@@ -218,8 +218,10 @@ def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         step_times_s=step_times, warmup_s=warmup_s, compile_s=compile_s,
         samples_per_step=int(cell.batch_size),
         param_count=tf_models.trainable_param_count(model),
-        flops_per_step=torch_twin_flops(cell.model, int(cell.batch_size), cell.batch_norm, seed),
-        flops_source="torch-twin",
+        # TensorFlow's profiler counts element-wise ops as FLOPs (another convention): the run
+        # side fills in the torch twin's count (bigtrain.run.measured.framework_record)
+        flops_per_step=None,
+        flops_source="none",
         peak_memory_bytes=peak, losses=losses, threads=threads,
         versions={**_measured_versions(tf, device, jit, DTYPE_POLICIES[cell.precision]),
                   **({"model_note": workload.note} if workload.note else {})})
@@ -301,11 +303,7 @@ def _keras_optimizer(name: str, lr: str) -> Any:
 def _warm_up(step: Any, budget_s: float) -> float:
     """Run steps until the budget is spent and step time has settled, by the torch loop's rule
     and constants (`bigtrain.measure.step_loop`); returns the warm-up's seconds."""
-    from bigtrain.measure.step_loop import (
-        MIN_WARMUP_STEPS,
-        WARMUP_CAP_FACTOR,
-        _settled,
-    )
+    from bigtrain.common.warmup import MIN_WARMUP_STEPS, WARMUP_CAP_FACTOR, settled
 
     start = time.perf_counter()
     times: list[float] = []
@@ -315,7 +313,7 @@ def _warm_up(step: Any, budget_s: float) -> float:
         times.append(time.perf_counter() - t0)
         spent = time.perf_counter() - start
         enough = spent >= budget_s and len(times) >= MIN_WARMUP_STEPS
-        if enough and (_settled(times) or spent >= WARMUP_CAP_FACTOR * budget_s):
+        if enough and (settled(times) or spent >= WARMUP_CAP_FACTOR * budget_s):
             break
     return time.perf_counter() - start
 
@@ -361,30 +359,6 @@ def _measured_versions(tf: Any, device: str, jit: bool, policy: str) -> dict[str
                            else "tf.function(jit_compile=False): graph executor"),
             "dtype_policy": policy,
             "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default")}
-
-
-#: Torch-twin FLOPs per (model, batch, batch_norm) in this worker: the count does not depend on
-#: the optimizer, precision or compilation, and each count runs a slow dispatch-mode torch step.
-_TWIN_FLOPS: dict[tuple[str, int, str], float] = {}
-
-
-def torch_twin_flops(model: str, batch_size: int, batch_norm: str, seed: int) -> float | None:
-    """FLOPs of one training step of the torch twin (bigtrain's own count and convention), counted
-    once per shape after the window; None when counting fails."""
-    key = (model, batch_size, batch_norm)
-    if key not in _TWIN_FLOPS:
-        from bigtrain.measure.flops import count_flops
-        from bigtrain.workloads import resolve_model
-
-        ref = resolve_model(model)
-        workload = ref.family.build(ref.size.name, batch_size=batch_size,
-                                    batch_norm=batch_norm == "on", device="cpu", seed=seed)
-        # Forward and backward are what the count sees; an optimizer update adds no matmuls.
-        flops = count_flops(lambda: workload.forward_loss().backward(), causal_attention="unmasked")
-        if flops is None:
-            return None
-        _TWIN_FLOPS[key] = float(flops)
-    return _TWIN_FLOPS[key]
 
 
 #: The backend `bigtrain.frameworks.BACKENDS["tensorflow"]` names.

@@ -32,8 +32,6 @@ import keras
 import numpy as np
 from keras import layers, ops
 
-from bigtrain.frameworks.tf_backend import family_unsupported_reason
-
 if keras.backend.backend() != "tensorflow":  # Keras was imported earlier with another backend
     raise ImportError(f"Keras in this process runs on {keras.backend.backend()}, not TensorFlow: "
                       f"run TensorFlow cells in their own worker process")
@@ -75,13 +73,14 @@ def build(family: str, config: Any, *, batch_size: int, batch_norm: bool, seed: 
     `dtype_policy` is a Keras dtype policy name: "float32", or "mixed_bfloat16" (bf16 compute,
     fp32 variables, fp32 loss). Deterministic for a given seed.
     """
-    reason = family_unsupported_reason(family)
-    if reason:
-        raise ValueError(reason)
+    builders = {"mlp": _build_mlp, "cnn": _build_cnn, "rnn": _build_rnn,
+                "transformer": _build_transformer}
+    if family not in builders:  # the backend's unsupported_reason refuses it before this
+        raise ValueError(f"the {family} family has no Keras twin; TensorFlow cells run "
+                         f"{', '.join(builders)}")
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
-    builder = {"mlp": _build_mlp, "cnn": _build_cnn, "rnn": _build_rnn,
-               "transformer": _build_transformer}[family]
+    builder = builders[family]
     return builder(config, batch_size=batch_size, batch_norm=batch_norm and config.has_batch_norm,
                    rng=rng, policy=keras.DTypePolicy(dtype_policy))
 

@@ -45,7 +45,7 @@ class ConvergeResult:
 
     def record_fields(self, built: BuiltCell) -> dict[str, Any]:
         """CellRecord fields (status and reason included) from this result."""
-        from bigtrain.measure.protocols import optimizer_state_bytes
+        from bigtrain.measure.anatomy import optimizer_state_by_dtype
         from bigtrain.results.schema import PhaseTimes, StepTimeStats
 
         run = self.run
@@ -84,7 +84,7 @@ class ConvergeResult:
             "peak_mem_reserved_bytes": self.peak.reserved_bytes,
             "peak_rss_bytes": self.peak.rss_bytes,
             # the state the optimizer holds at the end of training (its shapes never change)
-            "optimizer_state_bytes": optimizer_state_bytes(built.optimizer),
+            "optimizer_state_bytes": sum(optimizer_state_by_dtype(built.optimizer).values()),
             "loss_first": json_float(run.loss_first),
             "loss_last": json_float(run.loss_last),
             "telemetry": self.telemetry,

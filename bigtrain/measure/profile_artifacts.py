@@ -18,7 +18,7 @@ from typing import Any
 from bigtrain.common.op_categories import CATEGORIES
 
 # The contract's reader owns its names (torch-free, pandas-free: both sides import it).
-from bigtrain.profiles.load import OP_COLUMNS, SUMMARY_SCHEMA
+from bigtrain.common.profile_format import OP_COLUMNS, SUMMARY_SCHEMA
 
 #: A gzipped trace above this is cut to its last profiled step (then, if still above, dropped).
 MAX_TRACE_BYTES = 4 << 20

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 from bigtrain.common.errors import BadInput
-from bigtrain.profiles.load import PROFILES_DIR
+from bigtrain.common.profile_format import PROFILES_DIR
 
 DEFAULT_PROFILE_STEPS = 5
 #: More steps make a bigger trace without a better picture: a few steps are the point.

@@ -25,6 +25,7 @@ from bigtrain.common.registry import Registry
 from bigtrain.measure.contract import Instruments, json_float
 from bigtrain.measure.converge import CONVERGE, ConvergeProtocol
 from bigtrain.cells.settings import StepTimeSettings
+from bigtrain.common.errors import CellSkipped  # noqa: F401 - its home was here
 
 if TYPE_CHECKING:  # pragma: no cover - types only
     from bigtrain.measure.contract import BuiltCell
@@ -34,11 +35,6 @@ if TYPE_CHECKING:  # pragma: no cover - types only
 STEP_TIME = "step_time"
 #: The record's note where a step ran as one unit and its phases could not be timed apart.
 PHASES_NOT_SEPARABLE = "the step ran as one replayed CUDA graph: its phases are not timed apart"
-
-
-class CellSkipped(Exception):
-    """A cell that cannot be measured here, found out only when building it (a CUDA graph that
-    cannot be captured); the worker records it as `skipped` with this message as the reason."""
 
 
 class MeasurementProtocol(Protocol):

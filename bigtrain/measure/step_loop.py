@@ -19,12 +19,11 @@ import torch
 from bigtrain.cells.settings import StepTimeSettings
 from bigtrain.training.precision import PrecisionRecipe
 from bigtrain.workloads.base import Workload
+from bigtrain.common.warmup import MIN_WARMUP_STEPS, SETTLE_TOLERANCE, WARMUP_CAP_FACTOR  # noqa: F401
+from bigtrain.common.warmup import settled as settle_rule
 
 #: Warm-up stops early only when step time has settled to within this fraction.
-SETTLE_TOLERANCE = 0.10
 #: Warm-up may run this many times its budget while step time is still moving, then gives up.
-WARMUP_CAP_FACTOR = 3.0
-MIN_WARMUP_STEPS = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -280,7 +279,7 @@ def warm_up(step: TrainingStep, device: torch.device, budget_s: float,
         spent = time.perf_counter() - after_first - compiling_s
         quiet = compile_probe is None or quiet_steps >= QUIET_STEPS_AFTER_COMPILE
         if spent >= budget_s and len(times) >= MIN_WARMUP_STEPS - 1 and quiet:
-            settled = _settled(times)
+            settled = settle_rule(times)
             if settled or spent >= WARMUP_CAP_FACTOR * budget_s:
                 break
     activity = None
@@ -291,16 +290,6 @@ def warm_up(step: TrainingStep, device: torch.device, budget_s: float,
     recent = times[-5:] or [elapsed]
     return WarmUp(steps=steps_run, seconds=time.perf_counter() - start, settled=settled,
                   loss_first=loss_first, recent_step_s=statistics.median(recent), compile=activity)
-
-
-def _settled(times: list[float]) -> bool:
-    """True when the median of the last k steps is within tolerance of the k before them."""
-    k = min(5, len(times) // 2)
-    if k == 0:
-        return False
-    recent = statistics.median(times[-k:])
-    before = statistics.median(times[-2 * k:-k])
-    return abs(recent - before) <= SETTLE_TOLERANCE * before
 
 
 def measure_window(

@@ -32,17 +32,17 @@ from typing import Any
 
 from bigtrain.common.errors import BadInput
 from bigtrain.common.op_categories import CATEGORIES
+from bigtrain.common.profile_format import (  # noqa: F401 - the contract, re-exported here
+    OP_COLUMNS,
+    OPS_CSV_NAME,
+    OPS_PARQUET_NAME,
+    PHASES,
+    PROFILES_DIR,
+    SUMMARY_NAME,
+    SUMMARY_SCHEMA,
+)
 
-SUMMARY_NAME = "summary.json"
-OPS_CSV_NAME = "ops.csv"
-OPS_PARQUET_NAME = "ops.parquet"
-PROFILES_DIR = "profiles"
-SUMMARY_SCHEMA = 1
-
-PHASES = ("forward", "backward", "optimizer", "communication", "other")
 #: CATEGORIES (imported above) come from the one rule table, bigtrain.common.op_categories.
-OP_COLUMNS = ("op", "phase", "category", "calls_per_step", "self_host_us_per_step",
-              "self_device_us_per_step", "flops_per_step", "input_shapes", "share_of_step")
 #: PROFILE_STATUSES (imported above) are declared with the record fields.
 #: The record keys of the contract (read from the record, else from its `extra`).
 PROFILE_RECORD_KEYS = ("profile_status", "profile_reason", "profile_path", "profile_summary")

@@ -24,12 +24,11 @@ import stat
 from pathlib import Path
 
 from bigtrain.common.errors import BadInput
+from bigtrain.common.profile_format import PROFILES_DIR
 from bigtrain.results.store import CELLS_NAME, LOCK_NAME, MANIFEST_NAME
 
 #: The files of a run folder that only its sweep writes.
 RUN_OWN_FILES = (CELLS_NAME, MANIFEST_NAME, LOCK_NAME, f".{MANIFEST_NAME}.tmp")
-#: A run folder's profiles live here (each cell's trace files).
-PROFILES_DIR = "profiles"
 
 
 def is_run_folder(folder: Path) -> bool:
