@@ -132,7 +132,7 @@ def test_impossible_optimizer_impl_pairs_are_unsupported_with_a_reason():
         assert unsupported_reason(lion, "native", "cpu") is None
 
 
-def test_a_missing_package_makes_cells_unsupported_with_the_install_line(monkeypatch, tmp_path):
+def test_a_missing_package_is_bad_input_with_the_install_line(monkeypatch, tmp_path):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "lion_pytorch" else real(name, *a))
@@ -143,10 +143,13 @@ def test_a_missing_package_makes_cells_unsupported_with_the_install_line(monkeyp
     # hyper-parameters cannot be checked without the package: bad input, with the install line
     with pytest.raises(BadInput, match=r"pip install -e '\.\[optimizers\]'"):
         canonical_optimizer("lion:lr=3e-4")
-    result = run_cli("sweep", "--model", "mlp:seed", "--optimizer", "lion", "--impl", "native",
+    # named in a sweep: exit 2 with the install line, before anything runs or is written
+    result = run_cli("sweep", "--model", "mlp:seed", "--optimizer", "sgd,lion", "--impl", "native",
                      "--dry-run", "--out", str(tmp_path))
-    assert result.exit_code == 0, result.output
-    assert "unsupported" in result.output and "not installed" in result.output
+    assert result.exit_code == 2, result.output
+    assert "optimizer lion: the lion-pytorch package is not installed" in result.output
+    assert "pip install -e '.[optimizers]'" in result.output and "Traceback" not in result.output
+    assert not any(tmp_path.iterdir())
 
 
 def test_provenance_names_torch_or_the_package():

@@ -169,10 +169,16 @@ def _model_choices() -> list[str]:
 
 
 def _optimizer(value: Any, where: str) -> str:
-    from bigtrain.training.optim import canonical_optimizer
+    from bigtrain.training.optim import canonical_optimizer, resolve_optimizer
+    from bigtrain.training.optim_packages import MissingPackage
 
     # `adamw:weight_decay=0.1`: the optimizer with its own hyper-parameters, written one way.
-    return canonical_optimizer(value, where)
+    label = canonical_optimizer(value, where)
+    # Asked for by name, an optimizer whose package is absent is bad input (exit 2, the install
+    # line), not a sweep of `unsupported` cells that looks like it ran.
+    if reason := resolve_optimizer(label).available():
+        raise MissingPackage(f"{where + ': ' if where else ''}optimizer {label}: {reason}")
+    return label
 
 
 def _optimizer_choices() -> list[str]:
