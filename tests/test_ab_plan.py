@@ -87,3 +87,28 @@ def test_the_ab_command_module_loads_no_torch() -> None:
     from test_architecture import _loaded_after_import
 
     assert _loaded_after_import("bigtrain.commands.ab", ["torch", "pynvml"]) == []
+
+
+def test_a_round_gives_each_framework_of_a_side_its_own_worker(tmp_path) -> None:
+    import dataclasses
+    import sys
+
+    from bigtrain.ab.driver import _Round
+    from bigtrain.ab.sides import Side
+    from bigtrain.cells.matrix import Cell
+    from bigtrain.run.worker import FRAMEWORK_ENV
+
+    torch_cell = Cell(cell_id="a", model="mlp:seed", optimizer="sgd", impl="foreach",
+                      batch_norm="off", precision="fp32", device="cpu", batch_size=8,
+                      compile="off")
+    jax_cell = dataclasses.replace(torch_cell, cell_id="b", framework="jax")
+    sides = {name: Side(name=name, python=sys.executable) for name in (BASELINE, CANDIDATE)}
+    current = _Round(sides, {BASELINE: 0, CANDIDATE: 1}, tmp_path, index=0)
+    torch_worker = current.worker(BASELINE, torch_cell)
+    jax_worker = current.worker(BASELINE, jax_cell)
+    assert torch_worker is not jax_worker                      # two processes, never one
+    assert current.worker(BASELINE, dataclasses.replace(torch_cell, cell_id="c")) is torch_worker
+    assert current.worker(CANDIDATE, torch_cell) is not torch_worker
+    assert (torch_worker.framework, jax_worker.framework) == ("torch", "jax")
+    assert "-jax-" in jax_worker.log_path.name and "-jax-" not in torch_worker.log_path.name
+    assert FRAMEWORK_ENV == "BIGTRAIN_WORKER_FRAMEWORK"

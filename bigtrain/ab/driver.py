@@ -190,18 +190,24 @@ class _Round:
     def __init__(self, sides: Mapping[str, Side], cores: Mapping[str, int], log_dir: Path,
                  index: int) -> None:
         self.sides, self.cores, self.log_dir, self.index = sides, cores, log_dir, index
-        self.workers: dict[str, SideWorker] = {}
+        #: One worker per (side, framework): two frameworks in one process fight over threads and
+        #: memory, so a side's jax cells never run in the process of its torch cells.
+        self.workers: dict[tuple[str, str], SideWorker] = {}
         self.records: dict[str, dict[str, CellRecord]] = {name: {} for name in sides}
         self._started = 0
 
-    def worker(self, side: str) -> SideWorker:
-        """The side's live worker, or a fresh one (a failed cell's worker was killed)."""
-        current = self.workers.get(side)
+    def worker(self, side: str, cell: Cell) -> SideWorker:
+        """The side's live worker for `cell`'s framework, or a fresh one (a failed cell's worker
+        was killed)."""
+        framework = str(getattr(cell, "framework", "torch"))
+        current = self.workers.get((side, framework))
         if current is None or (current.pid is not None and not current.alive):
             self._started += 1
-            log = self.log_dir / f"r{self.index}-{side}-{self._started}.log"
-            current = SideWorker(self.sides[side], core=self.cores[side], log_path=log)
-            self.workers[side] = current
+            tag = "" if framework == "torch" else f"-{framework}"
+            log = self.log_dir / f"r{self.index}-{side}{tag}-{self._started}.log"
+            current = SideWorker(self.sides[side], core=self.cores[side], log_path=log,
+                                 framework=framework)
+            self.workers[(side, framework)] = current
         return current
 
     def close(self, *, kill: bool) -> None:
@@ -357,7 +363,7 @@ def _run_round(current: _Round, *, sorted_cells: Sequence[Cell], seed: int, mode
     for slot in round_order(list(by_id), current.index, seed, mode):
         cell = by_id[slot.cell_id]
         names = SIDES if slot.side is None else (slot.side,)
-        jobs = [(current.worker(n), _job(starts[n].manifest.run_id, cell, current.index, settings,
+        jobs = [(current.worker(n, cell), _job(starts[n].manifest.run_id, cell, current.index, settings,
                                          spec.measure.seed))
                 for n in names]
         for name, rec in zip(names, run_jobs(jobs, cell_timeout_s=spec.measure.cell_timeout_s)):
@@ -379,7 +385,7 @@ def _profile_pass(current: _Round, *, sorted_cells: Sequence[Cell], starts: Mapp
                        spec.measure.seed)
             profile = profile_settings_for(request, str(Path(starts[name].run_dir).resolve()),
                                            cell.cell_id)
-            jobs.append((current.worker(name), replace(job, profile=profile)))
+            jobs.append((current.worker(name, cell), replace(job, profile=profile)))
         run_jobs(jobs, cell_timeout_s=spec.measure.cell_timeout_s)
 
 

@@ -29,6 +29,7 @@ from bigtrain.run.job import CellJob
 from bigtrain.run.local_pool import WORKER_START_TIMEOUT_S, _tail
 from bigtrain.run.process_tree import kill_tree
 from bigtrain.run.records import death_record, executor_error_record, timeout_record
+from bigtrain.run.worker import FRAMEWORK_ENV
 
 #: One thread everywhere: torch's own pools and the BLAS and OpenMP libraries below it.
 SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
@@ -55,10 +56,12 @@ class ReadyInfo:
 class SideWorker:
     """One worker process of one side, pinned to one core."""
 
-    def __init__(self, side: Side, *, core: int, log_path: Path) -> None:
+    def __init__(self, side: Side, *, core: int, log_path: Path, framework: str = "torch") -> None:
         self.side = side
         self.core = core
         self.log_path = log_path
+        #: The framework whose cells this worker runs: one framework per process, as in the pool.
+        self.framework = framework
         self.ready: ReadyInfo | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._handle: psutil.Process | None = None
@@ -70,7 +73,7 @@ class SideWorker:
                 [self.side.python, "-m", "bigtrain", WORKER_COMMAND,
                  "--protocol", str(PROTOCOL_VERSION), "--core", str(self.core)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                env=side_environment(self.side), start_new_session=True,
+                env={**side_environment(self.side), FRAMEWORK_ENV: self.framework}, start_new_session=True,
             )
         try:
             self._handle = psutil.Process(self._process.pid)
