@@ -111,7 +111,7 @@ def test_a_bad_hyper_parameter_names_the_value_and_the_valid_keys(text, named):
 
 def test_a_bad_hyper_parameter_on_the_command_line_exits_2(tmp_path):
     result = run_cli("sweep", "--model", "mlp:seed", "--optimizer", "adamw:weight_decay=0.1,"
-                     "lion:gamma=2", "--dry-run", "--out", str(tmp_path))
+                     "sgd:gamma=2", "--dry-run", "--out", str(tmp_path))
     assert result.exit_code == 2
     assert "gamma" in result.output and "Traceback" not in result.output
 
