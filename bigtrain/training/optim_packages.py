@@ -11,9 +11,12 @@ The pins live in pyproject.toml's `optimizers` extra; `PACKAGES` names the same 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
+import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +84,25 @@ def package_version(distribution: str) -> str | None:
         return None
 
 
+#: Loggers that warn at import about things that are not a problem here: torchao's wheel carries
+#: CUDA-only kernel libraries that a CPU torch cannot load (one warning each), and torch's pytree
+#: warns about torchao registering an Enum the old way. Raised to ERROR while the package imports.
+_NOISY_IMPORT_LOGGERS = ("torch.utils._pytree",)
+
+
+@contextlib.contextmanager
+def _import_warnings_quieted(module: str) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in (module, *_NOISY_IMPORT_LOGGERS)]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def load_class(distribution: str, attribute: str) -> Any:
     """`attribute` of the package's module (dotted below it, e.g. `optim.AdamW8bit`), imported
     now; MissingPackage (exit 2, with the install line) when the package is absent or broken."""
@@ -88,7 +110,8 @@ def load_class(distribution: str, attribute: str) -> Any:
         raise MissingPackage(reason)
     package = _package(distribution)
     try:
-        target: Any = importlib.import_module(package.module)
+        with _import_warnings_quieted(package.module):
+            target: Any = importlib.import_module(package.module)
     except Exception as exc:  # noqa: BLE001 - a broken install reads as a missing one, with its error
         raise MissingPackage(f"the {distribution} package failed to import "
                              f"({type(exc).__name__}: {exc}); reinstall it: {INSTALL_LINE}") from None
