@@ -197,6 +197,19 @@ def test_the_lr_axis_reaches_both_muon_groups():
     assert {g["lr"] for g in optimizer.muon.param_groups + optimizer.adamw.param_groups} == {0.02}
 
 
+def test_the_lr_axis_fills_a_tensor_lr_in_place():
+    """torchao's 8-bit AdamW keeps its lr as a tensor and refuses a float in its place (found by
+    `converge --tune-lr`, whose trials set the lr): the axis writes into the tensor instead."""
+    from bigtrain.run.build import set_learning_rate
+
+    parameter = torch.nn.Parameter(torch.ones(3))
+    tensor_lr = torch.tensor(0.001)
+    optimizer = torch.optim.SGD([parameter], lr=0.1)
+    optimizer.param_groups[0]["lr"] = tensor_lr
+    assert set_learning_rate(optimizer, "0.02") == pytest.approx(0.02)
+    assert optimizer.param_groups[0]["lr"] is tensor_lr and float(tensor_lr) == pytest.approx(0.02)
+
+
 # -- the anatomy where it is known exactly --------------------------------------------------------
 @pytest.mark.parametrize("name, ratio", [("adam", 2.0), ("adamw", 2.0), ("nadam", 2.0),
                                          ("radam", 2.0), ("sgd", 1.0), ("rmsprop", 1.0)])

@@ -51,6 +51,9 @@ PARALLEL_CHOICES = ("ddp", "fsdp", "fsdp-offload")
 #: `bigtrain.frameworks` (kept in step with its BACKENDS by a test; pure text here, so parsing
 #: imports no framework).
 FRAMEWORK_CHOICES = ("torch", "jax", "tensorflow")
+#: The lr schedule of a converge cell over its max_steps (issue 25; `bigtrain.training.schedules`
+#: holds their definitions and is kept in step with these names by a test).
+SCHEDULE_CHOICES = ("constant", "cosine", "warmup-cosine")
 
 
 # -- how values are labelled ---------------------------------------------------------------------
@@ -194,9 +197,9 @@ def _impl(value: Any, where: str) -> str:
 
 
 def _impl_choices() -> list[str]:
-    from bigtrain.training.optim import IMPLS
+    from bigtrain.training.optim import AUTO, IMPLS
 
-    return list(IMPLS)
+    return [*IMPLS, AUTO]
 
 
 def _precision(value: Any, where: str) -> str:
@@ -266,7 +269,8 @@ AXIS_TABLE: tuple[Axis, ...] = (
                                 "schedulefree-adamw, soap, shampoo, adamw8bit; hyper-parameters "
                                 "as name:key=value[:key=value] (`bigbench list optimizers`)",
          parse=_optimizer, choices=_optimizer_choices, default=None),
-    Axis(name="impl", help="forloop, foreach, fused, compiled, native (a package's own step)",
+    Axis(name="impl", help="forloop, foreach, fused, compiled, native (a package's own step), "
+                           "auto (each optimizer's own: foreach, else native, else forloop)",
          parse=_impl, choices=_impl_choices, default=("foreach",)),
     Axis(name="batch_norm", help="on, off",
          parse=_one_of("batch-norm setting", BATCH_NORM_CHOICES), choices=BATCH_NORM_CHOICES,
@@ -318,6 +322,14 @@ AXIS_TABLE: tuple[Axis, ...] = (
     Axis(name="framework", help="the framework a cell trains in: torch, jax, tensorflow",
          parse=_one_of("framework", FRAMEWORK_CHOICES), choices=FRAMEWORK_CHOICES,
          default=("torch",), label=keyed("", "", hidden=("torch",)), column="fw",
+         required_in_preset=False),
+    # -- the lr schedule (issue 25): converge cells only (a step-time cell's lr does not change
+    # what a step costs). Optional, and at its default (constant, what every cell did before it)
+    # out of ids and labels, so earlier cells keep both.
+    Axis(name="schedule", help="the lr schedule over a converge run's max_steps: constant, "
+                               "cosine, warmup-cosine",
+         parse=_one_of("lr schedule", SCHEDULE_CHOICES), choices=SCHEDULE_CHOICES,
+         default=("constant",), label=keyed("", "", hidden=("constant",)), column="sched",
          required_in_preset=False),
 )
 #: The axis names in table order: the order of presets, the cell product and result columns.

@@ -127,6 +127,18 @@ def lever_problem(spec: SweepSpec) -> str | None:
     return None
 
 
+def schedule_problem(spec: SweepSpec) -> str | None:
+    """Why the spec's schedule axis is bad input (exit 2), or None: a schedule other than constant
+    in a step-time spec, whose cells time steps at one lr (a schedule changes no step's cost) and
+    have no horizon to schedule over."""
+    scheduled = [value for value in spec.schedule if value != "constant"]
+    if scheduled and spec.converge is None:
+        return (f"schedule {scheduled[0]} sets the lr over a converge run's max_steps; step-time "
+                f"cells time steps at one lr, so give it to `bigbench converge` (or a preset "
+                f"with a [converge] table); valid schedules here: constant")
+    return None
+
+
 def grad_accum_problem(model: str, batch_size: int, grad_accum: int) -> str | None:
     """Why `grad_accum` micro-batches cannot cut `model`'s batch of `batch_size` (bad input), or
     None."""
@@ -234,9 +246,12 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
     of more than `max_cells` combinations is refused (BadInput) before anything is built.
     """
     check_matrix_size(spec, max_cells)
-    if problem := lever_problem(spec):
-        raise BadInput(problem)
-    from bigtrain.training.optim import resolve_optimizer, unsupported_reason
+    for problem in (lever_problem(spec), schedule_problem(spec)):
+        if problem:
+            raise BadInput(problem)
+    from bigtrain.training.optim import (AUTO, preferred_impl, resolve_optimizer,
+                                         unsupported_reason)
+    from bigtrain.training.schedules import schedule_skip
     from bigtrain.training.precision import resolve_precision, skip_reason
     from bigtrain.workloads import resolve_model
 
@@ -253,6 +268,9 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
         if not model.size.has_batch_norm:
             axes["batch_norm"] = "n/a"
         axes["batch_size"] = axes["batch_size"] or model.size.default_batch_size
+        if axes["impl"] == AUTO:  # the implementation that will run, named in id and record
+            axes["impl"] = preferred_impl(resolve_optimizer(axes["optimizer"]),
+                                          axes["device"].split(":")[0])
         if problem := grad_accum_problem(model.name, axes["batch_size"], axes["grad_accum"]):
             raise BadInput(problem)
         cell_id = cell_id_for(axes)
@@ -283,6 +301,8 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "unsupported", impl_reason
         elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):
             status, reason = "unsupported", task_reason
+        elif scheduled := schedule_skip(resolve_optimizer(optimizer), impl, axes["schedule"]):
+            status, reason = scheduled
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))
     return _mark_incapable(cells)
 

@@ -40,6 +40,8 @@ class BuiltCell:
     seed: int = 0
     #: The learning rate the optimizer was built with (the `lr` axis resolved).
     lr_used: float | None = None
+    #: The lr schedule of a converge run (the `schedule` axis; `bigtrain.training.schedules`).
+    schedule: str = "constant"
 
 
 @dataclass(frozen=True, kw_only=True)

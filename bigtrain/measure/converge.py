@@ -89,17 +89,19 @@ class ConvergeResult:
             "loss_last": json_float(run.loss_last),
             "telemetry": self.telemetry,
             "telemetry_reason": self.telemetry_reason,
+            "compile_s": run.compile_s,
         }
         return fields
 
     def energy_to_target_j(self) -> float | None:
-        """The run's NVML energy less the evaluations' share by time, for a cell that reached its
+        """The run's NVML energy less the evaluations' and compilation's share by time, for a cell
+        that reached its
         target; None otherwise (and on the CPU, where `telemetry_reason` says why)."""
         run = self.run
         energy_j = (self.telemetry or {}).get("energy_j")
         if run.status != "ok" or energy_j is None:
             return None
-        total_s = run.train_s + run.eval_s
+        total_s = run.train_s + run.eval_s + (run.compile_s or 0.0)
         return float(energy_j) * (run.train_s / total_s) if total_s > 0 else None
 
     def extra(self) -> dict[str, Any]:
@@ -112,6 +114,8 @@ class ConvergeResult:
                                "converge_budget": {"max_steps": run.settings.max_steps,
                                                    "max_time_s": run.settings.max_time_s,
                                                    "eval_every": run.settings.eval_every}}
+        if run.schedule is not None and run.schedule.get("schedule") != "constant":
+            out["lr_schedule"] = dict(run.schedule)
         if self.energy_to_target_j() is None and run.status == "ok":
             out["energy_to_target_reason"] = (self.telemetry_reason
                                               or "the NVML energy counter gave no reading")
@@ -138,7 +142,7 @@ class ConvergeProtocol:
             sampler.stop()
         peak = instruments.memory.stop()
         telemetry, telemetry_reason = sampler.result(
-            window_s=run.train_s + run.eval_s, steps=run.steps,
+            window_s=run.train_s + run.eval_s + (run.compile_s or 0.0), steps=run.steps,
             items=built.workload.items_per_step * run.steps,
         )
         return ConvergeResult(run=run, peak=peak, telemetry=telemetry,

@@ -5,6 +5,14 @@ the training clock (fetching, moving and training, up to the synchronize before 
 the loader's share of it, and the evaluation clock. Each step's forward, backward and optimizer
 phases are timed as in the step-time protocol (perf_counter on the CPU, CUDA events on a GPU) and
 read only at the next evaluation, where the device is synchronized anyway.
+
+Two things a step may do besides training are kept off the training clock. A step during which
+dynamo compiled a graph (a compiled model or optimizer step, torchao's self-compiling 8-bit AdamW:
+the cell's `compile_probe` moved) is counted as a training step but its seconds go to `compile_s`
+and its phases are not sampled: compilation is a one-off cost whose size depends on the compile
+cache a reused worker already holds, so counting it would make a cell's first seed slower than
+its second for no reason of the optimizer's. The lr schedule (`bigtrain.training.schedules`) is
+written before every step over the `max_steps` horizon.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from bigtrain.data.tasks import ConvergeTask, evaluate, task_for
 from bigtrain.cells.settings import ConvergeSettings
 from bigtrain.measure.step_loop import synchronize
 from bigtrain.training.optim import set_train_mode
+from bigtrain.training.schedules import LrSchedule
 
 #: A training or held-out loss this many times the first step's loss has exploded: `diverged`.
 EXPLODING_LOSS_FACTOR = 100.0
@@ -63,6 +72,10 @@ class ConvergeRun:
     optimizer_s: tuple[float, ...]
     #: {step, wall_s, train_loss, eval_loss, eval_metric}: one value per evaluation, all finite.
     curve: Mapping[str, Sequence[float]]
+    #: Seconds of the steps that compiled a graph, outside `train_s`; None: the cell never compiles.
+    compile_s: float | None = None
+    #: The lr schedule as run (`LrSchedule.describe`).
+    schedule: Mapping[str, Any] | None = None
 
 
 class _PhaseClock:
@@ -71,6 +84,7 @@ class _PhaseClock:
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.pending: list[list[Any]] = []
+        self.discarded: list[list[Any]] = []
         self.forward_s: list[float] = []
         self.backward_s: list[float] = []
         self.optimizer_s: list[float] = []
@@ -88,6 +102,17 @@ class _PhaseClock:
             marks.append(event)
         else:
             marks.append(time.perf_counter())
+
+    def discard_last(self) -> None:
+        """Set the latest step's marks aside (a step that compiled: its phases are no sample)."""
+        self.discarded.append(self.pending.pop())
+
+    def fall_back_to_discarded(self) -> None:
+        """A run whose every step compiled keeps those steps as its samples rather than none
+        (call after the last `collect`); the record's `compile_s` says they compiled."""
+        if not self.forward_s and self.discarded:
+            self.pending, self.discarded = self.discarded, []
+            self.collect()
 
     def collect(self) -> None:
         """Turn the pending steps' marks into phase seconds (call after a synchronize)."""
@@ -128,13 +153,25 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
     loss_sum = torch.zeros((), device=device)
     losses_since_eval = 0
     status, reason = "not_reached", None
+    lr_schedule = LrSchedule(built.optimizer, built.schedule, settings.max_steps)
+    probe = built.compile_probe
+    compile_s = 0.0 if probe is not None else None
     set_train_mode(built.optimizer, True)  # Schedule-Free refuses a step in evaluation mode
     segment_start = time.perf_counter()
     while True:
         workload.inputs, workload.targets = batches.next()
+        lr_schedule.before_step()
+        graphs_before = probe() if probe is not None else 0
+        step_start = time.perf_counter()
         marks = clock.begin()
         loss = step(lambda: clock.mark(marks))
         clock.mark(marks)
+        if probe is not None and probe() != graphs_before:
+            synchronize(device)  # the step's own work, then off the clock with its compilation
+            spent = time.perf_counter() - step_start
+            compile_s = (compile_s or 0.0) + spent
+            segment_start += spent
+            clock.discard_last()
         loss_sum += loss.detach().float()
         losses_since_eval += 1
         steps += 1
@@ -173,6 +210,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
             reason = _not_reached_reason(task, best, steps, train_s, settings)
             break
         segment_start = time.perf_counter()
+    clock.fall_back_to_discarded()
     return ConvergeRun(
         status=status, reason=reason, task=task.data, seed=built.seed,
         target=Target(metric=task.metric, value=task.target_value, direction=task.direction),
@@ -183,6 +221,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
         loss_last=curve["train_loss"][-1] if curve["train_loss"] else math.nan,
         step_times_s=clock.step_times_s, forward_s=tuple(clock.forward_s),
         backward_s=tuple(clock.backward_s), optimizer_s=tuple(clock.optimizer_s), curve=curve,
+        compile_s=compile_s, schedule=lr_schedule.describe(),
     )
 
 

@@ -37,7 +37,7 @@ from bigtrain.results.tuning import ROLE_TRIAL
 SETTING_KEYS = ("source", "match_key", "lr_used")
 #: Axes a setting's configuration leaves out: the model names the figure, the optimizer and lr
 #: name the line (`lr_used`), the device is the machine.
-NOT_CONFIG_AXES = ("model", "optimizer", "impl", "device", "lr")
+NOT_CONFIG_AXES = ("model", "optimizer", "impl", "schedule", "device", "lr")
 #: The converge fields that hold numbers (null where a record has none).
 NUMERIC_FIELDS = ("seed", "lr_used", "target_value", "steps_to_target", "time_to_target_s",
                   "energy_to_target_j", "data_time_s", "eval_time_s", "best_value", "final_value",

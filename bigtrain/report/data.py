@@ -29,10 +29,12 @@ from bigtrain.results.schema import AXES
 from bigtrain.results.store import LoadedRun, load_run
 
 #: Axes shown in a config label, in this order, when they vary within the report; an axis the
-#: table gains later follows these (the optimizer and its implementation are the colour instead).
+#: table gains later follows these (the optimizer, its implementation and its lr schedule are the
+#: colour instead: a leaderboard ranks `adamw cosine` beside `schedulefree-adamw`, not apart).
 _CONFIG_ORDER = ("model", "precision", "batch_norm", "batch_size", "compile", "device")
+_CONTENDER_AXES = ("optimizer", "impl", "schedule")
 CONFIG_AXES = (*_CONFIG_ORDER,
-               *(a for a in AXIS_NAMES if a not in _CONFIG_ORDER and a not in ("optimizer", "impl")))
+               *(a for a in AXIS_NAMES if a not in _CONFIG_ORDER and a not in _CONTENDER_AXES))
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,9 @@ def label_frame(frame: pd.DataFrame, runs: Sequence[LoadedRun]) -> pd.DataFrame:
         cell_label({"optimizer": opt, "impl": impl}, style)
         for opt, impl in zip(frame["optimizer"], frame["impl"], strict=True)
     ]
+    # The schedule joins it, written out (`constant` too), only when the report holds several.
+    if "schedule" in frame and frame["schedule"].astype(str).nunique() > 1:
+        frame["opt_label"] = frame["opt_label"] + " " + frame["schedule"].astype(str)
     varying = [
         a for a in CONFIG_AXES if a in match_axes and frame[a].astype(str).nunique() > 1
     ]

@@ -76,6 +76,7 @@ def search_frame(data: ReportData) -> pd.DataFrame:
         first = seeds.iloc[0]
         reached = seeds[(seeds["status"] == STATUS_OK) & seeds["time_to_target_s"].notna()]
         row = {key: first[key] for key in (*BOARD_KEYS, "tune_group", "optimizer", "opt_label")}
+        row["schedule"] = first.get("schedule", "constant")
         row.update(seeds=len(seeds), reached=len(reached), tuned_lr=_number(first, "tuned_lr"),
                    seed_times_s=tuple(float(v) for v in reached["time_to_target_s"]))
         row["grid_edge"] = grid_edge(row["tuned_lr"],
@@ -133,6 +134,10 @@ def _relative_to_reference(frame: pd.DataFrame) -> pd.DataFrame:
         ref = board[board["optimizer"].astype(str) == REFERENCE_OPTIMIZER]
         if ref.empty:
             continue
+        # A step's cost and the state do not depend on the lr schedule; take constant's if run.
+        if "schedule" in ref:
+            ref = ref.sort_values("schedule", key=lambda s: s.astype(str) != "constant",
+                                  kind="stable")
         for column, ratio in (("step_s", "step_vs_ref"), ("state_bytes", "state_vs_ref")):
             base = float(ref.iloc[0][column])
             if math.isfinite(base) and base > 0:

@@ -538,7 +538,8 @@ RECORD_FIELDS: tuple[Field, ...] = (
              gates=(Gate(name="steps_to_target", label="steps to target", direction=LOWER,
                          unit="steps", value=_steps_to_target, position=7),)),
     _measure("time_to_target_s", "float | None", _SPAN_S,
-             "wall seconds for those steps, data loading included", unit="s", direction=LOWER,
+             "wall seconds for those steps, data loading included, compilation not (compile_s)",
+             unit="s", direction=LOWER,
              kind=FLOAT64, shows=_GATED, protocol=CONVERGE_PROTOCOL,
              gates=(Gate(name="time_to_target_s", label="time to target", direction=LOWER,
                          unit="s", position=6),)),
@@ -741,8 +742,9 @@ RECORD_FIELDS: tuple[Field, ...] = (
              "the thread settings in force in the framework's worker (XLA flags, TF intra/inter "
              "op threads)"),
     _measure("compile_s", "float | None", _SPAN_S,
-             "seconds the framework spent compiling the step (jax.jit, tf.function), outside "
-             "the timed window", unit="s", kind=FLOAT64, shows=frozenset({FRAME})),
+             "seconds spent compiling the step, outside the timed window or the time to target "
+             "(jax.jit, tf.function; in converge cells torch.compile and self-compiling "
+             "optimizers)", unit="s", kind=FLOAT64, shows=frozenset({FRAME})),
     # -- anything else a workload or a later version wants to say ---------------------------------
     Field(name="extra", annotation="Mapping[str, Any]",
           rule=mapping(value_rule=lambda key: _EXTRA_RULE_BY_KEY.get(key) or ANY_FINITE_JSON,

@@ -68,7 +68,9 @@ def build_cell(cell: Any, device: torch.device, seed: int,
     lr_used = set_learning_rate(optimizer, getattr(cell, "lr", "default"))
     step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device,
                              micro_batches=getattr(cell, "grad_accum", 1))
-    compiles = cell.compile == "on" or cell.impl == "compiled"
+    # torchao's 8-bit AdamW compiles its own step whatever the impl: watch dynamo for it too.
+    compiles = (cell.compile == "on" or cell.impl == "compiled"
+                or resolve_optimizer(cell.optimizer).compiles_itself)
 
     syncs, sync_reason = recipe.host_syncs(cell.impl)
     notes: dict[str, Any] = {**workload.notes, **lever_notes, "cudnn_benchmark": cudnn_benchmark,
@@ -93,6 +95,7 @@ def build_cell(cell: Any, device: torch.device, seed: int,
         batch_size=cell.batch_size,
         seed=seed,
         lr_used=lr_used,
+        schedule=getattr(cell, "schedule", "constant"),
     )
 
 
@@ -101,7 +104,10 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: str) -> float | None
     see `bigtrain.training.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
     if lr != "default":
         for group in optimizer.param_groups:
-            group["lr"] = float(lr)
+            if hasattr(group["lr"], "fill_"):  # a tensor lr (torchao) refuses to become a float
+                group["lr"].fill_(float(lr))
+            else:
+                group["lr"] = float(lr)
     value = optimizer.param_groups[0].get("lr")
     return float(value) if value is not None else None
 

@@ -34,6 +34,9 @@ from bigtrain.training.optim_packages import load_class, missing_reason, package
 IMPLS = ("forloop", "foreach", "fused", "compiled", "native")
 #: A package optimizer's own step: it has no foreach/fused switch of its own to choose.
 NATIVE = "native"
+#: Not an implementation but a request for each optimizer's own (`preferred_impl`), resolved when
+#: the matrix is built, so records and cell ids name the implementation that really ran.
+AUTO = "auto"
 #: Constructor keywords that choose an implementation (the impl axis), not hyper-parameters.
 IMPL_SWITCHES = frozenset({"foreach", "fused", "capturable", "differentiable", "multi_tensor", "use_triton",
                            "compile_step"})
@@ -69,6 +72,8 @@ class OptimizerSpec:
     #: The optimizer keeps different weights for training and evaluation (Schedule-Free):
     #: `set_train_mode` must switch it around every evaluation.
     train_eval_modes: bool = False
+    #: The optimizer makes its own lr schedule (Schedule-Free): it runs under schedule constant.
+    replaces_schedule: bool = False
     overrides: Mapping[str, Any] = field(default_factory=dict)
     #: impl -> the constructor keywords that choose it, for a package whose switches are named
     #: otherwise (heavyball's `multi_tensor` and its own compilation); None: foreach/fused.
@@ -183,7 +188,8 @@ for _spec in (
     OptimizerSpec(name="schedulefree-adamw", package="schedulefree",
                   class_name="AdamWScheduleFree", impls=("forloop", "foreach"),
                   impl_note="schedulefree has a foreach switch, no fused kernel",
-                  train_eval_modes=True, hyperparams={"lr": 2.5e-3, "weight_decay": 0.01},
+                  train_eval_modes=True, replaces_schedule=True,
+                  hyperparams={"lr": 2.5e-3, "weight_decay": 0.01},
                   description="Schedule-Free AdamW (no lr schedule; evaluates the averaged "
                               "weights)"),
     OptimizerSpec(name="soap", package="heavyball", class_name="SOAP",
@@ -307,10 +313,22 @@ def canonical_text(name: str, overrides: Mapping[str, Any]) -> str:
 
 # -- implementations -----------------------------------------------------------------------------
 def check_impl(impl: str, where: str = "") -> str:
-    """Validate an implementation name."""
-    if impl not in IMPLS:
-        raise unknown_choice("optimizer implementation", impl, IMPLS, where)
+    """Validate an implementation name (`auto` included: resolved per optimizer later)."""
+    if impl not in (*IMPLS, AUTO):
+        raise unknown_choice("optimizer implementation", impl, (*IMPLS, AUTO), where)
     return impl
+
+
+def preferred_impl(spec: OptimizerSpec, device_type: str) -> str:
+    """The implementation `auto` stands for: foreach where the optimizer has it here (torch's own
+    default on accelerators, and what most optimizer packages call their fast path), else its
+    package's native step, else its for-loop; an optimizer that can run none of them here gets
+    its first, which the matrix then marks unsupported with the reason."""
+    impls = spec_impls(spec)
+    for impl in ("foreach", NATIVE, "forloop"):
+        if impl in impls and unsupported_reason(spec, impl, device_type) is None:
+            return impl
+    return impls[0]
 
 
 def spec_impls(spec: OptimizerSpec) -> tuple[str, ...]:
