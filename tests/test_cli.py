@@ -15,6 +15,7 @@ from conftest import run_cli as _run, write_preset
     ("models", ["mlp:seed", "cnn:resnet50", "rnn:gru-small", "transformer:gpt2-small",
                 "transformer:gpt2-medium"]),
     ("optimizers", ["sgd", "adam", "adamw", "rmsprop", "fused[", "compiled["]),
+    ("schedules", ["constant", "cosine", "warmup-cosine", "converge cells only"]),
     ("precisions", ["fp32", "tf32", "fp16", "bf16"]),
     ("devices", ["cpu", "auto"]),
     ("presets", ["quick", "full", "gpu", "ci"]),

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-TOPICS = ("models", "optimizers", "precisions", "devices", "presets", "frameworks")
+TOPICS = ("models", "optimizers", "schedules", "precisions", "devices", "presets", "frameworks")
 
 
 @click.command(name="list")
 @click.argument("topic", type=click.Choice(TOPICS), required=False)
 def list_command(topic: str | None) -> None:
-    """List models, optimizers, precisions, devices, presets or frameworks (all of them by
+    """List models, optimizers, lr schedules, precisions, devices, presets or frameworks (all by
     default; `list frameworks` also asks each installed framework for its devices)."""
     from bigtrain.common.terminal_text import inert
 
@@ -97,6 +97,14 @@ def _hyperparameter_keys(spec) -> str:
     return ", ".join(shown)
 
 
+def _schedules() -> list[str]:
+    from bigtrain.training.schedules import SCHEDULES
+
+    lines = [f"{name:<13} {text}" for name, text in SCHEDULES.items()]
+    lines.append("(converge cells only: --schedule; Schedule-Free optimizers run at constant)")
+    return lines
+
+
 def _precisions() -> list[str]:
     from bigtrain.training.precision import PRECISIONS
 
@@ -159,7 +167,8 @@ def _frameworks(probe: bool) -> list[str]:
     return lines
 
 
-_LISTERS = {"models": _models, "optimizers": _optimizers, "precisions": _precisions,
+_LISTERS = {"models": _models, "optimizers": _optimizers, "schedules": _schedules,
+            "precisions": _precisions,
             "devices": _devices, "presets": _presets}
 
 COMMANDS = [list_command]
