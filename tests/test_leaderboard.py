@@ -9,6 +9,7 @@ import dataclasses
 import statistics
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from conftest import run_cli
 
@@ -242,3 +243,31 @@ def test_two_tuned_runs_get_a_board_each_in_one_report(clear_report, tmp_path: P
     assert result.exit_code == 0, result.output
     rows = read_csv(tmp_path / "both" / "tables" / "leaderboard.csv")
     assert len({r["source"] for r in rows}) == 2
+
+
+def test_the_figure_numbers_every_search_by_rank_and_goes_log_only_when_values_spread() -> None:
+    """A panel of optimizers whose state spans 200x and times 80x: log axes, a legend entry per
+    search in rank order (the one that never reached included), schedules told apart by marker."""
+    from bigtrain.report.leaderboard_figures import LOG_SPAN, _draw_board, _log_if_wide
+    from bigtrain.report.style import plt
+
+    assert _log_if_wide([3_432.0, 766_840.0]) and not _log_if_wide([100.0, 200.0])
+    assert not _log_if_wide([0.0, 1e6])  # a zero has no place on a log axis
+    assert not _log_if_wide([1.0, LOG_SPAN])
+    nan = float("nan")
+    ranked = pd.DataFrame({
+        "rank": [1, 2, 3], "opt_label": ["adamw constant", "adamw warmup-cosine", "sgd constant"],
+        "schedule": ["constant", "warmup-cosine", "constant"],
+        "seconds_median": [0.05, 4.0, nan], "seconds_min": [0.04, 3.0, nan],
+        "seconds_max": [0.06, 5.0, nan], "reached": [2, 2, 0], "seeds": [2, 2, 2],
+        "state_bytes": [3_432.0, 766_840.0, 104_488.0]})
+    fig, ax = plt.subplots()
+    try:
+        _draw_board(ax, ranked, "state_bytes", {})
+        labels = [text.get_text() for text in ax.get_legend().get_texts()]
+        assert labels == ["1. adamw constant", "2. adamw warmup-cosine",
+                          "3. sgd constant (not reached, 0/2 seeds)"]
+        assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+        assert [t.get_text() for t in ax.texts] == ["1", "2", "3"]
+    finally:
+        plt.close(fig)
