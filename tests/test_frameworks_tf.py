@@ -87,6 +87,14 @@ def test_the_backend_names_its_axis_value_and_install_line():
     assert BACKEND.install_line == "pip install -e '.[tensorflow]'"
 
 
+def test_the_backend_takes_the_window_hooks_so_instruments_span_only_the_window():
+    """Without them the worker's RSS, telemetry and load instruments covered the whole measure
+    call: TensorFlow's import, tracing and warm-up included."""
+    from bigtrain.run.framework_cell import _takes_window_hooks
+
+    assert _takes_window_hooks(BACKEND)
+
+
 def test_unsupported_reasons_name_what_tensorflow_runs(tmp_path):
     base = one_cell(tmp_path, "mlp:small", optimizer=("adam",))
     assert BACKEND.unsupported_reason(base) is None
@@ -238,7 +246,10 @@ def _check_fields(result: FrameworkMeasurement, cell) -> None:
 
 def test_a_measured_cell_fills_the_contract_and_its_loss_falls(tf, tmp_path):
     cell = one_cell(tmp_path, "mlp:seed")  # the 10 -> 20 -> 1 regression net, SGD momentum 0.9
-    result = BACKEND.measure(cell, SHORT, seed=0)
+    events: list[str] = []
+    result = BACKEND.measure(cell, SHORT, seed=0, on_window_open=lambda: events.append("open"),
+                             on_window_close=lambda: events.append("close"))
+    assert events == ["open", "close"]  # the worker's instruments span the window only
     _check_fields(result, cell)
     assert result.param_count == 10 * 20 + 20 + 20 * 1 + 1
     assert result.losses[-1] < 0.5 * result.losses[0]

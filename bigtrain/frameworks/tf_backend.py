@@ -41,7 +41,7 @@ import importlib.util
 import inspect
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bigtrain.frameworks.base import FrameworkMeasurement
@@ -136,13 +136,17 @@ class TensorFlowBackend:
                     "cells; checkpointing off")
         return None
 
-    def measure(self, cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
-        """Build the cell's Keras twin and optimizer, compile its step, warm up, time the window."""
+    def measure(self, cell: Any, settings: Any, seed: int, *,
+                on_window_open: Callable[[], None] | None = None,
+                on_window_close: Callable[[], None] | None = None) -> FrameworkMeasurement:
+        """Build the cell's Keras twin and optimizer, compile its step, warm up, time the window;
+        `on_window_open`/`on_window_close` run right before its first timed step and right after
+        its last (the worker's peak-RSS, telemetry and host-load instruments)."""
         if reason := self.missing_reason():
             from bigtrain.common.errors import CellSkipped
 
             raise CellSkipped(reason)
-        return _measure(cell, settings, seed)
+        return _measure(cell, settings, seed, on_window_open, on_window_close)
 
 
 def _find_spec(module: str) -> Any:
@@ -169,7 +173,9 @@ def _tf_distribution() -> str | None:
 
 
 # -- measuring (TensorFlow imported from here on) ------------------------------------------------
-def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
+def _measure(cell: Any, settings: Any, seed: int,
+             on_window_open: Callable[[], None] | None = None,
+             on_window_close: Callable[[], None] | None = None) -> FrameworkMeasurement:
     from bigtrain.common.errors import CellSkipped
     from bigtrain.workloads import resolve_model
 
@@ -212,7 +218,11 @@ def _measure(cell: Any, settings: Any, seed: int) -> FrameworkMeasurement:
         step()  # tracing, graph optimisation and (jit) XLA compilation
         compile_s = time.perf_counter() - start
         warmup_s = _warm_up(step, settings.warmup_s)
+        if on_window_open is not None:
+            on_window_open()
         step_times, losses = _window(step, settings)
+        if on_window_close is not None:
+            on_window_close()
         peak = _peak_memory_bytes(tf, device)
     return FrameworkMeasurement(
         step_times_s=step_times, warmup_s=warmup_s, compile_s=compile_s,
