@@ -35,14 +35,15 @@ def _torch_param_count(family_name: str, size_name: str, batch_norm: bool) -> in
     """The torch twin's trainable parameters, its model built on the meta device (no memory)."""
     family = FAMILIES.get(family_name)
     size = family.sizes[size_name]
-    from bigtrain.workloads import cnn, mlp, transformer
+    from bigtrain.workloads import cnn, mlp, rnn, transformer
 
     if family_name == "mlp":  # built inside its family's build (data too): on a tiny batch
         return sum(p.numel() for p in mlp._build(size, batch_size=1, batch_norm=batch_norm,
                                                  device=torch.device("cpu"),
                                                  seed=0).model.parameters())
     with torch.device("meta"):
-        model = cnn.ResidualNet(size, batch_norm) if family_name == "cnn" else transformer.GPT(size)
+        model = (cnn.ResidualNet(size, batch_norm) if family_name == "cnn"
+                 else rnn.RecurrentLM(size) if family_name == "rnn" else transformer.GPT(size))
     return sum(p.numel() for p in model.parameters())
 
 
@@ -76,9 +77,9 @@ def test_the_backend_names_exactly_the_families_the_models_module_builds() -> No
         size = FAMILIES.get(family).sizes[FAMILIES.get(family).default_size]
         assert isinstance(nnx.eval_shape(lambda f=family, s=size: make_model(
             f, s, batch_norm=False, dtype=None, rngs=nnx.Rngs(0))), nnx.Module)
-    with pytest.raises(ValueError, match="no Flax twin of family 'rnn'; valid: mlp, cnn, "
-                                         "transformer"):
-        make_model("rnn", None, batch_norm=False, dtype=None, rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="no Flax twin of family 'tv'; valid: mlp, cnn, "
+                                         "transformer, rnn"):
+        make_model("tv", None, batch_norm=False, dtype=None, rngs=nnx.Rngs(0))
 
 
 def test_the_seed_net_and_the_large_mlp_count_as_torch_does() -> None:
@@ -122,7 +123,7 @@ def _cell(**axes) -> Cell:
 
 
 @pytest.mark.parametrize("axes, words", [
-    ({"model": "rnn:lstm-tiny"}, "no Flax twin of the rnn family"),
+    ({"model": "tv:resnet18-tiny"}, "no Flax twin of the tv family"),
     ({"impl": "fused"}, "impl 'fused' has no jax counterpart"),
     ({"precision": "fp16"}, "precision 'fp16' has no jax twin"),
     ({"compile": "on"}, "always compiled whole"),
@@ -138,11 +139,11 @@ def test_cells_the_backend_cannot_run_are_unsupported_with_a_reason(axes: dict,
 
 
 def test_the_matrix_marks_a_family_without_a_twin_before_anything_runs() -> None:
-    spec = spec_from_preset("ci", {"model": "rnn:lstm-tiny,mlp:seed", "optimizer": "adam",
+    spec = spec_from_preset("ci", {"model": "tv:resnet18-tiny,mlp:seed", "optimizer": "adam",
                                    "precision": "fp32", "device": "cpu", "framework": "jax"})
     by_model = {c.model: c for c in expand(spec, CPU_ONLY)}
-    assert by_model["rnn:lstm-tiny"].status == "unsupported"
-    assert "no Flax twin" in by_model["rnn:lstm-tiny"].reason
+    assert by_model["tv:resnet18-tiny"].status == "unsupported"
+    assert "no Flax twin" in by_model["tv:resnet18-tiny"].reason
     assert by_model["mlp:seed"].status == "pending"
 
 
@@ -235,3 +236,35 @@ def test_bigbench_list_frameworks_shows_jaxs_versions_and_devices() -> None:
     [jax_line] = [line for line in result.output.splitlines() if line.strip().startswith("jax ")]
     assert "installed: jax 0.10.2" in jax_line and "flax 0.12.8" in jax_line
     assert "backend cpu; devices: cpu:0" in result.output  # asked in a fresh interpreter
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_the_recurrent_twin_computes_torchs_lstm_and_gru(cell: str) -> None:
+    """torch's own layer's weights copied into the twin give torch's outputs: the same equations,
+    gate order and both bias vectors."""
+    import jax.numpy as jnp
+    import numpy as np
+    from flax import nnx
+
+    from bigtrain.frameworks.jax_models import TorchFormRecurrent
+
+    torch.manual_seed(0)
+    layer = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(6, 5, batch_first=True)
+    twin = TorchFormRecurrent(cell, 6, 5, None, nnx.Rngs(0))
+    twin.w_ih[...] = jnp.asarray(layer.weight_ih_l0.detach().numpy().T)
+    twin.w_hh[...] = jnp.asarray(layer.weight_hh_l0.detach().numpy().T)
+    twin.b_ih[...] = jnp.asarray(layer.bias_ih_l0.detach().numpy())
+    twin.b_hh[...] = jnp.asarray(layer.bias_hh_l0.detach().numpy())
+    x = torch.randn(3, 7, 6)
+    expected, _ = layer(x)
+    got = np.asarray(twin(jnp.asarray(x.numpy())))
+    np.testing.assert_allclose(got, expected.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_an_rnn_cell_measures_and_learns_its_fixed_batch() -> None:
+    job_cell = _cell(model="rnn:copy", batch_size=8, optimizer="adam", batch_norm="n/a")
+    settings = StepTimeSettings(warmup_s=0.0, duration_s=0.01, min_steps=20)
+    result = BACKEND.measure(job_cell, settings, seed=0)
+    assert len(result.step_times_s) >= 20 and result.compile_s > 0
+    assert result.param_count == _torch_param_count("rnn", "copy", False)
+    assert result.losses[-1] < result.losses[0]

@@ -47,7 +47,7 @@ MIN_WARMUP_STEPS = 3
 PACKAGES = ("jax", "jaxlib", "flax", "optax")
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 #: The torch families with a Flax twin in `jax_models`; others are `unsupported`.
-TWIN_FAMILIES = ("mlp", "cnn", "transformer")
+TWIN_FAMILIES = ("mlp", "cnn", "transformer", "rnn")
 PRECISIONS = {"fp32": "float32", "bf16": "bfloat16"}
 #: XLA's flags for one CPU thread, set with the affinity mask when torch runs one thread.
 SINGLE_THREAD_FLAGS = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
@@ -90,8 +90,7 @@ class JaxBackend:
         family = cell.model.partition(":")[0]
         if family not in TWIN_FAMILIES:
             return (f"jax has no Flax twin of the {family} family (twins: "
-                    f"{', '.join(TWIN_FAMILIES)}; an LSTM twin's parameter count would differ "
-                    f"from torch's, which keeps two bias vectors per gate)")
+                    f"{', '.join(TWIN_FAMILIES)})")
         if cell.optimizer not in OPTIMIZERS:
             return (f"jax has no optax twin of optimizer {cell.optimizer!r}; valid: "
                     f"{', '.join(OPTIMIZERS)}")

@@ -9,7 +9,9 @@ module state, not a separate collection threaded through every call); `nnx.split
 Twins, layer by layer (torch -> Flax): Linear -> nnx.Linear; BatchNorm1d/2d -> nnx.BatchNorm
 (momentum 0.9 = torch's 0.1, epsilon 1e-5); Conv2d -> nnx.Conv in NHWC (XLA's native layout);
 LayerNorm -> nnx.LayerNorm (epsilon 1e-5); Embedding -> nnx.Embed, the transformer's head tied to
-it (`attend`) as torch ties `head.weight`; GELU exact (erf), as torch's default. Mixed precision:
+it (`attend`) as torch ties `head.weight`; GELU exact (erf), as torch's default; LSTM/GRU ->
+`TorchFormRecurrent`, torch's own equations with its two bias vectors per gate (Flax's cells keep
+one, so their parameter count would differ), run over time by `jax.lax.scan`. Mixed precision:
 `dtype` is the compute dtype (bf16 cells), parameters stay fp32 (`param_dtype`).
 
 Imports jax and flax at module level: import it only inside a jax worker (the backend does).
@@ -194,6 +196,78 @@ class GPT(nnx.Module):
         return self.token_embed.attend(self.norm(x))  # the tied head (no bias), as torch's
 
 
+def _torch_recurrent_init(hidden: int) -> Callable[..., jax.Array]:
+    """torch's LSTM/GRU init: every matrix and bias uniform in +-1/sqrt(hidden)."""
+    bound = 1.0 / hidden ** 0.5
+
+    def init(key: jax.Array, shape: tuple[int, ...], dtype: Any = _F32) -> jax.Array:
+        return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+    return init
+
+
+class TorchFormRecurrent(nnx.Module):
+    """One layer of torch's `nn.LSTM` or `nn.GRU` (batch first): input and hidden projections
+    with a bias each (`b_ih`, `b_hh`), gates in torch's order (LSTM: input, forget, cell, output;
+    GRU: reset, update, new, the reset gate scaling `W_hn h + b_hn`), scanned over time."""
+
+    def __init__(self, cell: str, cin: int, hidden: int, dtype: Any, rngs: nnx.Rngs) -> None:
+        self.cell, self.dtype = cell, dtype
+        gates = (4 if cell == "lstm" else 3) * hidden
+        init = _torch_recurrent_init(hidden)
+        self.w_ih = nnx.Param(init(rngs.params(), (cin, gates)))
+        self.w_hh = nnx.Param(init(rngs.params(), (hidden, gates)))
+        self.b_ih = nnx.Param(init(rngs.params(), (gates,)))
+        self.b_hh = nnx.Param(init(rngs.params(), (gates,)))
+        self.hidden = hidden
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        dtype = self.dtype or _F32
+        w_hh, b_hh = self.w_hh[...].astype(dtype), self.b_hh[...].astype(dtype)
+        # The input projection of every step at once (one matmul); only h @ W_hh is sequential.
+        projected = x.astype(dtype) @ self.w_ih[...].astype(dtype) + self.b_ih[...].astype(dtype)
+        h0 = jnp.zeros((x.shape[0], self.hidden), dtype)
+
+        def lstm_step(carry: tuple[jax.Array, jax.Array], x_t: jax.Array) -> Any:
+            h, c = carry
+            i, f, g, o = jnp.split(x_t + h @ w_hh + b_hh, 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+
+        def gru_step(h: jax.Array, x_t: jax.Array) -> Any:
+            x_r, x_z, x_n = jnp.split(x_t, 3, axis=-1)
+            h_r, h_z, h_n = jnp.split(h @ w_hh + b_hh, 3, axis=-1)
+            r, z = jax.nn.sigmoid(x_r + h_r), jax.nn.sigmoid(x_z + h_z)
+            n = jnp.tanh(x_n + r * h_n)
+            h = (1 - z) * n + z * h
+            return h, h
+
+        step, carry = (lstm_step, (h0, h0)) if self.cell == "lstm" else (gru_step, h0)
+        _, outputs = jax.lax.scan(step, carry, jnp.swapaxes(projected, 0, 1))
+        return jnp.swapaxes(outputs, 0, 1)
+
+
+class RecurrentLM(nnx.Module):
+    """`bigtrain.workloads.rnn.RecurrentLM`: an embedding (N(0, 1), torch's init), stacked
+    torch-form LSTM/GRU layers, a linear head over the vocabulary."""
+
+    def __init__(self, size: Any, dtype: Any, rngs: nnx.Rngs) -> None:
+        self.embed = nnx.Embed(size.vocab, size.embed,
+                               embedding_init=nnx.initializers.normal(stddev=1.0), dtype=dtype,
+                               param_dtype=_F32, rngs=rngs)
+        widths = [size.embed] + [size.hidden] * size.layers
+        self.layers = _modules([TorchFormRecurrent(size.cell, cin, size.hidden, dtype, rngs)
+                                for cin in widths[:-1]])
+        self.head = nnx.Linear(size.hidden, size.vocab, dtype=dtype, param_dtype=_F32, rngs=rngs)
+
+    def __call__(self, tokens: jax.Array) -> jax.Array:
+        x = self.embed(tokens)
+        for layer in self.layers:
+            x = layer(x)
+        return self.head(x)
+
+
 @dataclass(frozen=True)
 class Twin:
     """A built twin: the model, one synthetic batch on the device, and its loss."""
@@ -221,7 +295,8 @@ def make_model(family: str, size: Any, *, batch_norm: bool, dtype: Any,
     which imports it)."""
     makers = {"mlp": lambda: MLP(size, batch_norm, dtype, rngs),
               "cnn": lambda: ResidualNet(size, batch_norm, dtype, rngs),
-              "transformer": lambda: GPT(size, dtype, rngs)}
+              "transformer": lambda: GPT(size, dtype, rngs),
+              "rnn": lambda: RecurrentLM(size, dtype, rngs)}
     if family not in makers:
         raise ValueError(f"no Flax twin of family {family!r}; valid: {', '.join(makers)}")
     return makers[family]()
@@ -247,7 +322,7 @@ def build_twin(family: str, size: Any, *, batch_size: int, batch_norm: bool, dty
         inputs = jax.random.normal(keys[0], (batch_size, size.image_px, size.image_px, 3), _F32)
         targets = jax.random.randint(keys[1], (batch_size,), 0, size.classes)
         loss_fn = _cross_entropy
-    else:  # transformer (make_model refused any other family)
+    else:  # transformer and rnn: next-token prediction (make_model refused any other family)
         stream = jax.random.randint(keys[0], (batch_size, size.seq_len + 1), 0, size.vocab)
         inputs, targets, loss_fn = stream[:, :-1], stream[:, 1:], _cross_entropy
     model = jax.device_put(model, device) if device is not None else model
