@@ -43,3 +43,19 @@ def test_resume_on_a_read_only_filesystem_is_bad_input(tmp_path: Path, monkeypat
     monkeypatch.undo()
     assert (run / "cells.jsonl").read_bytes() == before
     assert len(load_run(run).records) == 5
+
+
+def test_a_spec_written_before_the_optional_axes_resumes_as_the_same_spec() -> None:
+    """A manifest from before cuda_graphs, the levers, framework and schedule has none of those
+    keys; its cells had their defaults, so resuming it is no change. A real change still is."""
+    from bigtrain.cells.axes import AXIS_TABLE
+    from bigtrain.cells.spec import spec_from_preset
+    from bigtrain.run.sweep import spec_differences
+
+    current = spec_from_preset("ci").to_json()
+    optional = [a.name for a in AXIS_TABLE if not a.required_in_preset]
+    assert {"cuda_graphs", "framework", "schedule"} <= set(optional)
+    older = {k: v for k, v in current.items() if k not in optional}
+    assert spec_differences(older, current) == []
+    changed = {**current, "schedule": ["cosine"]}
+    assert spec_differences(older, changed) == ["schedule: ['constant'] -> ['cosine']"]

@@ -238,7 +238,18 @@ class InterruptGuard:
 
 
 def spec_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What a resume would change in a run's spec (`key: old -> new`), its name aside."""
+    """What a resume would change in a run's spec (`key: old -> new`), its name aside.
+
+    An axis added after a run was written (`required_in_preset=False`: cuda_graphs, the levers,
+    framework, schedule) is absent from its manifest, which means that axis's default: the run's
+    cells had it. Read so, a run from before the axis resumes as the same spec; read as None, every
+    such run was refused without --force."""
+    from bigtrain.cells.axes import AXIS_TABLE
+
+    old = dict(old)
+    for entry in AXIS_TABLE:
+        if not entry.required_in_preset and entry.name not in old:
+            old[entry.name] = list(entry.default or ())
     keys = sorted(set(old) | set(new))
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys
             if k not in ("preset", "description") and old.get(k) != new.get(k)]
