@@ -9,7 +9,6 @@ trained from the `--seeds` (`bigtrain.run.tune`).
 
 from __future__ import annotations
 
-import sys
 
 import click
 
@@ -91,16 +90,11 @@ def _tuned(preset: str, budgets: dict, seeds: int | None, tune_lr: int | None,
     if v["dry_run"]:
         _dry_run(spec, settings, v["max_cells"], v["executor"])
         return
-    from bigtrain.commands.sweep import _write_report, check_quiet, cores_for_devices
-    from bigtrain.run.console import sweep_progress
+    from bigtrain.commands.sweep import run_search_and_report
     from bigtrain.run.tune import run_tune
 
-    check_quiet(v["require_quiet"], v["quiet_wait_s"], cores_for_devices(spec.device))
-    outcome, results = run_tune(spec, settings, options, sweep_progress(v["heartbeat_s"]))
-    _print_results(results)
-    if not v["no_report"] and outcome.records and not outcome.interrupted:
-        _write_report(outcome.run_dir)
-    sys.exit(outcome.exit_code)
+    run_search_and_report(v, spec, lambda progress: run_tune(spec, settings, options, progress),
+                          _print_results)
 
 
 def _search_words(settings, seeds: int) -> str:

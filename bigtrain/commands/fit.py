@@ -8,7 +8,6 @@ once, the answer once more); see `bigtrain.run.fit` for the search and what "fit
 from __future__ import annotations
 
 import dataclasses
-import sys
 
 import click
 
@@ -76,16 +75,11 @@ def _fit(ctx: click.Context, memory_budget: str | None, memory_fraction: float |
         _dry_run(spec, settings, v["max_cells"], v["executor"])
         return
 
-    from bigtrain.commands.sweep import _write_report, check_quiet, cores_for_devices
-    from bigtrain.run.console import sweep_progress
+    from bigtrain.commands.sweep import run_search_and_report
     from bigtrain.run.fit import run_fit
 
-    check_quiet(v["require_quiet"], v["quiet_wait_s"], cores_for_devices(spec.device))
-    outcome, results = run_fit(spec, settings, options, sweep_progress(v["heartbeat_s"]))
-    _print_results(results)
-    if not v["no_report"] and outcome.records and not outcome.interrupted:
-        _write_report(outcome.run_dir)
-    sys.exit(outcome.exit_code)
+    run_search_and_report(v, spec, lambda progress: run_fit(spec, settings, options, progress),
+                          _print_results)
 
 
 #: The sweep's run flags (everything of `sweep_values` that is not an axis).

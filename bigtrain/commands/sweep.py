@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 from pathlib import Path
 
 import click
@@ -205,6 +207,21 @@ def run_matrix(preset, warmup, duration, min_steps, repeats, cell_timeout, out_d
     if not no_report and outcome.records and not outcome.interrupted:
         _write_report(outcome.run_dir)
     return outcome
+
+
+def run_search_and_report(values: Mapping[str, Any], spec: Any, run: Callable[[Any], Any],
+                          print_results: Callable[[Any], None]) -> NoReturn:
+    """The tail `bigbench converge --tune-lr` and `bigbench fit` share: the quiet check, the run
+    (`run(progress)` -> (outcome, results)) with live progress, its summary table, the report
+    unless `--no-report`, and the outcome's exit code."""
+    from bigtrain.run.console import sweep_progress
+
+    check_quiet(values["require_quiet"], values["quiet_wait_s"], cores_for_devices(spec.device))
+    outcome, results = run(sweep_progress(values["heartbeat_s"]))
+    print_results(results)
+    if not values["no_report"] and outcome.records and not outcome.interrupted:
+        _write_report(outcome.run_dir)
+    sys.exit(outcome.exit_code)
 
 
 def _write_report(run_dir: Path) -> None:
