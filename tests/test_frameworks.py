@@ -70,16 +70,19 @@ def test_cells_of_a_framework_that_cannot_load_are_unsupported_with_the_reason(
     assert jax_cell.cell_id != torch_cell.cell_id and jax_cell.label.endswith(" jax")
 
 
+class _MissingJax:
+    """A jax backend whose package is absent (the import boundary, faked)."""
+
+    name = "jax"
+    install_line = "pip install -e '.[jax]'"
+
+    def missing_reason(self) -> str:
+        return "the jax framework needs jax, not installed"
+
+
 def test_a_backend_whose_package_is_missing_names_the_install_line(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    class Missing:
-        name = "jax"
-        install_line = "pip install -e '.[jax]'"
-
-        def missing_reason(self) -> str:
-            return "the jax framework needs jax, not installed"
-
-    monkeypatch.setattr(frameworks, "_loaded", {"jax": Missing()})
+    monkeypatch.setattr(frameworks, "_loaded", {"jax": _MissingJax()})
     reason = frameworks.missing_reason("jax")
     assert reason == ("the jax framework needs jax, not installed; install it with: "
                       "pip install -e '.[jax]'")
@@ -242,14 +245,7 @@ def test_the_worker_side_hands_the_backend_its_concrete_device_and_the_window_ho
 
 def test_bigbench_list_frameworks_says_what_is_missing_and_how_to_install_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    class Missing:
-        name = "jax"
-        install_line = "pip install -e '.[jax]'"
-
-        def missing_reason(self) -> str:
-            return "the jax framework needs jax, not installed"
-
-    monkeypatch.setattr(frameworks, "_loaded", {"jax": Missing()})
+    monkeypatch.setattr(frameworks, "_loaded", {"jax": _MissingJax()})
     monkeypatch.setattr(frameworks, "_import_errors", {"tensorflow": "ModuleNotFoundError: x"})
     result = run_cli("list", "frameworks")
     assert result.exit_code == 0, result.output

@@ -268,17 +268,16 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
         if not model.size.has_batch_norm:
             axes["batch_norm"] = "n/a"
         axes["batch_size"] = axes["batch_size"] or model.size.default_batch_size
+        optimizer_spec = resolve_optimizer(axes["optimizer"])
         if axes["impl"] == AUTO:  # the implementation that will run, named in id and record
-            axes["impl"] = preferred_impl(resolve_optimizer(axes["optimizer"]),
-                                          axes["device"].split(":")[0])
+            axes["impl"] = preferred_impl(optimizer_spec, axes["device"].split(":")[0])
         if problem := grad_accum_problem(model.name, axes["batch_size"], axes["grad_accum"]):
             raise BadInput(problem)
         cell_id = cell_id_for(axes)
         if cell_id in seen:
             continue
         seen.add(cell_id)
-        optimizer, impl, precision, device = (
-            axes["optimizer"], axes["impl"], axes["precision"], axes["device"])
+        impl, precision, device = axes["impl"], axes["precision"], axes["device"]
         device_type = device.split(":")[0]
         status, reason = PENDING, None
         device_reason = _device_skip(device, inventory)
@@ -297,11 +296,11 @@ def expand(spec: SweepSpec, inventory: DeviceInventory, *,
             status, reason = "skipped", ws_reason
         elif lever := lever_skip(axes, device_type, spec.converge is not None):
             status, reason = lever
-        elif impl_reason := unsupported_reason(resolve_optimizer(optimizer), impl, device_type):
+        elif impl_reason := unsupported_reason(optimizer_spec, impl, device_type):
             status, reason = "unsupported", impl_reason
         elif spec.converge is not None and (task_reason := converge_unsupported_reason(axes)):
             status, reason = "unsupported", task_reason
-        elif scheduled := schedule_skip(resolve_optimizer(optimizer), impl, axes["schedule"]):
+        elif scheduled := schedule_skip(optimizer_spec, impl, axes["schedule"]):
             status, reason = scheduled
         cells.append(Cell(cell_id=cell_id, status=status, reason=reason, **axes))
     return _mark_incapable(cells)

@@ -95,14 +95,13 @@ class ConvergeResult:
 
     def energy_to_target_j(self) -> float | None:
         """The run's NVML energy less the evaluations' and compilation's share by time, for a cell
-        that reached its
-        target; None otherwise (and on the CPU, where `telemetry_reason` says why)."""
+        that reached its target; None otherwise (and on the CPU, where `telemetry_reason` says
+        why)."""
         run = self.run
         energy_j = (self.telemetry or {}).get("energy_j")
         if run.status != "ok" or energy_j is None:
             return None
-        total_s = run.train_s + run.eval_s + (run.compile_s or 0.0)
-        return float(energy_j) * (run.train_s / total_s) if total_s > 0 else None
+        return float(energy_j) * (run.train_s / run.span_s) if run.span_s > 0 else None
 
     def extra(self) -> dict[str, Any]:
         """Protocol notes for the record's `extra`: the task, its data and the loader."""
@@ -142,7 +141,7 @@ class ConvergeProtocol:
             sampler.stop()
         peak = instruments.memory.stop()
         telemetry, telemetry_reason = sampler.result(
-            window_s=run.train_s + run.eval_s + (run.compile_s or 0.0), steps=run.steps,
+            window_s=run.span_s, steps=run.steps,
             items=built.workload.items_per_step * run.steps,
         )
         return ConvergeResult(run=run, peak=peak, telemetry=telemetry,

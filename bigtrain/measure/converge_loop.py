@@ -77,6 +77,12 @@ class ConvergeRun:
     #: The lr schedule as run (`LrSchedule.describe`).
     schedule: Mapping[str, Any] | None = None
 
+    @property
+    def span_s(self) -> float:
+        """The seconds the run took in all, the span its telemetry covers: training,
+        evaluations and compilation."""
+        return self.train_s + self.eval_s + (self.compile_s or 0.0)
+
 
 class _PhaseClock:
     """Four marks per step (start, after forward, after backward, end), read after a synchronize."""
@@ -155,7 +161,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
     status, reason = "not_reached", None
     lr_schedule = LrSchedule(built.optimizer, built.schedule, settings.max_steps)
     probe = built.compile_probe
-    compile_s = 0.0 if probe is not None else None
+    compile_s = 0.0
     set_train_mode(built.optimizer, True)  # Schedule-Free refuses a step in evaluation mode
     segment_start = time.perf_counter()
     while True:
@@ -169,7 +175,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
         if probe is not None and probe() != graphs_before:
             synchronize(device)  # the step's own work, then off the clock with its compilation
             spent = time.perf_counter() - step_start
-            compile_s = (compile_s or 0.0) + spent
+            compile_s += spent
             segment_start += spent
             clock.discard_last()
         loss_sum += loss.detach().float()
@@ -221,7 +227,7 @@ def train_to_target(built: Any, settings: ConvergeSettings) -> ConvergeRun:
         loss_last=curve["train_loss"][-1] if curve["train_loss"] else math.nan,
         step_times_s=clock.step_times_s, forward_s=tuple(clock.forward_s),
         backward_s=tuple(clock.backward_s), optimizer_s=tuple(clock.optimizer_s), curve=curve,
-        compile_s=compile_s, schedule=lr_schedule.describe(),
+        compile_s=compile_s if probe is not None else None, schedule=lr_schedule.describe(),
     )
 
 

@@ -65,6 +65,10 @@ def _draw_board(ax: Any, ranked: Any, x_column: str, palette: Mapping[str, str])
     log_x, log_y = _log_if_wide(x_values), _log_if_wide(y_values)
     top = max((v for v in y_values if math.isfinite(v)), default=1.0)
     never_y = top * (1.6 if log_y else 1.15) if top > 0 else 1.0
+    # Legend entries in rank order (`ranked` is), gathered here: matplotlib's own order would
+    # list the plain markers (not reached) before the error bars.
+    handles: list[Any] = []
+    labels: list[str] = []
     for _, row in ranked.iterrows():
         x = float(row[x_column])
         if not math.isfinite(x):
@@ -73,17 +77,18 @@ def _draw_board(ax: Any, ranked: Any, x_column: str, palette: Mapping[str, str])
         median = row["seconds_median"]
         rank = int(row["rank"])
         if math.isfinite(median):
-            ax.errorbar(x, median, yerr=[[median - row["seconds_min"]],
-                                         [row["seconds_max"] - median]],
-                        fmt=SCHEDULE_MARKERS.get(str(row.get("schedule")), "o"), color=colour,
-                        ecolor=colour, capsize=3,
-                        label=f"{rank}. {row['opt_label']}")
-            y = median
+            handle = ax.errorbar(x, median, yerr=[[median - row["seconds_min"]],
+                                                  [row["seconds_max"] - median]],
+                                 fmt=SCHEDULE_MARKERS.get(str(row.get("schedule")), "o"),
+                                 color=colour, ecolor=colour, capsize=3)
+            label, y = f"{rank}. {row['opt_label']}", median
         else:
-            ax.plot([x], [never_y], marker="x", color=colour, linestyle="none",
-                    label=f"{rank}. {row['opt_label']} (not reached, {row['reached']}/"
-                          f"{row['seeds']} seeds)")
+            [handle] = ax.plot([x], [never_y], marker="x", color=colour, linestyle="none")
+            label = (f"{rank}. {row['opt_label']} (not reached, {row['reached']}/"
+                     f"{row['seeds']} seeds)")
             y = never_y
+        handles.append(handle)
+        labels.append(label)
         ax.annotate(str(rank), (x, y), xytext=(4, 3), textcoords="offset points", fontsize=7)
     if log_x:
         ax.set_xscale("log")
@@ -93,11 +98,8 @@ def _draw_board(ax: Any, ranked: Any, x_column: str, palette: Mapping[str, str])
         _plain_log_ticks(ax.yaxis)
     else:
         ax.set_ylim(bottom=0)
-    # In rank order: matplotlib would list the plain markers (not reached) before the error bars.
-    handles, labels = ax.get_legend_handles_labels()
-    order = sorted(range(len(labels)), key=lambda i: int(labels[i].split(".", 1)[0]))
-    ax.legend([handles[i] for i in order], [labels[i] for i in order], loc="upper left",
-              bbox_to_anchor=(1.02, 1.0), fontsize=7, frameon=False, borderaxespad=0)
+    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7,
+              frameon=False, borderaxespad=0)
 
 
 def leaderboard_figures(data: ReportData, palette: Mapping[str, str] | None = None) -> list[Figure]:

@@ -18,6 +18,7 @@ from bigtrain.measure.contract import BuiltCell
 from bigtrain.measure.step_loop import TrainingStep
 from bigtrain.training.optim import build_optimizer, resolve_optimizer
 from bigtrain.training.precision import resolve_precision
+from bigtrain.training.schedules import set_group_lr
 from bigtrain.workloads import resolve_model
 
 
@@ -62,15 +63,15 @@ def build_cell(cell: Any, device: torch.device, seed: int,
         workload.model = compile_model(workload.model)
     workload.model.train()
     param_count = sum(p.numel() for p in workload.model.parameters())
+    optimizer_spec = resolve_optimizer(cell.optimizer)
     optimizer, optimizer_step = build_optimizer(
-        resolve_optimizer(cell.optimizer), cell.impl, workload.model  # Muon splits by module
+        optimizer_spec, cell.impl, workload.model  # Muon splits by module
     )
     lr_used = set_learning_rate(optimizer, getattr(cell, "lr", "default"))
     step: Any = TrainingStep(workload, optimizer, optimizer_step, recipe, device,
                              micro_batches=getattr(cell, "grad_accum", 1))
     # torchao's 8-bit AdamW compiles its own step whatever the impl: watch dynamo for it too.
-    compiles = (cell.compile == "on" or cell.impl == "compiled"
-                or resolve_optimizer(cell.optimizer).compiles_itself)
+    compiles = cell.compile == "on" or cell.impl == "compiled" or optimizer_spec.compiles_itself
 
     syncs, sync_reason = recipe.host_syncs(cell.impl)
     notes: dict[str, Any] = {**workload.notes, **lever_notes, "cudnn_benchmark": cudnn_benchmark,
@@ -104,10 +105,7 @@ def set_learning_rate(optimizer: torch.optim.Optimizer, lr: str) -> float | None
     see `bigtrain.training.optim.OPTIMIZERS`) before the first step; returns the lr in force."""
     if lr != "default":
         for group in optimizer.param_groups:
-            if hasattr(group["lr"], "fill_"):  # a tensor lr (torchao) refuses to become a float
-                group["lr"].fill_(float(lr))
-            else:
-                group["lr"] = float(lr)
+            set_group_lr(group, float(lr))
     value = optimizer.param_groups[0].get("lr")
     return float(value) if value is not None else None
 

@@ -38,6 +38,16 @@ CONSTANT = "constant"
 WARMUP_FRACTION = 0.05
 
 
+def set_group_lr(group: dict[str, Any], value: float) -> None:
+    """Write a parameter group's lr: into the tensor itself where the optimizer keeps a tensor lr
+    (torchao's 8-bit AdamW refuses a float in its place, and a compiled step keeps seeing the same
+    tensor, so it does not recompile), else as a float."""
+    if hasattr(group["lr"], "fill_"):
+        group["lr"].fill_(value)
+    else:
+        group["lr"] = value
+
+
 def warmup_steps(schedule: str, total_steps: int) -> int:
     """How many of the first steps warm up under `schedule` over `total_steps` (0: none)."""
     if schedule != "warmup-cosine":
@@ -81,11 +91,7 @@ class LrSchedule:
             return
         self.last_factor = lr_factor(self.schedule, self.steps_taken, self.total_steps)
         for group, peak in zip(self.optimizer.param_groups, self.peak_lrs):
-            value = peak * self.last_factor
-            if hasattr(group["lr"], "fill_"):  # a tensor lr: in place, so no recompilation
-                group["lr"].fill_(value)
-            else:
-                group["lr"] = value
+            set_group_lr(group, peak * self.last_factor)
         self.steps_taken += 1
 
     def describe(self) -> dict[str, Any]:
